@@ -1,0 +1,15 @@
+"""Encoders: an image in, one L2-normalised feature vector out (ONNX Runtime).
+
+>>> import encoders
+>>> enc = encoders.load()                      # the shipped default model, CPU
+>>> feats = enc.encode(["scan1.jpg", "scan2.png"])   # (2, 256) float32, unit rows
+"""
+from .contract import ModelContract, ThresholdRow
+from .decode import DecodeError, read_image
+from .preprocess import preprocess, preprocess_batch
+from .runtime import Encoder, EncoderError, default_model_path, load
+
+__all__ = [
+    "DecodeError", "Encoder", "EncoderError", "ModelContract", "ThresholdRow", "default_model_path", "load",
+    "preprocess", "preprocess_batch", "read_image",
+]

@@ -1,0 +1,183 @@
+"""ONNX Runtime encoder: images in, L2-normalised features out.
+
+One thread per session by default: on a shared or small machine, OpenMP-style intra-op threads
+stall each other (measured 2-11x slowdowns on 2 busy cores); parallelism comes from processes.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .contract import ModelContract, read_contract_from_onnx_bytes
+from .decode import ImageInput, read_image
+from .preprocess import preprocess
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default" / "docretriever-default.onnx"
+BACKENDS = ("cpu", "cuda", "tensorrt")
+
+
+class EncoderError(RuntimeError):
+    """The model could not be loaded or run as asked (missing file, wrong backend, bad contract)."""
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package (overridable with $DOCRETRIEVER_MODEL)."""
+    env = os.environ.get("DOCRETRIEVER_MODEL")
+    return Path(env) if env else DEFAULT_MODEL
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _providers(backend: str, gpu_id: int, available: Sequence[str]) -> list[Any]:
+    if backend == "cpu":
+        return ["CPUExecutionProvider"]
+    if backend == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise EncoderError(
+                "backend='cuda' asked, but this onnxruntime has no CUDAExecutionProvider "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu with CUDA 12, or use backend='cpu'"
+            )
+        return [("CUDAExecutionProvider", {"device_id": gpu_id}), "CPUExecutionProvider"]
+    if backend == "tensorrt":
+        if "TensorrtExecutionProvider" not in available:
+            raise EncoderError(
+                "backend='tensorrt' asked, but this onnxruntime has no TensorrtExecutionProvider "
+                f"(available: {', '.join(available)})"
+            )
+        return [("TensorrtExecutionProvider", {"device_id": gpu_id}),
+                ("CUDAExecutionProvider", {"device_id": gpu_id}), "CPUExecutionProvider"]
+    raise EncoderError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+class Encoder:
+    """A loaded model: ``encode`` turns images into ``(n, dim)`` float32 unit vectors."""
+
+    def __init__(self, model: str | os.PathLike, backend: str = "cpu", gpu_id: int = 0,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(model)
+        if not path.is_file():
+            raise EncoderError(f"model file not found: {path}")
+        self.path = path
+        self.backend = backend
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or 1
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        providers = _providers(backend, gpu_id, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types
+            raise EncoderError(f"{path}: cannot load the ONNX model ({exc})") from None
+        active = self.session.get_providers()
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if active[0] != wanted:
+            # onnxruntime-gpu lists CUDA as available even without a GPU or CUDA libraries and then
+            # silently runs on the CPU; a user who asked for a GPU must know.
+            raise EncoderError(
+                f"backend={backend!r} asked, but onnxruntime could not start {wanted} "
+                f"(active providers: {', '.join(active)}); check the GPU, CUDA and cuDNN installation, "
+                "or use backend='cpu'"
+            )
+        meta = self.session.get_modelmeta()
+        try:
+            self.contract: ModelContract = read_contract_from_onnx_bytes(meta.custom_metadata_map, str(path))
+        except ValueError as exc:
+            raise EncoderError(str(exc)) from None
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if self.contract.input_name not in inputs:
+            raise EncoderError(f"{path}: contract names input {self.contract.input_name!r}, "
+                               f"model has {sorted(inputs)}")
+        self.fingerprint = file_sha256(path)
+        LOG.debug("loaded %s (%s) on %s", path, self.fingerprint[:12], active[0])
+
+    # --- facts ---------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.contract.dim
+
+    @property
+    def name(self) -> str:
+        return self.contract.name
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.contract.input_size
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {"name": self.contract.name, "version": self.contract.version, "fingerprint": self.fingerprint,
+                "dim": self.dim, "input_size": list(self.input_size), "colour": self.contract.colour,
+                "path": str(self.path), "backend": self.backend, "providers": self.session.get_providers()}
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.contract.name!r} v{self.contract.version}, dim={self.dim}, {self.fingerprint[:12]})"
+
+    # --- work ----------------------------------------------------------------------------------
+    def load_image(self, src: ImageInput) -> np.ndarray:
+        """Decode one input at the cheapest resolution that still serves this model."""
+        return read_image(src, target_hw=self.input_size)
+
+    def preprocess(self, src: ImageInput) -> np.ndarray:
+        return preprocess(self.load_image(src), self.contract)
+
+    def encode_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed ``(n, 3, H, W)`` float32 -> ``(n, dim)`` unit vectors."""
+        if batch.ndim != 4 or batch.shape[1:] != (3, *self.input_size):
+            raise ValueError(f"expected a batch of shape (n, 3, {self.input_size[0]}, {self.input_size[1]}), "
+                             f"got {batch.shape}")
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        (out,) = self.session.run([self.contract.output_name],
+                                  {self.contract.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        out = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+        if out.shape[1] != self.dim:
+            raise EncoderError(f"{self.path}: model returned {out.shape[1]}-d features, contract says {self.dim}")
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def encode(self, images: Iterable[ImageInput] | ImageInput, batch_size: int = 32) -> np.ndarray:
+        """Paths, bytes or BGR uint8 arrays -> ``(n, dim)`` float32 L2-normalised features.
+
+        A single image (one path, bytes or one HxWxC array) gives ``(1, dim)``.  Unreadable input
+        raises :class:`encoders.DecodeError` naming the file.
+        """
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or (
+                isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype != object):
+            images = [images]
+        feats: list[np.ndarray] = []
+        buf: list[np.ndarray] = []
+        for src in images:
+            buf.append(self.preprocess(src))
+            if len(buf) == batch_size:
+                feats.append(self.encode_batch(np.stack(buf)))
+                buf = []
+        if buf:
+            feats.append(self.encode_batch(np.stack(buf)))
+        if not feats:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(feats)
+
+
+def load(model: str | os.PathLike | None = None, backend: str = "cpu", gpu_id: int = 0,
+         threads: int | None = None) -> Encoder:
+    """Load an encoder; ``model=None`` means the model shipped with docretriever."""
+    if backend not in BACKENDS:
+        raise EncoderError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return Encoder(model if model is not None else default_model_path(), backend, gpu_id, threads)

@@ -1,0 +1,57 @@
+"""Shared fixtures: the shipped model, a tiny contract-honouring model, and sample images."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+cv2.setNumThreads(1)
+
+
+def make_tiny_model(path: Path, dim: int = 16, size: int = 32, name: str = "tiny-test-model",
+                    seed: int = 0) -> Path:
+    """A small random ONNX model that honours the docretriever contract (for shape/safety tests)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from encoders.contract import ModelContract, write_contract
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((3 * size * size, dim)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["img"], ["flat"], axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["raw"]),
+         helper.make_node("LpNormalization", ["raw"], ["feats"], axis=1, p=2)],
+        name, [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("feats", TensorProto.FLOAT, ["batch", dim])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    write_contract(str(path), ModelContract(name=name, input_size=(size, size), dim=dim, colour="BGR"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The model shipped with the package."""
+    import encoders
+
+    return encoders.load()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model_path(tmp_path_factory) -> Path:
+    """Same shape as ``tiny_model_path`` but other weights: a different encoder fingerprint."""
+    return make_tiny_model(tmp_path_factory.mktemp("models2") / "tiny2.onnx", seed=1, name="tiny-other")
