@@ -62,7 +62,7 @@ def _row(obj: Any, where: str) -> ThresholdRow:
         raise ThresholdError(f"{where}: threshold row {obj!r} has non-numeric values") from None
     if not 0.0 < fpr <= 1.0:
         raise ThresholdError(f"{where}: FPR must be in (0, 1], got {fpr!r}")
-    if not -1.0 - 1e-6 <= thr <= 1.0 + 1e-6:
+    if not (-1.0 - 1e-6 <= thr <= 1.0 + 1e-6 or thr == float("-inf")):
         raise ThresholdError(f"{where}: threshold {thr!r} is not a cosine in [-1, 1] "
                              "(a (cos+1)/2 reference score? convert with from_reference_score)")
     return ThresholdRow(fpr=fpr, tpr=tpr, threshold=thr)
@@ -81,7 +81,14 @@ class ThresholdTable:
     # --- construction ------------------------------------------------------------------------
     @classmethod
     def from_rows(cls, rows: Iterable[Any], source: str = "") -> "ThresholdTable":
-        return cls(tuple(_row(r, source or "threshold table") for r in rows), source)
+        """Rows as ThresholdRow, mappings or triples; unmeasurable rows (threshold None, or
+        ``measurable: False`` as :func:`retriever.metrics.threshold_table` marks them) are skipped."""
+        kept = []
+        for r in rows:
+            if isinstance(r, Mapping) and (r.get("threshold") is None or r.get("measurable") is False):
+                continue
+            kept.append(_row(r, source or "threshold table"))
+        return cls(tuple(kept), source)
 
     @classmethod
     def from_contract(cls, contract: ModelContract) -> "ThresholdTable":

@@ -107,3 +107,14 @@ def test_table_is_immutable_and_sorted():
     assert [r.fpr for r in t.rows] == [1e-4, 1e-3, 1e-2, 1e-1]
     with pytest.raises(dataclasses.FrozenInstanceError):
         t.source = "x"  # type: ignore[misc]
+
+
+def test_unmeasurable_calibration_rows_are_skipped():
+    # retriever.metrics.threshold_table marks targets with too few negatives as unmeasurable.
+    calib = {"threshold_table": [
+        {"fpr": 1e-5, "tpr": None, "threshold": None, "measured_fpr": None, "measurable": False},
+        {"fpr": 1e-2, "tpr": 0.9, "threshold": 0.5, "measured_fpr": 0.008, "measurable": True}]}
+    t = ThresholdTable.from_calibration(calib)
+    assert [r.fpr for r in t.rows] == [1e-2]
+    with pytest.raises(ThresholdError, match="below the measured range"):
+        t.threshold_for(1e-5)

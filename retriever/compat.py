@@ -1,0 +1,135 @@
+"""``DocClassifier``: the reference project's call shape on top of :class:`retriever.Retriever`.
+
+Code written for the reference project keeps working::
+
+    clf = DocClassifier(register_root="my_register")   # one image per document type
+    label, score = clf(img)                             # (None, score) when rejected
+
+Differences worth knowing, all deliberate:
+
+* Scores and ``threshold`` are on the reference's ``(cos + 1) / 2`` scale in [0, 1], as before;
+  the rest of docretriever speaks cosine in [-1, 1] (``cos = 2 * score - 1``).
+* The default threshold is the model's measured FPR = 1e-2 row (the reference also used an
+  FPR = 1e-2 threshold), converted to that scale; a model without a table needs ``threshold=``.
+* Accept means ``score >= threshold`` (the reference used ``>``), and a rejected call returns
+  the best score instead of 0.0, so callers can see how close it was.
+* ``model_cfg`` is a path to a docretriever ONNX model (None: the shipped default), not a name.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .memory import MemoryGallery
+from .retriever import Retriever, RetrieverError
+from .thresholds import NoThresholdTableError, ThresholdTable, from_reference_score, to_reference_score
+
+if TYPE_CHECKING:
+    from encoders.decode import ImageInput
+
+__all__ = ["DocClassifier", "REFERENCE_DEFAULT_FPR", "REGISTER_SUFFIXES", "reference_labels"]
+
+REFERENCE_DEFAULT_FPR = 1e-2
+REGISTER_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def reference_labels(root: str | os.PathLike) -> dict[str, Path]:
+    """Register images under ``root`` keyed by the reference's label convention.
+
+    The label is the folder parts joined with ``_`` plus the file stem (``ids/tw/front.jpg`` ->
+    ``ids_tw_front``; ``passport.png`` -> ``passport``); one image per label.  Two files mapping
+    to the same label is an error naming both (the reference silently kept the last one).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise RetrieverError(f"register folder not found: {root}")
+    out: dict[str, Path] = {}
+    for f in sorted(root.rglob("*")):
+        if not f.is_file() or f.suffix.lower() not in REGISTER_SUFFIXES or f.name.startswith("."):
+            continue
+        parts = f.relative_to(root).parts
+        label = "_".join((*parts[:-1], f.stem))
+        if label in out:
+            raise RetrieverError(f"register folder {root}: {out[label]} and {f} both give label {label!r}; "
+                                 "rename one (the reference convention allows one image per label)")
+        out[label] = f
+    if not out:
+        raise RetrieverError(f"register folder {root} has no images ({', '.join(REGISTER_SUFFIXES)})")
+    return out
+
+
+class DocClassifier:
+    """Reference-compatible classifier: an in-memory register bank built from a folder.
+
+    ``register_root``: folder of register images (label = folder parts + stem, see
+    :func:`reference_labels`); None uses the shipped ``register_data/``
+    (:func:`retriever.default_register_dir`).
+    ``threshold``: on the reference's ``(cos + 1) / 2`` scale in [0, 1]; None takes the model's
+    measured FPR = 1e-2 threshold converted to that scale.
+    ``backend`` / ``gpu_id``: as :func:`encoders.load`; ``model_cfg``: ONNX model path or None.
+    """
+
+    def __init__(self, register_root: str | os.PathLike | None = None, threshold: float | None = None,
+                 backend: str = "cpu", gpu_id: int = 0, model_cfg: str | os.PathLike | None = None,
+                 encoder: Any = None) -> None:
+        import encoders
+
+        from . import default_register_dir
+
+        if register_root is None:
+            register_root = default_register_dir()
+            if register_root is None:
+                raise RetrieverError("no register_root given and no shipped register_data/ folder found; "
+                                     "pass register_root= (a folder with one image per document type)")
+        self.register_root = Path(register_root)
+        self.encoder = encoder if encoder is not None else encoders.load(model_cfg, backend=backend, gpu_id=gpu_id)
+        files = reference_labels(self.register_root)
+        labels = list(files)
+        feats = self.encoder.encode([files[lab] for lab in labels])
+        self.gallery = MemoryGallery(feats, labels, self.encoder, sources=[str(files[lab]) for lab in labels],
+                                     name=f"<register {self.register_root}>")
+        if threshold is None:
+            table = ThresholdTable.from_contract(self.encoder.contract)
+            try:
+                cos = table.threshold_for(REFERENCE_DEFAULT_FPR)
+            except NoThresholdTableError:
+                raise NoThresholdTableError(
+                    f"model {self.encoder.name!r} has no measured threshold table, so there is no default "
+                    "threshold; pass threshold= on the reference (cos+1)/2 scale (e.g. threshold=0.75), or "
+                    "build a gallery and run `retriever calibrate` on your own documents") from None
+            threshold = to_reference_score(cos)
+        threshold = float(threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise RetrieverError(f"DocClassifier threshold {threshold!r} is outside [0, 1]: it is on the "
+                                 "reference (cos+1)/2 scale (cosine c is (c+1)/2)")
+        self._threshold = threshold
+        self.retriever = Retriever(self.gallery, self.encoder, threshold=from_reference_score(threshold), top_k=1)
+
+    @property
+    def threshold(self) -> float:
+        """Accept threshold on the reference ``(cos + 1) / 2`` scale."""
+        return self._threshold
+
+    @property
+    def bank(self) -> dict[str, np.ndarray]:
+        """Label -> register feature, like the reference's ``bank``."""
+        return {lab: self.gallery.feats[i] for i, lab in enumerate(self.gallery.labels.tolist())}
+
+    def extract_feature(self, img: "ImageInput") -> np.ndarray:
+        """One image -> its L2-normalised feature vector ``(dim,)``."""
+        return self.encoder.encode([img])[0]
+
+    def __call__(self, img: "ImageInput") -> tuple[str | None, float]:
+        """An image (BGR array, path or bytes) -> ``(label, score)``, or ``(None, score)`` if rejected.
+
+        ``score`` is the best register match on the ``(cos + 1) / 2`` scale.
+        """
+        res = self.retriever.classify_one(img)
+        return (res.label if res.accepted else None), to_reference_score(res.score)
+
+    def __repr__(self) -> str:
+        return (f"DocClassifier(register_root={str(self.register_root)!r}, labels={len(self.gallery)}, "
+                f"threshold={self._threshold:.4f} (cos+1)/2, encoder={self.encoder!r})")
