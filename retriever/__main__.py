@@ -1,0 +1,5 @@
+"""``python -m retriever ...`` is the ``retriever`` command."""
+from .cli import main
+
+if __name__ == "__main__":
+    main(prog_name="retriever")

@@ -1,0 +1,226 @@
+"""``retriever`` command line: classify images, show the threshold table, calibrate a gallery.
+
+Exit status: 0 all inputs classified (accepted or rejected), 3 some inputs could not be read
+(each has an error line; the others are still classified), 1 the setup failed (gallery, model,
+threshold), 2 bad usage.  The bulk job (``retriever run``) comes later.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+
+EXIT_INPUT_ERRORS = 3
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp")
+BACKENDS = ("cpu", "cuda", "tensorrt")
+
+
+def _setup_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "cannot start" (reported as one message, exit 1), imported lazily."""
+    from encoders import EncoderError
+
+    from .retriever import RetrieverError
+    from .thresholds import ThresholdError
+
+    errs: list[type[BaseException]] = [EncoderError, RetrieverError, ThresholdError]
+    try:
+        from indexer.errors import GalleryError
+
+        errs.append(GalleryError)
+    except ImportError:  # pragma: no cover - indexer ships with retriever
+        pass
+    return tuple(errs)
+
+
+def _load_encoder(model: Path | None, backend: str, gpu_id: int) -> Any:
+    import encoders
+
+    try:
+        return encoders.load(model, backend=backend, gpu_id=gpu_id)
+    except _setup_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def expand_inputs(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str | None]]:
+    """Files as given; directories searched recursively for image suffixes, sorted.
+
+    Yields ``(path, problem)``: problem is None for a file to classify, or a reason the path
+    produced nothing (missing, or a directory without images).
+    """
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                yield p, f"directory has no images ({', '.join(IMAGE_SUFFIXES)})"
+            for f in found:
+                yield f, None
+        elif not p.exists():
+            yield p, "file not found"
+        else:
+            yield p, None
+
+
+def model_option(f: Any) -> Any:
+    f = click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")(f)
+    f = click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
+                     help="ONNX Runtime execution provider.")(f)
+    f = click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="ONNX model file (default: the shipped model). Must be the gallery's model.")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Classify document images against a register gallery.
+
+    Scores are cosine similarities in [-1, 1]; the reference project's score is (cos+1)/2.
+    """
+
+
+@main.command("classify", epilog="Exit status: 0 all inputs classified (ACCEPT or REJECT), 3 some inputs "
+                                 "could not be read (error lines; the others are still classified), "
+                                 "1 setup error (gallery, model, threshold), 2 usage error.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--gallery", "-g", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Gallery directory (built with `indexer build`).")
+@click.option("--fpr", type=float, default=None,
+              help="Target false-positive rate; the threshold comes from the gallery's calibration or the "
+                   "model's table [default: 0.01].")
+@click.option("--threshold", type=float, default=None,
+              help="Explicit cosine threshold in [-1, 1] instead of --fpr.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Distinct labels listed per image.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@model_option
+def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpr: float | None, threshold: float | None, top_k: int,
+                 as_json: bool, batch_size: int, model: Path | None, backend: str, gpu_id: int) -> None:
+    """Classify image files or directories (searched recursively) against GALLERY.
+
+    Prints path, best label, score (cosine), ACCEPT/REJECT and the runner-up label; with --json,
+    one object per line: {"path", "label", "score", "accepted", "threshold", "margin", "top_k"},
+    or {"path", "error"} for an unreadable input.
+    """
+    if fpr is not None and threshold is not None:
+        raise click.UsageError("give either --fpr or --threshold, not both")
+    from encoders.decode import DecodeError
+
+    from .retriever import Retriever
+
+    encoder = _load_encoder(model, backend, gpu_id)
+    try:
+        retriever = Retriever(gallery, encoder=encoder, fpr=1e-2 if fpr is None else fpr, threshold=threshold,
+                              top_k=top_k)
+    except _setup_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"# {retriever.gallery_name}: {retriever.count} exemplars, {retriever.n_labels} labels; "
+               f"threshold {retriever.threshold:.4f} cosine ({retriever.threshold_origin})", err=True)
+
+    inputs = list(expand_inputs(paths))
+    width = max([len(str(p)) for p, _ in inputs] + [4])
+    failed = 0
+
+    def emit_error(path: Path, reason: str) -> None:
+        nonlocal failed
+        failed += 1
+        if as_json:
+            click.echo(json.dumps({"path": str(path), "error": reason}))
+        else:
+            click.echo(f"{str(path):<{width}}  ERROR: {reason}")
+
+    if not as_json:
+        click.echo(f"{'path':<{width}}  {'label':<24} {'score':>7}  {'decision':<8}  runner-up")
+
+    def classify_stream() -> Iterator[Any]:
+        batch: list[Path] = []
+        for path, problem in inputs:
+            if problem is not None:
+                yield from retriever.classify_iter(batch, batch_size=batch_size) if batch else ()
+                batch = []
+                yield path, problem
+                continue
+            batch.append(path)
+        if batch:
+            yield from retriever.classify_iter(batch, batch_size=batch_size)
+
+    for path, outcome in classify_stream():
+        if isinstance(outcome, str):
+            emit_error(path, outcome)
+        elif isinstance(outcome, DecodeError):
+            emit_error(path, outcome.reason)
+        elif as_json:
+            d = outcome.to_dict()
+            d.pop("source", None)
+            click.echo(json.dumps({"path": str(path), **d}))
+        else:
+            ru = outcome.runner_up
+            runner = f"{ru[0]} ({ru[1]:.4f})" if ru else "-"
+            click.echo(f"{str(path):<{width}}  {outcome.label:<24} {outcome.score:>7.4f}  "
+                       f"{'ACCEPT' if outcome.accepted else 'REJECT':<8}  {runner}")
+    if failed:
+        click.echo(f"{failed} of {len(inputs)} inputs could not be classified", err=True)
+        sys.exit(EXIT_INPUT_ERRORS)
+
+
+@main.command("thresholds")
+@click.option("--gallery", "-g", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Gallery whose calibration (if any) overrides the model's table.")
+@click.option("--fpr", type=float, default=1e-2, show_default=True, help="Mark the row used for this target FPR.")
+@model_option
+def thresholds_cmd(gallery: Path | None, fpr: float, model: Path | None, backend: str, gpu_id: int) -> None:
+    """Print the threshold table in use (FPR, TPR, cosine threshold, reference (cos+1)/2 score).
+
+    Accept iff cosine >= threshold.  A gallery's own calibration wins over the model's generic
+    table; between rows the stricter row (measured FPR <= target) is used.
+    """
+    from .thresholds import ThresholdTable
+
+    encoder = _load_encoder(model, backend, gpu_id)
+    calibration = None
+    name = "gallery"
+    if gallery is not None:
+        from indexer.gallery import Gallery
+
+        try:
+            g = Gallery.open(gallery, encoder=encoder)
+        except _setup_errors() as exc:
+            raise click.ClickException(str(exc)) from None
+        calibration = g.calibration
+        name = f"gallery {gallery}"
+    try:
+        table = ThresholdTable.resolve(encoder.contract, calibration, gallery=name)
+    except _setup_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(table.to_markdown(selected_fpr=fpr), nl=False)
+
+
+@main.command("calibrate")
+@click.argument("labelled_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--gallery", "-g", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Gallery to calibrate; its manifest receives the measured table.")
+@click.option("--fpr", "fprs", type=float, multiple=True,
+              help="Target FPR rows (repeatable) [default: 1e-5 1e-4 1e-3 1e-2 1e-1].")
+@model_option
+def calibrate_cmd(labelled_dir: Path, gallery: Path, fprs: tuple[float, ...], model: Path | None, backend: str,
+                  gpu_id: int) -> None:
+    """Measure a threshold table for GALLERY on LABELLED_DIR (your own labelled documents)."""
+    try:
+        from retriever.calibrate import calibrate_gallery
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("retriever.calibrate",):
+            raise
+        raise click.ClickException("`retriever calibrate` is not available: this installation has no "
+                                   "retriever.calibrate module") from None
+    encoder = _load_encoder(model, backend, gpu_id)
+    try:
+        result = calibrate_gallery(str(gallery), str(labelled_dir), encoder, fprs=list(fprs) or None)
+    except _setup_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result["table_markdown"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
