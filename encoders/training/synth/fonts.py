@@ -22,6 +22,8 @@ _LATIN_PREFIXES = (
     "NimbusSans", "NimbusRoman", "NimbusMonoPS", "URWBookman", "URWGothic", "C059", "P052",
     "Cantarell", "LinLibertine", "LinBiolinum", "EBGaramond", "Lato", "FiraCode", "Inconsolata",
 )
+# Faces lacking common Latin-1 glyphs / punctuation (symbol or initials fonts).
+_BROKEN = ("EBGaramond12-Bold", "LinBiolinum_K", "LinLibertine_I")
 _MONO_PREFIXES = ("DejaVuSansMono", "LiberationMono", "FreeMono", "NimbusMonoPS", "FiraCode",
                   "Inconsolata", "NotoSansMono-")
 # Faces that cover Han + kana + hangul (usable for any CJK text).
@@ -68,9 +70,10 @@ def _match(prefixes: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[str
 def _list(script: str) -> tuple[str, ...]:
     s = script.lower()
     if s == "latin":
-        return tuple(_match(_LATIN_PREFIXES, exclude=("Oblique", "Italic", "ExtraLight", "Thin", "Hairline")))
+        return tuple(_match(_LATIN_PREFIXES, exclude=("Oblique", "Italic", "ExtraLight", "Thin", "Hairline") + _BROKEN
+                            + ("Inconsolata",)))
     if s == "latin_italic":
-        return tuple(p for p in _match(_LATIN_PREFIXES) if "Italic" in p or "Oblique" in p)
+        return tuple(p for p in _match(_LATIN_PREFIXES, exclude=_BROKEN) if "Italic" in p or "Oblique" in p)
     if s == "mono":
         return tuple(_match(_MONO_PREFIXES, exclude=("Oblique", "Italic")))
     if s == "cjk":
