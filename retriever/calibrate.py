@@ -1,0 +1,221 @@
+"""Measure a gallery's own threshold table on the user's labelled captures.
+
+Why: a model's shipped table was measured on the training project's benchmark; the FPR a user
+actually gets depends on *their* register (how many types, how alike) and *their* captures.  This
+scores labelled captures against the gallery exactly as the retriever will (same index, same
+search), builds the exact TPR@FPR table (:mod:`retriever.metrics`) and stores it in the gallery
+manifest, where it overrides the model's table.
+
+LABELLED_DIR layout: one folder per registered type, the folder path relative to LABELLED_DIR
+being the gallery label (``passport/de/scan1.jpg`` -> ``passport/de``), plus an optional
+``unknown/`` folder of documents of types *not* in the gallery.  Unknown captures count as
+negatives against every type (they are different-type pairs, the very false accepts a threshold
+must guard against) and give the open-set false-accept rate.
+
+Negative pairs available: ``known x (types - 1) + unknown x types``; an FPR of f needs at least
+1/f of them (FPR 1e-4 -> 10,000).  Explicitly asked FPRs that cannot be measured are refused;
+with the default FPRs the unmeasurable ones are left out of the table and listed.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from . import metrics as M
+from .thresholds import ThresholdError
+
+__all__ = ["CalibrationError", "UNKNOWN_DIR", "calibrate_gallery", "calibration_from_scores", "scan_labelled_dir",
+           "score_against_gallery"]
+
+UNKNOWN_DIR = "unknown"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Bound on the (queries x gallery items) search results held at once.
+MAX_BLOCK = 4_000_000
+
+
+class CalibrationError(ThresholdError):
+    """The labelled data cannot calibrate this gallery as asked; the message says what is missing."""
+
+
+class _GalleryLike(Protocol):
+    manifest: dict[str, Any]
+
+    def search(self, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def labels_of(self, ids: np.ndarray) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------------------------------
+def scan_labelled_dir(labelled_dir: str | os.PathLike) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """(known captures as (path, label), unknown captures) below ``labelled_dir``, sorted.
+
+    Hidden files and folders are skipped; images lying directly in the root are refused (they
+    have no label).
+    """
+    root = Path(labelled_dir)
+    if not root.is_dir():
+        raise CalibrationError(f"{root}: not a directory (expected one folder per gallery label "
+                               f"and an optional {UNKNOWN_DIR}/ folder)")
+    known: list[tuple[Path, str]] = []
+    unknown: list[Path] = []
+    loose: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(root)
+        for name in sorted(filenames):
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            p = Path(dirpath) / name
+            if rel == Path("."):
+                loose.append(p)
+            elif rel.parts[0] == UNKNOWN_DIR:
+                unknown.append(p)
+            else:
+                known.append((p, rel.as_posix()))
+    if loose:
+        raise CalibrationError(f"{root}: images directly in the directory have no label "
+                               f"({', '.join(p.name for p in loose[:5])}{' ...' if len(loose) > 5 else ''}); "
+                               f"put each in the folder named after its gallery label, or in {UNKNOWN_DIR}/")
+    if not known and not unknown:
+        raise CalibrationError(f"{root}: no images found ({', '.join(IMAGE_SUFFIXES)}); expected one folder "
+                               f"per gallery label holding captures of that type, and optionally {UNKNOWN_DIR}/")
+    return known, unknown
+
+
+def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: np.ndarray,
+                fprs: Sequence[float] | None) -> list[float]:
+    """Refuse before encoding anything when the data cannot give what was asked; the FPRs to report."""
+    type_set = set(types.tolist())
+    if UNKNOWN_DIR in type_set:
+        raise CalibrationError(f"the gallery has a label named {UNKNOWN_DIR!r}, which LABELLED_DIR reserves for "
+                               "documents of unregistered types; rename that label to calibrate")
+    foreign = sorted(set(known_labels) - type_set)
+    if foreign:
+        shown = ", ".join(sorted(type_set)[:20]) + (" ..." if len(type_set) > 20 else "")
+        raise CalibrationError(
+            f"{root}: {len(foreign)} folder(s) not named after a gallery label: "
+            f"{', '.join(repr(f) for f in foreign[:20])}{' ...' if len(foreign) > 20 else ''}; the gallery has "
+            f"{len(type_set)} labels: {shown}. Rename the folders to gallery labels, or move captures of "
+            f"unregistered types into {UNKNOWN_DIR}/")
+    n_known = len(known_labels)
+    if n_known == 0:
+        raise CalibrationError(f"{root}: no captures of registered types (only {UNKNOWN_DIR}/): a TPR needs "
+                               "positive pairs; add folders named after gallery labels")
+    n_neg = n_known * (len(types) - 1) + n_unknown * len(types)
+    how = (f"{n_known:,} captures of registered types x {len(types) - 1:,} other types + "
+           f"{n_unknown:,} unknown captures x {len(types):,} types")
+    wanted = list(M.DEFAULT_FPRS if fprs is None else fprs)
+    for f in wanted:
+        if not 0.0 < f < 1.0:
+            raise CalibrationError(f"FPR must be in (0, 1), got {f!r}")
+    short = [f for f in wanted if not M.is_measurable(f, n_neg)]
+    if fprs is not None and short:
+        need = "; ".join(f"FPR {f:g} needs at least {M.negatives_needed(f):,}" for f in short)
+        raise CalibrationError(
+            f"{root}: too little data for the FPRs asked: it gives {n_neg:,} negative pairs ({how}); {need}. "
+            f"Add captures (more per type, more types' captures, or unregistered documents in {UNKNOWN_DIR}/), "
+            "or ask for larger FPRs")
+    if len(short) == len(wanted):
+        raise CalibrationError(
+            f"{root}: too little data: it gives {n_neg:,} negative pairs ({how}); even FPR {max(wanted):g} needs "
+            f"{M.negatives_needed(max(wanted)):,}. Add captures or unregistered documents in {UNKNOWN_DIR}/")
+    return wanted
+
+
+def score_against_gallery(gallery: _GalleryLike, types: Sequence[str], known_feats: np.ndarray,
+                          known_labels: Sequence[str], unknown_feats: np.ndarray | None = None,
+                          max_block: int = MAX_BLOCK) -> M.ScoreSets:
+    """Per-type best scores of every capture, from the gallery's own search (what the retriever sees).
+
+    Searches each capture against all gallery items (k = count) in blocks; a type an approximate
+    index does not return scores -inf (the retriever could not return it either).
+    """
+    types = np.asarray(sorted(types))
+    count = int(gallery.manifest["count"])
+    acc = M.ScoreAccumulator(types, n_exemplars=count, unknown_as_negatives=True)
+    step = max(1, max_block // max(1, count))
+
+    def blocks(feats: np.ndarray):
+        feats = np.asarray(feats, dtype=np.float32)
+        for i in range(0, len(feats), step):
+            scores, ids = gallery.search(feats[i:i + step], count)
+            m = len(scores)
+            valid = ids >= 0
+            rows = np.nonzero(valid)[0]
+            labels = np.asarray(gallery.labels_of(ids[valid])).astype(str)
+            tidx = np.searchsorted(types, labels)
+            out = np.full((m, len(types)), -np.inf, dtype=np.float32)
+            np.maximum.at(out, (rows, tidx), scores[valid].astype(np.float32))
+            yield i, out
+
+    kl = np.asarray(known_labels).astype(str)
+    true_idx = np.searchsorted(types, kl)
+    for i, block in blocks(known_feats):
+        acc.add_known(block, true_idx[i:i + len(block)])
+    if unknown_feats is not None and len(unknown_feats):
+        for _, block in blocks(unknown_feats):
+            acc.add_unknown(block)
+    return acc.finish()
+
+
+def calibration_from_scores(sets: M.ScoreSets, fprs: Sequence[float], source: str) -> dict[str, Any]:
+    """The calibration record stored in the gallery manifest (JSON-serialisable).
+
+    ``table`` holds only the measurable rows (what the retriever may use); the others are listed
+    under ``not_measurable`` with the number of negatives they need, and shown as n/a in
+    ``table_markdown``.
+    """
+    res = M.summarise(sets, fprs)
+    return {
+        "table": [r for r in res["table"] if r["measurable"]],
+        "not_measurable": [{"fpr": r["fpr"], "negatives_needed": M.negatives_needed(r["fpr"])}
+                           for r in res["table"] if not r["measurable"]],
+        "source": source,
+        "n_pos": res["n_pos"],
+        "n_neg": res["n_neg"],
+        "n_known_queries": res["n_known_queries"],
+        "n_unknown_queries": res["n_unknown_queries"],
+        "register_size": res["register_size"],
+        "negatives": "captures x other registered types, plus unknown captures x all types",
+        "auroc": res["auroc"],
+        "top1_accuracy": res["top1_accuracy"],
+        "identification": res["identification"]["rows"],
+        "table_markdown": M.markdown_table(res),
+    }
+
+
+def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
+                      fprs: Sequence[float] | None = None) -> dict[str, Any]:
+    """Measure the TPR@FPR table of ``gallery_path`` on ``labelled_dir`` and store it in its manifest.
+
+    ``fprs=None`` measures the default rows (1e-5 .. 1e-1) that the data allows and lists the
+    others under ``not_measurable``; explicit ``fprs`` are all required, else CalibrationError.
+    Returns the stored record (``table``, ``source``, ``n_pos``, ``n_neg``, ``register_size``,
+    ``table_markdown``, ...).
+    """
+    from encoders import DecodeError
+    from indexer.gallery import Gallery
+
+    known, unknown = scan_labelled_dir(labelled_dir)
+    g = Gallery.open(gallery_path, encoder)
+    types = np.unique(np.asarray(g.items.column("label").to_pylist(), dtype=str))
+    if len(types) == 0:
+        raise CalibrationError(f"{gallery_path}: the gallery is empty; add register exemplars first")
+    wanted = _check_data(str(labelled_dir), [lab for _, lab in known], len(unknown), types,
+                         None if fprs is None else list(fprs))
+    try:
+        kf = encoder.encode([str(p) for p, _ in known], batch_size=32)
+        uf = encoder.encode([str(p) for p in unknown], batch_size=32) if unknown else None
+    except DecodeError as exc:
+        raise CalibrationError(f"cannot read a capture: {exc}") from None
+    sets = score_against_gallery(g, types, kf, [lab for _, lab in known], uf)
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    record = calibration_from_scores(sets, wanted, f"user calibration {Path(labelled_dir).resolve()} {date}")
+    record["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}
+    record["created_at"] = date
+    g.set_calibration(record)
+    return record
