@@ -97,7 +97,7 @@ EVAL = CaptureParams(
     defocus_px=(0.8, 2.6), p_noise=0.85, noise_std=(2.0, 13.0), chroma_noise=(1.0, 7.0), p_wb=0.8,
     wb=0.12, contrast=(0.65, 1.2), brightness=(-35.0, 18.0), gamma=(0.7, 1.45), p_gray=0.15,
     p_scanner=0.12, jpeg_quality=(20, 85),
-    p_double_jpeg=0.4, p_vignette=0.4, vignette=(0.15, 0.45), p_curl=0.35, curl=(0.01, 0.035),
+    p_double_jpeg=0.4, p_vignette=0.4, vignette=(0.15, 0.45), p_curl=0.35, curl=(0.02, 0.06),
     p_finger=0.25, p_screen=0.12, p_defocus_strong=0.1,
 )
 
@@ -136,6 +136,12 @@ def _params(strength: str | CaptureParams) -> CaptureParams:
 # geometry
 # ---------------------------------------------------------------------------------------------
 
+# BGR desk / tablecloth colours: white, greys, black, beige, wood-ish, navy, dark green, muted red
+_DESK = np.array([[235, 235, 235], [180, 180, 175], [110, 110, 110], [35, 35, 35], [170, 200, 215],
+                  [90, 130, 170], [60, 90, 130], [90, 50, 30], [60, 90, 50], [60, 60, 130],
+                  [200, 190, 170]], np.float32)
+
+
 def _background(rng: Rng, h: int, w: int, background: np.ndarray | None, scanner: bool) -> np.ndarray:
     """Scene behind the document, only visible in slivers: a given image or a desk texture."""
     if scanner:
@@ -158,13 +164,14 @@ def _background(rng: Rng, h: int, w: int, background: np.ndarray | None, scanner
         warp = cv2.resize(rng.standard_normal((6, 6)).astype(np.float32), (sw, sh)) * 12.0
         grain = np.sin((t + warp) * rng.uniform(0.2, 0.7)) * 0.5 + 0.5
         img = base[None, None, :] * (0.75 + 0.35 * grain[..., None])
-    elif kind < 0.75:  # plain desk/tablecloth with a soft gradient
-        base = rng.uniform(20, 235, 3).astype(np.float32)
+    elif kind < 0.75:  # plain desk/tablecloth with a soft gradient: mostly muted colours
+        base = _DESK[int(rng.integers(len(_DESK)))] * rng.uniform(0.8, 1.15) + rng.uniform(-15, 15, 3)
+        base = np.clip(base, 0, 255).astype(np.float32)
         gy = np.linspace(0.85, 1.15, sh, dtype=np.float32)[:, None, None]
         img = base[None, None, :] * (gy if rng.random() < 0.5 else gy[::-1])
         img = np.broadcast_to(img, (sh, sw, 3)).copy()
     else:  # fabric/carpet: blotchy noise
-        base = rng.uniform(30, 200, 3).astype(np.float32)
+        base = np.clip(_DESK[int(rng.integers(len(_DESK)))] + rng.uniform(-25, 25, 3), 0, 255).astype(np.float32)
         blot = cv2.resize(rng.standard_normal((sh // 4 + 2, sw // 4 + 2, 3)).astype(np.float32), (sw, sh))
         img = base[None, None, :] + blot * rng.uniform(8, 30)
     img = img + rng.standard_normal((sh, sw, 1)).astype(np.float32) * 5.0
@@ -216,7 +223,7 @@ def _curl_maps(rng: Rng, p: CaptureParams, Minv: np.ndarray, h: int, w: int
         a, b, L = v, u, w
     amp = _u(rng, p.curl) * L
     ph = rng.uniform(-0.3, 0.3)
-    bow = np.sin(np.pi * np.clip(a + ph, 0, 1))                  # lines bow along the bend axis
+    bow = np.cos(np.pi * (a - 0.5 - ph))                         # lines bow along the bend axis
     disp_b = amp * (bow - 0.5) * (1.0 + rng.uniform(0.5, 1.5) * (b - 0.5))
     disp_a = amp * 0.4 * np.sin(2 * np.pi * a)                  # non-uniform foreshortening
     xs = u * (w - 1)
@@ -228,7 +235,7 @@ def _curl_maps(rng: Rng, p: CaptureParams, Minv: np.ndarray, h: int, w: int
     pts = np.stack([xs, ys, np.ones_like(xs)], -1) @ Minv.T
     src = (pts[..., :2] / pts[..., 2:3]).astype(np.float32)
     maps = cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)
-    shade = (1.0 - rng.uniform(0.05, 0.25) * np.cos(np.pi * (a + ph)) ** 2).astype(np.float32)
+    shade = (1.0 - rng.uniform(0.05, 0.25) * np.sin(np.pi * (a - 0.5 - ph)) ** 2).astype(np.float32)
     return maps, shade
 
 
@@ -426,10 +433,10 @@ def _screen_pattern(rng: Rng, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     gh, gw = max(8, h // 8), max(8, w // 8)
     yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32)
     ang = rng.uniform(0, np.pi)
-    f = rng.uniform(0.08, 0.3)
+    f = rng.uniform(0.06, 0.22)
     t = (xx * np.cos(ang) + yy * np.sin(ang)) * f
     ph = rng.uniform(0, 2 * np.pi, 3)
-    a = rng.uniform(0.06, 0.18)
+    a = rng.uniform(0.04, 0.12)
     bands = np.stack([1 + a * np.sin(t + ph[c]) for c in range(3)], -1).astype(np.float32)
     bands = cv2.resize(bands, (w, h), interpolation=cv2.INTER_LINEAR)
     px = rng.uniform(2.2, 4.5)
@@ -527,33 +534,34 @@ def simulate_capture(doc_bgr: np.ndarray, rng: Rng, strength: str | CaptureParam
 # reference-project view augmentation (albumentations 2.x)
 # ---------------------------------------------------------------------------------------------
 
-_AUG: Any = None
+_AUG: list[list[Any]] | None = None
 
 
-def _build_augment() -> Any:
+def _build_augment() -> list[list[Any]]:
+    """The four groups; each transform has p=1 and is picked uniformly within its group."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # never phone home
     import albumentations as A
 
-    geometry = A.OneOf([
+    geometry = [
         A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-15, 15),
                  border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
         A.Affine(translate_percent=(-0.1, 0.1), scale=(0.9, 1.1), rotate=(-15, 15),
                  border_mode=cv2.BORDER_REPLICATE, p=1.0),
-    ], p=0.5)
-    blur = A.OneOf([
+    ]
+    blur = [
         A.MotionBlur(blur_limit=(3, 7), p=1.0),
         A.MedianBlur(blur_limit=(3, 5), p=1.0),
         A.GaussianBlur(blur_limit=(3, 7), p=1.0),
         A.ZoomBlur(max_factor=(1.0, 1.1), p=1.0),
         A.Defocus(radius=(1, 3), alias_blur=(0.1, 0.3), p=1.0),
         A.ImageCompression(quality_range=(1, 50), p=1.0),
-    ], p=0.5)
-    noise = A.OneOf([
+    ]
+    noise = [
         A.ISONoise(color_shift=(0.01, 0.05), intensity=(0.1, 0.5), p=1.0),
         A.GaussNoise(std_range=(0.02, 0.1), p=1.0),
         A.MultiplicativeNoise(multiplier=(0.9, 1.1), per_channel=True, elementwise=True, p=1.0),
-    ], p=0.5)
-    colour = A.OneOf([
+    ]
+    colour = [
         A.ColorJitter(brightness=(0.7, 1.3), contrast=(0.7, 1.3), saturation=(0.7, 1.3),
                       hue=(-0.1, 0.1), p=1.0),
         A.ToGray(p=1.0),
@@ -562,8 +570,8 @@ def _build_augment() -> Any:
         A.ChannelDropout(channel_drop_range=(1, 1), fill=0, p=1.0),
         A.RGBShift(r_shift_limit=(-20, 20), g_shift_limit=(-20, 20), b_shift_limit=(-20, 20), p=1.0),
         A.InvertImg(p=1.0),
-    ], p=0.5)
-    return A.Compose([geometry, blur, noise, colour])
+    ]
+    return [geometry, blur, noise, colour]
 
 
 def augment_view(img_bgr: np.ndarray, rng: Rng) -> np.ndarray:
@@ -573,6 +581,13 @@ def augment_view(img_bgr: np.ndarray, rng: Rng) -> np.ndarray:
     global _AUG
     if _AUG is None:
         _AUG = _build_augment()
-    _AUG.set_random_seed(int(rng.integers(0, 2**31 - 1)))
-    out = _AUG(image=img_bgr)["image"]
-    return np.ascontiguousarray(out)
+    # The OneOf choices are drawn here rather than by albumentations: reseeding a Compose seeds
+    # every child with the same value, which makes the four groups fire all-or-nothing.
+    # albumentations' colour ops (gray weights, sepia, hue) assume RGB.
+    img = np.ascontiguousarray(img_bgr[:, :, ::-1])
+    for group in _AUG:
+        if rng.random() < 0.5:
+            t = group[int(rng.integers(len(group)))]
+            t.set_random_seed(int(rng.integers(0, 2**31 - 1)))
+            img = t(image=img)["image"]
+    return np.ascontiguousarray(img[:, :, ::-1])
