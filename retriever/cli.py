@@ -80,7 +80,7 @@ def main() -> None:
     """
 
 
-@main.command("classify", epilog="Exit status: 0 all inputs classified (ACCEPT or REJECT), 3 some inputs "
+@main.command("classify", short_help="Classify images or directories against a gallery.", epilog="Exit status: 0 all inputs classified (ACCEPT or REJECT), 3 some inputs "
                                  "could not be read (error lines; the others are still classified), "
                                  "1 setup error (gallery, model, threshold), 2 usage error.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -165,7 +165,7 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpr: float | None, thre
         sys.exit(EXIT_INPUT_ERRORS)
 
 
-@main.command("thresholds")
+@main.command("thresholds", short_help="Print the threshold table in use.")
 @click.option("--gallery", "-g", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Gallery whose calibration (if any) overrides the model's table.")
 @click.option("--fpr", type=float, default=1e-2, show_default=True, help="Mark the row used for this target FPR.")
@@ -197,7 +197,7 @@ def thresholds_cmd(gallery: Path | None, fpr: float, model: Path | None, backend
     click.echo(table.to_markdown(selected_fpr=fpr), nl=False)
 
 
-@main.command("calibrate")
+@main.command("calibrate", short_help="Measure a gallery's threshold table on labelled images.")
 @click.argument("labelled_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--gallery", "-g", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Gallery to calibrate; its manifest receives the measured table.")

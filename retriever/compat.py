@@ -14,6 +14,8 @@ Differences worth knowing, all deliberate:
 * Accept means ``score >= threshold`` (the reference used ``>``), and a rejected call returns
   the best score instead of 0.0, so callers can see how close it was.
 * ``model_cfg`` is a path to a docretriever ONNX model (None: the shipped default), not a name.
+* Register images may be any format the indexer reads (.jpg .jpeg .png .bmp .tif .tiff .webp),
+  not only .jpg/.jpeg/.png; two files giving the same label are an error, not a silent overwrite.
 """
 from __future__ import annotations
 
@@ -30,35 +32,22 @@ from .thresholds import NoThresholdTableError, ThresholdTable, from_reference_sc
 if TYPE_CHECKING:
     from encoders.decode import ImageInput
 
-__all__ = ["DocClassifier", "REFERENCE_DEFAULT_FPR", "REGISTER_SUFFIXES", "reference_labels"]
+__all__ = ["DocClassifier", "REFERENCE_DEFAULT_FPR", "reference_labels"]
 
 REFERENCE_DEFAULT_FPR = 1e-2
-REGISTER_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def reference_labels(root: str | os.PathLike) -> dict[str, Path]:
     """Register images under ``root`` keyed by the reference's label convention.
 
     The label is the folder parts joined with ``_`` plus the file stem (``ids/tw/front.jpg`` ->
-    ``ids_tw_front``; ``passport.png`` -> ``passport``); one image per label.  Two files mapping
-    to the same label is an error naming both (the reference silently kept the last one).
+    ``ids_tw_front``; ``passport.png`` -> ``passport``); one image per label.  This is the
+    indexer's ``file`` label mode (one convention project-wide): two files mapping to one label
+    raise :class:`indexer.errors.LabelError` naming both (the reference silently kept the last).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise RetrieverError(f"register folder not found: {root}")
-    out: dict[str, Path] = {}
-    for f in sorted(root.rglob("*")):
-        if not f.is_file() or f.suffix.lower() not in REGISTER_SUFFIXES or f.name.startswith("."):
-            continue
-        parts = f.relative_to(root).parts
-        label = "_".join((*parts[:-1], f.stem))
-        if label in out:
-            raise RetrieverError(f"register folder {root}: {out[label]} and {f} both give label {label!r}; "
-                                 "rename one (the reference convention allows one image per label)")
-        out[label] = f
-    if not out:
-        raise RetrieverError(f"register folder {root} has no images ({', '.join(REGISTER_SUFFIXES)})")
-    return out
+    from indexer.labels import scan_register
+
+    return {label: path for path, label in scan_register(root, "file").entries}
 
 
 class DocClassifier:

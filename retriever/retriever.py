@@ -102,16 +102,19 @@ def _open_gallery(gallery: Any, encoder: "Encoder") -> Any:
 
 
 def _check_encoder(gallery: Any, encoder: "Encoder") -> None:
-    """An already-open gallery: compare its recorded encoder fingerprint with ours."""
+    """An already-open gallery: compare its recorded encoder fingerprint with ours.
+
+    Raises the indexer's :class:`indexer.errors.EncoderMismatchError`, the same error
+    ``Gallery.open(path, encoder)`` raises, so callers catch one thing either way.
+    """
+    from indexer.errors import EncoderMismatchError
+
     manifest = getattr(gallery, "manifest", None) or {}
-    recorded = (manifest.get("encoder") or {}).get("fingerprint")
+    info = manifest.get("encoder") or {}
+    recorded = info.get("fingerprint")
     if recorded and recorded != encoder.fingerprint:
-        name = (manifest.get("encoder") or {}).get("name", "?")
-        raise RetrieverError(
-            f"gallery {_gallery_name(gallery)} was built with encoder {name!r} ({recorded[:12]}), "
-            f"but the retriever uses {encoder.name!r} ({encoder.fingerprint[:12]}); features from "
-            "different models are not comparable: rebuild the gallery with this model or load the "
-            "gallery's model")
+        raise EncoderMismatchError(_gallery_name(gallery), recorded, info.get("name", "?"),
+                                   encoder.fingerprint, encoder.name)
 
 
 class Retriever:
@@ -138,26 +141,40 @@ class Retriever:
         self.gallery = _open_gallery(gallery, encoder)
         self.gallery_name = _gallery_name(self.gallery)
         self.top_k = int(top_k)
-        manifest = getattr(self.gallery, "manifest", None) or {}
-        self.count = int(manifest.get("count", 0)) if "count" in manifest else self._count_items()
+        self._fpr_asked = float(fpr)
+        self._threshold_asked = threshold
+        self._configure()
+
+    def _configure(self) -> None:
+        """Sizes and threshold from the gallery's current state (again after :meth:`reload`)."""
+        manifest = getattr(self.gallery, "manifest", None) or {}  # may be a copy: read it once
+        self.count = int(manifest["count"]) if "count" in manifest else self._count_items()
         if self.count <= 0:
             raise RetrieverError(f"gallery {self.gallery_name} is empty; add exemplars first "
                                  "(`indexer add` or Gallery.add)")
         self.n_labels = int(manifest["labels"]) if "labels" in manifest else self._count_labels()
-        self.table = ThresholdTable.resolve(encoder.contract, getattr(self.gallery, "calibration", None),
+        self.table = ThresholdTable.resolve(self.encoder.contract, getattr(self.gallery, "calibration", None),
                                             gallery=f"gallery {self.gallery_name}")
-        if threshold is not None:
-            threshold = float(threshold)
+        if self._threshold_asked is not None:
+            threshold = float(self._threshold_asked)
             if not -1.0 <= threshold <= 1.0:
-                raise RetrieverError(f"threshold {threshold!r} is not a cosine in [-1, 1]")
+                raise RetrieverError(f"threshold {threshold!r} is not a cosine in [-1, 1] (a reference-project "
+                                     "(cos+1)/2 score t is cosine 2*t - 1)")
             self.fpr: float | None = None
             self.threshold = threshold
             self.threshold_origin = "explicit threshold"
         else:
-            row = self.table.row_for(fpr)  # raises with a hint when there is no table / out of range
-            self.fpr = float(fpr)
+            row = self.table.row_for(self._fpr_asked)  # raises with a hint: no table / out of range
+            self.fpr = self._fpr_asked
             self.threshold = float(row.threshold)
             self.threshold_origin = f"FPR {row.fpr:g} row of {self.table.source}"
+
+    def reload(self) -> "Retriever":
+        """Pick up a gallery another process changed (new exemplars, new calibration)."""
+        if hasattr(self.gallery, "reload"):
+            self.gallery.reload()
+        self._configure()
+        return self
 
     def _count_items(self) -> int:
         items = getattr(self.gallery, "items", None)

@@ -184,7 +184,7 @@ class ThresholdTable:
         ``selected_fpr`` marks the row that :meth:`row_for` would pick for that target.
         """
         if not self.rows:
-            return f"_{self._no_table_message()}_\n"
+            return self._no_table_message() + "\n"
         chosen = None
         if selected_fpr is not None:
             try:

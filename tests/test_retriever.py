@@ -61,10 +61,27 @@ def register(tmp_path) -> dict[str, Path]:
     return out
 
 
+def make_gallery(kind: str, images: list[np.ndarray], labels: list[str], encoder, root: Path):
+    """The same exemplars as an in-memory gallery or as a real on-disk indexer Gallery."""
+    if kind == "memory":
+        return MemoryGallery(encoder.encode(images), labels, encoder, name="test-gallery")
+    from indexer.gallery import Gallery
+
+    reg = root / "reg"
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        (reg / lab).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(reg / lab / f"{i:03d}.png"), img)
+    return Gallery.build(reg, root / "gallery", encoder, label_mode="folder", force=True)
+
+
+@pytest.fixture(params=["memory", "faiss"])
+def kind(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def gallery(register, tiny_encoder) -> MemoryGallery:
-    feats = tiny_encoder.encode(list(register.values()))
-    return MemoryGallery(feats, list(register), tiny_encoder, name="test-gallery")
+def gallery(kind, tiny_encoder, tmp_path):
+    return make_gallery(kind, [doc_image(i) for i in range(len(LABELS))], LABELS, tiny_encoder, tmp_path)
 
 
 def test_perturbed_copy_is_classified_and_accepted(gallery, tiny_encoder, tmp_path):
@@ -91,13 +108,13 @@ def test_unrelated_image_is_rejected_at_strict_threshold(gallery, tiny_encoder):
     assert good.accepted and good.label == "invoice"
 
 
-def test_top_k_lists_distinct_labels_when_one_label_has_many_exemplars(tiny_encoder):
+def test_top_k_lists_distinct_labels_when_one_label_has_many_exemplars(kind, tiny_encoder, tmp_path):
     base = doc_image(42)
     rich = [perturb(base, seed=s, amp=4) for s in range(40)]  # 40 near-copies of the query
     others = [doc_image(200 + i) for i in range(4)]
-    feats = tiny_encoder.encode(rich + others)
     labels = ["rich"] * len(rich) + [f"other{i}" for i in range(4)]
-    g = MemoryGallery(feats, labels, tiny_encoder)
+    g = make_gallery(kind, rich + others, labels, tiny_encoder, tmp_path)
+    feats = tiny_encoder.encode(rich + others)
     r = Retriever(g, tiny_encoder, threshold=LOOSE, top_k=3)
     res = r.classify_one(perturb(base, seed=999, amp=4))
     names = [lab for lab, _ in res.top_k]
@@ -159,25 +176,50 @@ def test_result_to_dict_is_json_ready(gallery, tiny_encoder, register):
     assert [t["label"] for t in d["top_k"]][0] == "letter" and len(d["top_k"]) == 2
 
 
-def test_encoder_mismatch_is_refused(gallery, other_tiny_model_path):
+def test_encoder_mismatch_is_refused(kind, gallery, other_tiny_model_path):
+    from indexer.errors import EncoderMismatchError
+
     other = encoders.load(other_tiny_model_path)
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(EncoderMismatchError) as exc:
         Retriever(gallery, other, threshold=LOOSE)
     msg = str(exc.value)
     assert "tiny-test-model" in msg and "tiny-other" in msg
+    if kind == "faiss":  # opened from its path: Gallery.open refuses, and the message surfaces
+        with pytest.raises(EncoderMismatchError, match="tiny-other"):
+            Retriever(str(gallery.path), other, threshold=LOOSE)
 
 
-def test_threshold_from_table_or_explicit(gallery, tiny_encoder, tiny_model_path, tmp_path):
+def test_gallery_path_and_reload(tiny_encoder, tmp_path):
+    g = make_gallery("faiss", [doc_image(0), doc_image(1)], ["invoice", "passport"], tiny_encoder, tmp_path)
+    r = Retriever(g.path, tiny_encoder, threshold=LOOSE, top_k=5)
+    assert r.count == 2 and r.n_labels == 2
+    query = perturb(doc_image(2), seed=1)
+    assert r.classify_one(query).label != "receipt"
+    extra = tmp_path / "receipt.png"
+    cv2.imwrite(str(extra), doc_image(2))
+    from indexer.gallery import Gallery
+
+    Gallery.open(g.path, tiny_encoder).add([extra], label="receipt", force=True)
+    assert r.classify_one(query).label != "receipt"  # a snapshot until reloaded
+    r.reload()
+    assert r.count == 3 and r.classify_one(query).label == "receipt"
+
+
+def test_threshold_from_table_or_explicit(kind, gallery, tiny_encoder, tiny_model_path, tmp_path):
     with pytest.raises(NoThresholdTableError, match="retriever calibrate"):
         Retriever(gallery, tiny_encoder)  # the tiny model has no table
     rows = (ThresholdRow(1e-3, 0.8, 0.9), ThresholdRow(1e-2, 0.9, 0.8), ThresholdRow(1e-1, 0.99, 0.6))
     model = tabled_model(tiny_model_path, tmp_path, rows)
     enc = encoders.load(model)
-    g = MemoryGallery(enc.encode([doc_image(0), doc_image(1)]), ["a", "b"], enc)
+    g = make_gallery(kind, [doc_image(0), doc_image(1)], ["a", "b"], enc, tmp_path / "t")
     assert Retriever(g, enc).threshold == 0.8  # default fpr=1e-2
     assert Retriever(g, enc, fpr=5e-3).threshold == 0.9  # conservative row
     assert Retriever(g, enc, fpr=5e-3, threshold=0.1).threshold == 0.1  # explicit wins
-    g.calibration = {"threshold_table": [{"fpr": 1e-2, "tpr": 0.5, "threshold": 0.95}], "source": "mine"}
+    calibration = {"threshold_table": [{"fpr": 1e-2, "tpr": 0.5, "threshold": 0.95}], "source": "mine"}
+    if kind == "memory":
+        g.calibration = calibration
+    else:
+        g.set_calibration(calibration)
     r = Retriever(g, enc)
     assert r.threshold == 0.95 and "mine" in r.threshold_origin
     with pytest.raises(RetrieverError):
@@ -244,7 +286,9 @@ def test_doc_classifier_refuses_label_collisions(tmp_path, tiny_model_path):
     (root / "a").mkdir(parents=True)
     cv2.imwrite(str(root / "a" / "b.png"), doc_image(0))
     cv2.imwrite(str(root / "a_b.png"), doc_image(1))
-    with pytest.raises(RetrieverError, match="a_b"):
+    from indexer.errors import LabelError
+
+    with pytest.raises(LabelError, match="a_b"):
         DocClassifier(register_root=root, threshold=0.7, model_cfg=tiny_model_path)
 
 
