@@ -1,0 +1,106 @@
+"""How a register directory becomes (image, label) pairs.
+
+``folder`` mode (default): one folder per document type; every image below a folder is an
+exemplar of it; the label is the image's folder path relative to the register root with "/"
+separators (``register/passport/de/front.jpg`` -> ``passport/de``).  Images lying directly in
+the root have no type and are refused.
+
+``file`` mode (the reference DocClassifier convention): one image per label; the label is the
+folder parts plus the file stem joined by "_" (``register/id/de.png`` -> ``id_de``).  Two files
+that map to one label (``a_b.png`` and ``a/b.jpg``, or ``x.png`` and ``x.jpg``) are refused
+rather than one silently overwriting the other.
+
+Files and folders whose name starts with "." are skipped; only IMAGE_SUFFIXES count as images
+(case-insensitive); other files are ignored.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import GalleryError, LabelError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+LABEL_MODES = ("folder", "file")
+
+
+@dataclass
+class Scan:
+    """Result of scanning a directory: (path, label) pairs in a stable order, and what was ignored."""
+
+    entries: list[tuple[Path, str]] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)  # non-image files
+
+
+def is_image(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def check_label(label: str) -> str:
+    """A usable label: non-empty, no control characters, no surrounding whitespace."""
+    if not isinstance(label, str) or not label.strip():
+        raise GalleryError(f"label must be a non-empty string, not {label!r}")
+    if label != label.strip() or any(ord(c) < 32 or ord(c) == 127 for c in label):
+        raise GalleryError(f"label {label!r} has surrounding whitespace or control characters")
+    return label
+
+
+def walk_images(root: Path) -> tuple[list[Path], list[Path]]:
+    """(images, other files) below ``root``, sorted, hidden files and folders skipped."""
+    images: list[Path] = []
+    others: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            p = Path(dirpath) / name
+            (images if is_image(p) else others).append(p)
+    return images, others
+
+
+def label_for(path: Path, root: Path, mode: str) -> str | None:
+    """The label ``mode`` gives ``path`` (inside ``root``); None for a root image in folder mode."""
+    rel = path.relative_to(root)
+    parts = rel.parts[:-1]
+    if mode == "folder":
+        return "/".join(parts) if parts else None
+    if mode == "file":
+        return "_".join((*parts, rel.stem))
+    raise GalleryError(f"unknown label mode {mode!r}; choose one of {', '.join(LABEL_MODES)}")
+
+
+def scan_register(root: str | os.PathLike, mode: str = "folder") -> Scan:
+    """All images under ``root`` with their labels; refuses root images (folder mode) and collisions."""
+    if mode not in LABEL_MODES:
+        raise GalleryError(f"unknown label mode {mode!r}; choose one of {', '.join(LABEL_MODES)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise GalleryError(f"register directory not found (or not a directory): {root}")
+    images, others = walk_images(root)
+    if not images:
+        raise GalleryError(f"no images found under {root} (looked for {', '.join(IMAGE_SUFFIXES)}, "
+                           "hidden files skipped)")
+    entries: list[tuple[Path, str]] = []
+    at_root: list[Path] = []
+    for p in images:
+        label = label_for(p, root, mode)
+        if label is None:
+            at_root.append(p)
+        else:
+            entries.append((p, label))
+    problems: list[str] = []
+    if at_root:
+        problems += [f"{p}: image directly in the register root has no document-type folder; move it to "
+                     f"{root}/<type>/{p.name}, or use --label-mode file" for p in at_root]
+    if mode == "file":
+        by_label: dict[str, list[Path]] = defaultdict(list)
+        for p, label in entries:
+            by_label[label].append(p)
+        problems += [f"label {label!r} from several files: {', '.join(str(p) for p in ps)} (rename all but one)"
+                     for label, ps in by_label.items() if len(ps) > 1]
+    if problems:
+        raise LabelError(problems, f"cannot derive labels under {root} ({mode} mode)")
+    return Scan(entries, others)

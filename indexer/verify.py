@@ -1,0 +1,128 @@
+"""Consistency check of a gallery: files agree with each other, and stored vectors are reproducible.
+
+Why re-encode a sample: it catches a gallery whose vectors no longer match what its encoder
+produces (wrong model file, changed preprocessing, bit rot) — the failure that silently ruins
+retrieval.  Sources that were moved, deleted or changed since registration are noted, not
+counted as problems: the gallery does not own them.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from encoders.decode import DecodeError, decode_bytes
+from encoders.preprocess import preprocess
+
+from . import index as idx
+from .atomic import TMP_PREFIX
+from .gallery import MANIFEST, Gallery, _GEN_FILE
+
+COSINE_TOLERANCE = 1e-4  # re-encoded vs stored vector: cosine must be >= 1 - this
+NORM_TOLERANCE = 1e-3
+
+
+@dataclass
+class VerifyReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    reencoded: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 0) -> VerifyReport:
+    """Check ``gallery``; with ``encoder``, re-encode up to ``sample`` existing sources."""
+    rep = VerifyReport()
+    m = gallery.manifest
+    items = gallery.items
+    index = gallery.index
+    item_ids = items.column("id").to_numpy()
+    stored_ids, vecs = idx.all_vectors(index)
+
+    if len(item_ids) != index.ntotal:
+        rep.problems.append(f"{m['items_file']} has {len(item_ids)} rows but {m['index_file']} {index.ntotal} vectors")
+    if m.get("count") != index.ntotal:
+        rep.problems.append(f"{MANIFEST} says count {m.get('count')}, index holds {index.ntotal}")
+    if len(np.unique(item_ids)) != len(item_ids):
+        rep.problems.append(f"{m['items_file']} has duplicate ids")
+    if len(np.unique(stored_ids)) != len(stored_ids):
+        rep.problems.append(f"{m['index_file']} has duplicate ids")
+    only_items = sorted(set(item_ids.tolist()) - set(stored_ids.tolist()))
+    only_index = sorted(set(stored_ids.tolist()) - set(item_ids.tolist()))
+    if only_items:
+        rep.problems.append(f"ids in {m['items_file']} but not in {m['index_file']}: {only_items[:20]}")
+    if only_index:
+        rep.problems.append(f"ids in {m['index_file']} but not in {m['items_file']}: {only_index[:20]}")
+    n_labels = len(set(items.column("label").to_pylist()))
+    if m.get("labels") != n_labels:
+        rep.problems.append(f"{MANIFEST} says {m.get('labels')} labels, {m['items_file']} has {n_labels}")
+    if len(item_ids) and int(item_ids.max()) >= int(m.get("next_id", 0)):
+        rep.problems.append(f"{MANIFEST} next_id {m.get('next_id')} is not above the largest id {int(item_ids.max())} "
+                            "(ids could be reused)")
+    if index.d != m["encoder"]["dim"]:
+        rep.problems.append(f"{m['index_file']} is {index.d}-d, manifest says {m['encoder']['dim']}-d")
+    if m.get("index_spec") not in idx.supported_specs():
+        rep.problems.append(f"unknown index spec {m.get('index_spec')!r}")
+    if len(vecs):
+        norms = np.linalg.norm(vecs, axis=1)
+        bad = stored_ids[np.abs(norms - 1.0) > NORM_TOLERANCE]
+        if bad.size:
+            rep.problems.append(f"vectors not unit length for ids {bad[:20].tolist()}")
+
+    prev = m.get("previous") or {}
+    referenced = {m["index_file"], m["items_file"], prev.get("index_file"), prev.get("items_file")}
+    for p in sorted(gallery.path.iterdir()):
+        if (_GEN_FILE.match(p.name) or p.name.startswith(TMP_PREFIX)) and p.name not in referenced:
+            rep.notes.append(f"leftover file from an interrupted write: {p.name} (the next write removes it)")
+    for key in ("index_file", "items_file"):
+        if prev and not (gallery.path / prev[key]).is_file():
+            rep.notes.append(f"previous generation file {prev[key]} is missing (rollback impossible)")
+
+    if sample > 0 and len(item_ids):
+        _reencode(gallery, encoder, sample, seed, dict(zip(stored_ids.tolist(), range(len(stored_ids)))), vecs, rep)
+    return rep
+
+
+def _reencode(gallery: Gallery, encoder: Any, sample: int, seed: int, row_of: dict[int, int], vecs: np.ndarray,
+              rep: VerifyReport) -> None:
+    if encoder is None:
+        rep.notes.append("no encoder given: stored vectors not re-encoded")
+        return
+    if encoder.fingerprint != gallery.encoder_info["fingerprint"]:
+        rep.problems.append(f"gallery encoder fingerprint {gallery.encoder_info['fingerprint']} differs from the "
+                            f"model given ({encoder.fingerprint}); cannot re-encode")
+        return
+    from pathlib import Path
+
+    items = gallery.items
+    ids = items.column("id").to_pylist()
+    sources = items.column("source").to_pylist()
+    shas = items.column("sha256").to_pylist()
+    existing = [i for i, s in enumerate(sources) if Path(s).is_file()]
+    if len(existing) < len(sources):
+        rep.notes.append(f"{len(sources) - len(existing)} sources no longer exist; not re-encoded")
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(existing, size=min(sample, len(existing)), replace=False).tolist()) if existing else []
+    for i in pick:
+        data = Path(sources[i]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != shas[i]:
+            rep.notes.append(f"{sources[i]}: file changed since it was registered as id {ids[i]}; not re-encoded")
+            continue
+        try:
+            x = preprocess(decode_bytes(data, sources[i], encoder.input_size), encoder.contract)
+        except DecodeError as exc:
+            rep.problems.append(f"id {ids[i]}: {exc}")
+            continue
+        if ids[i] not in row_of:
+            continue  # already reported as an id mismatch
+        fresh = encoder.encode_batch(x[None])[0]
+        cos = float(np.dot(fresh, vecs[row_of[ids[i]]]))
+        rep.reencoded += 1
+        if cos < 1.0 - COSINE_TOLERANCE:
+            rep.problems.append(f"id {ids[i]} ({sources[i]}): re-encoded vector differs from the stored one "
+                                f"(cosine {cos:.6f} < {1.0 - COSINE_TOLERANCE})")
