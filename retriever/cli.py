@@ -63,6 +63,15 @@ def expand_inputs(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str | None]]:
             yield p, None
 
 
+def _label_width(gallery: Any, cap: int = 40) -> int:
+    """Column width for labels: the longest gallery label, within [5, cap]."""
+    try:
+        labels = list(gallery.label_counts())
+    except AttributeError:
+        labels = []
+    return max(5, min(cap, max((len(x) for x in labels), default=24)))
+
+
 def model_option(f: Any) -> Any:
     f = click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")(f)
     f = click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
@@ -121,6 +130,7 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpr: float | None, thre
 
     inputs = list(expand_inputs(paths))
     width = max([len(str(p)) for p, _ in inputs] + [4])
+    lwidth = _label_width(retriever.gallery)
     failed = 0
 
     def emit_error(path: Path, reason: str) -> None:
@@ -132,7 +142,7 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpr: float | None, thre
             click.echo(f"{str(path):<{width}}  ERROR: {reason}")
 
     if not as_json:
-        click.echo(f"{'path':<{width}}  {'label':<24} {'score':>7}  {'decision':<8}  runner-up")
+        click.echo(f"{'path':<{width}}  {'label':<{lwidth}} {'score':>7}  {'decision':<8}  runner-up")
 
     def classify_stream() -> Iterator[Any]:
         batch: list[Path] = []
@@ -158,7 +168,7 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpr: float | None, thre
         else:
             ru = outcome.runner_up
             runner = f"{ru[0]} ({ru[1]:.4f})" if ru else "-"
-            click.echo(f"{str(path):<{width}}  {outcome.label:<24} {outcome.score:>7.4f}  "
+            click.echo(f"{str(path):<{width}}  {outcome.label:<{lwidth}} {outcome.score:>7.4f}  "
                        f"{'ACCEPT' if outcome.accepted else 'REJECT':<8}  {runner}")
     if failed:
         click.echo(f"{failed} of {len(inputs)} inputs could not be classified", err=True)

@@ -164,3 +164,33 @@ def test_help_documents_exit_codes(runner):
     res = runner.invoke(main, ["classify", "--help"])
     assert res.exit_code == 0
     assert "3 some inputs" in " ".join(res.stdout.split())
+
+
+def test_calibrate_then_thresholds_and_classify_use_the_gallery_table(runner, gallery_dir, tmp_path,
+                                                                      tiny_model_path):
+    """End to end with the real retriever.calibrate: the stored table overrides the model's."""
+    pytest.importorskip("retriever.calibrate")
+    labelled = tmp_path / "labelled"
+    for i, lab in enumerate(LABELS):
+        (labelled / lab).mkdir(parents=True)
+        for s in range(3):
+            cv2.imwrite(str(labelled / lab / f"{s}.png"), perturb(doc_image(i), seed=50 + 10 * i + s))
+    (labelled / "unknown").mkdir()
+    for s in range(3):
+        cv2.imwrite(str(labelled / "unknown" / f"{s}.png"), noise_image(seed=300 + s))
+    model = ["--model", str(tiny_model_path)]
+    res = runner.invoke(main, ["calibrate", str(labelled), "-g", str(gallery_dir), "--fpr", "0.1"] + model)
+    assert res.exit_code == 0, res.stderr
+    assert "threshold (cosine)" in res.stdout
+    res = runner.invoke(main, ["thresholds", "-g", str(gallery_dir), "--fpr", "0.1"] + model)
+    assert res.exit_code == 0, res.stderr
+    assert "calibration" in res.stdout and "(in use)" in res.stdout
+    res = runner.invoke(main, ["classify", str(labelled / "invoice"), "-g", str(gallery_dir), "--fpr", "0.1",
+                               "--json"] + model)
+    assert res.exit_code == 0, res.stderr
+    assert "calibration" in res.stderr  # the threshold origin names the gallery's own table
+    assert {json.loads(ln)["label"] for ln in res.stdout.splitlines()} == {"invoice"}
+    # Below the measured range: a setup error naming the range.
+    res = runner.invoke(main, ["classify", str(labelled / "invoice"), "-g", str(gallery_dir), "--fpr", "0.001"]
+                        + model)
+    assert res.exit_code == 1 and "below the measured range" in res.stderr
