@@ -17,6 +17,14 @@ LOG = logging.getLogger(__name__)
 OPSET = 17
 
 
+def contract_for(model: nn.Module, name: str = "docretriever-encoder", version: str = "1") -> ModelContract:
+    """The contract of a training-side :class:`EmbeddingModel`: its input size, the backbone's
+    normalisation (RGB, the pretrained weights' mean/std) and feature dim."""
+    spec = model.backbone.spec
+    return ModelContract(name=name, version=version, input_size=tuple(model.input_size), colour="RGB",
+                         mean=spec.mean, std=spec.std, dim=model.dim)
+
+
 def export_onnx(model: nn.Module, contract: ModelContract, out: str | os.PathLike,
                 normalize: bool = True) -> Path:
     """Write ``model`` (+ L2 normalisation) as ONNX with a dynamic batch axis and the contract.

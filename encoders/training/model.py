@@ -31,10 +31,24 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-class Backbone(nn.Module):
-    """A timm classifier network cut before its pooling: image -> last feature map."""
+def backbone_parts(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The timm network's ``forward_features`` as named sequential parts (stem, each stage, head conv)."""
+    parts: list[tuple[str, nn.Module]] = [("stem", nn.Sequential(net.conv_stem, net.bn1))]
+    parts += [(f"blocks.{i}", stage) for i, stage in enumerate(net.blocks)]
+    if hasattr(net, "bn2") and hasattr(net, "conv_head"):  # EfficientNet: 1x1 conv head inside features
+        parts.append(("conv_head", nn.Sequential(net.conv_head, net.bn2)))
+    return parts
 
-    def __init__(self, name: str, pretrained: bool = True) -> None:
+
+class Backbone(nn.Module):
+    """A timm classifier network cut before its pooling: image -> last feature map.
+
+    ``train_from`` names the first part that is trained (e.g. ``"conv_head"``, ``"blocks.6"``);
+    everything before it is the *trunk*: frozen, and cacheable once per training view, which
+    is what makes training on 2 CPU cores possible.  ``None`` trains everything.
+    """
+
+    def __init__(self, name: str, pretrained: bool = True, train_from: str | None = None) -> None:
         super().__init__()
         import timm
 
@@ -47,21 +61,35 @@ class Backbone(nn.Module):
                 raise ValueError(f"no offline pretrained weights for {name!r}; train it with distillation "
                                  "(pretrained: false in the config)")
             spec.pretrained_loader(net)
+        parts = backbone_parts(net)
+        names = [n for n, _ in parts]
+        cut = 0 if train_from is None else (names.index(train_from) if train_from in names else -1)
+        if cut < 0:
+            raise ValueError(f"train_from={train_from!r} is not a part of {name}; choose one of {names}")
         self.name = name
-        self.net = net
         self.spec = spec
+        self.train_from = train_from
+        self.trunk = nn.Sequential(*[m for _, m in parts[:cut]])
+        self.top = nn.Sequential(*[m for _, m in parts[cut:]])
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
         self.out_channels = self._probe_channels()
 
     def _probe_channels(self) -> int:
         with torch.no_grad():
-            was = self.net.training
-            self.net.eval()
-            c = self.net.forward_features(torch.zeros(1, 3, 64, 64)).shape[1]
-            self.net.train(was)
+            was = self.training
+            self.eval()
+            c = self(torch.zeros(1, 3, 64, 64)).shape[1]
+            self.train(was)
         return int(c)
 
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(mode)
+        self.trunk.eval()  # frozen: its BatchNorm statistics stay the pretrained ones
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_features(x)
+        return self.top(self.trunk(x))
 
 
 class SqueezeHead(nn.Module):
@@ -151,9 +179,9 @@ class EmbeddingModel(nn.Module):
 
     def __init__(self, backbone: str = "efficientnet_lite0", head: str = "squeeze", dim: int = 256,
                  norm: str = "ln", input_size: tuple[int, int] = (128, 128), pretrained: bool = True,
-                 **head_kwargs) -> None:
+                 train_from: str | None = None, **head_kwargs) -> None:
         super().__init__()
-        self.backbone = Backbone(backbone, pretrained=pretrained)
+        self.backbone = Backbone(backbone, pretrained=pretrained, train_from=train_from)
         with torch.no_grad():
             was = self.backbone.training
             self.backbone.eval()
@@ -166,6 +194,10 @@ class EmbeddingModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def forward_from_trunk(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Cached trunk features -> raw feature (training on the cache)."""
+        return self.head(self.backbone.top(fmap))
 
 
 class ExportWrapper(nn.Module):

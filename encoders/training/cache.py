@@ -1,0 +1,150 @@
+"""The pre-rendered training cache: frozen-trunk feature maps of augmented captured views.
+
+Two CPU cores cannot render, augment and push millions of images through a pretrained CNN
+while also training it.  So views are produced once: render the source (a new fill of the
+personal data for each view of a synthetic template), apply the class variant (x24), simulate
+a capture (perspective, light, blur, noise, JPEG), decode it through the *same* reduced-JPEG
+path and preprocessing as inference, run the frozen trunk (ONNX Runtime), and store the
+feature maps as float16 shards.  Training then runs the small trainable top on these maps.
+
+Shards are written atomically and skipped when present, so an interrupted build resumes;
+``worker``/``workers`` split the shards between processes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import ModelContract
+from ..decode import read_image
+from ..preprocess import preprocess, resize_to_input, to_tensor
+from .data import VARIANTS, Source, apply_variant, render_source, stable_seed
+
+LOG = logging.getLogger(__name__)
+
+
+def export_trunk(model, contract: ModelContract, path: Path) -> Path:
+    """The frozen trunk as ONNX (about 2x faster than eager PyTorch on one core)."""
+    import torch
+
+    trunk = model.backbone.trunk.eval()
+    h, w = contract.input_size
+    tmp = path.with_suffix(".tmp")
+    with torch.no_grad():
+        torch.onnx.export(trunk, (torch.zeros(2, 3, h, w),), str(tmp), input_names=["img"], output_names=["fmap"],
+                          opset_version=17, dynamo=False, dynamic_axes={"img": {0: "b"}, "fmap": {0: "b"}})
+    os.replace(tmp, path)
+    return path
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def make_view(base: np.ndarray, key: str, variant: int, view: int, contract: ModelContract,
+              capture_strength: str = "train", aug_p: float = 0.5) -> np.ndarray:
+    """One training view -> (3, H, W) float32.  View 0 is the clean register-like image."""
+    img = apply_variant(base, variant)
+    if view == 0:
+        return preprocess(img, contract)
+    from .capture import augment_view, simulate_capture
+
+    rng = np.random.default_rng(stable_seed(key, variant, view))
+    jpeg = simulate_capture(img, rng, strength=capture_strength)
+    small = resize_to_input(read_image(jpeg, target_hw=contract.input_size), contract)
+    if rng.random() < aug_p:
+        small = augment_view(small, rng)
+    return to_tensor(small, contract)
+
+
+def build_shard(sources: list[Source], first_class: int, session, contract: ModelContract, views: int,
+                render_scale: float, out: Path) -> int:
+    xs, labels, view_ids = [], [], []
+    for si, src in enumerate(sources):
+        fills = [render_source(src, fill=k, scale=render_scale) for k in range(views)] if src.kind == "synth" \
+            else [render_source(src, fill=0, scale=render_scale)] * views
+        for v in range(VARIANTS):
+            for k in range(views):
+                xs.append(make_view(fills[k], src.key, v, k, contract))
+                labels.append(first_class + si * VARIANTS + v)
+                view_ids.append(k)
+    feats = []
+    batch = np.stack(xs)
+    for i in range(0, len(batch), 128):
+        (f,) = session.run(None, {"img": batch[i:i + 128]})
+        feats.append(f.astype(np.float16))
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".npz.tmp")
+    os.close(fd)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, feats=np.concatenate(feats), labels=np.asarray(labels, np.int64),
+                 views=np.asarray(view_ids, np.int8))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, out)
+    return len(xs)
+
+
+def build_cache(model, contract: ModelContract, sources: list[Source], cache_dir: Path, views: int,
+                render_scale: float, shard_sources: int, worker: int = 0, workers: int = 1,
+                max_shards: int | None = None) -> None:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"n_sources": len(sources), "num_classes": len(sources) * VARIANTS, "views": views,
+            "render_scale": render_scale, "shard_sources": shard_sources, "contract": json.loads(contract.to_json()),
+            "sources": [s.key for s in sources]}
+    meta_path = cache_dir / "cache.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old["sources"] != meta["sources"] or old["views"] != views:
+            raise ValueError(f"{cache_dir} holds a cache built from other sources/views; use another cache_dir")
+    elif worker == 0:
+        tmp = meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, meta_path)
+    trunk_path = cache_dir / f"trunk-w{worker}.onnx"
+    export_trunk(model, contract, trunk_path)
+    session = _session(trunk_path)
+    n_shards = (len(sources) + shard_sources - 1) // shard_sources
+    order = list(range(n_shards))
+    done = 0
+    t0 = time.time()
+    for s in order:
+        if s % workers != worker:
+            continue
+        if max_shards is not None and done >= max_shards:
+            break
+        out = cache_dir / f"shard-{s:05d}.npz"
+        if out.exists():
+            continue
+        chunk = sources[s * shard_sources:(s + 1) * shard_sources]
+        n = build_shard(chunk, s * shard_sources * VARIANTS, session, contract, views, render_scale, out)
+        done += 1
+        el = time.time() - t0
+        LOG.info("shard %d/%d: %d views (%.1f views/s this worker)", s + 1, n_shards, n,
+                 done * shard_sources * VARIANTS * views / max(el, 1e-9))
+
+
+def load_cache(cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """All finished shards -> (feats float16 (n,C,h,w), labels, views, meta)."""
+    meta = json.loads((cache_dir / "cache.json").read_text())
+    shards = sorted(cache_dir.glob("shard-*.npz"))
+    if not shards:
+        raise FileNotFoundError(f"{cache_dir}: no finished shards; run scripts/train.py --stage cache first")
+    feats, labels, views = [], [], []
+    for p in shards:
+        with np.load(p) as z:
+            feats.append(z["feats"])
+            labels.append(z["labels"])
+            views.append(z["views"])
+    return np.concatenate(feats), np.concatenate(labels), np.concatenate(views), meta

@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""Train an encoder from a YAML config: build the view cache, train, select, export.
+
+    python scripts/train.py --config scripts/configs/lite0_squeeze_r128.yaml            # all stages
+    python scripts/train.py --config ... --stage cache --worker 0 --workers 2           # cache only, 1 of 2 processes
+    python scripts/train.py --config ... --stage train                                  # train on the finished shards
+    python scripts/train.py --config ... --stage export --out model.onnx                # best checkpoint -> ONNX
+
+Every stage resumes: cache shards already written are skipped, training continues from
+``<run_dir>/last.pt``.  Runs unattended: log to a file, progress every few seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import torch
+import yaml
+
+from encoders.contract import ModelContract
+from encoders.training.cache import build_cache, load_cache, make_view
+from encoders.training.data import image_sources, synth_sources
+from encoders.training.export import check_parity, contract_for, export_onnx
+from encoders.training.model import EmbeddingModel
+from encoders.training.trainer import TrainConfig, train_on_cache
+
+LOG = logging.getLogger("train")
+
+
+def load_config(path: str) -> dict:
+    with open(path) as fh:
+        cfg = yaml.safe_load(fh)
+    cfg["_path"] = path
+    for key in ("cache_dir", "run_dir", "benchmark"):
+        if cfg.get(key):
+            cfg[key] = str(Path(os.path.expanduser(cfg[key])))
+    return cfg
+
+
+def build_model(cfg: dict) -> EmbeddingModel:
+    m = cfg["model"]
+    return EmbeddingModel(m["backbone"], head=m.get("head", "squeeze"), dim=m.get("dim", 256),
+                          norm=m.get("norm", "ln"), input_size=tuple(cfg["input_size"]),
+                          pretrained=m.get("pretrained", True), train_from=m.get("train_from"),
+                          **m.get("head_kwargs", {}))
+
+
+def make_contract(cfg: dict, model: EmbeddingModel) -> ModelContract:
+    return contract_for(model, cfg["name"], str(cfg.get("version", "1")))
+
+
+def sources_for(cfg: dict) -> list:
+    from encoders.training.synth import TRAIN_FAMILIES
+
+    d = cfg["data"]
+    src = synth_sources(sorted(TRAIN_FAMILIES), d["templates_per_family"], seed=cfg.get("seed", 0))
+    if d.get("real_images", True):
+        src += image_sources(crops_per_large_image=d.get("crops_per_large_image", 6), seed=cfg.get("seed", 0),
+                             max_icons=d.get("max_icons", 400))
+    # Interleave kinds so any prefix of shards is a fair sample of the whole.
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    return [src[i] for i in rng.permutation(len(src))]
+
+
+def stage_cache(cfg: dict, worker: int, workers: int, max_shards: int | None) -> None:
+    model = build_model(cfg).eval()
+    contract = make_contract(cfg, model)
+    sources = sources_for(cfg)
+    d = cfg["data"]
+    LOG.info("%d sources -> %d classes x %d views", len(sources), len(sources) * 24, d["views"])
+    build_cache(model, contract, sources, Path(cfg["cache_dir"]), d["views"], d.get("render_scale", 0.5),
+                d.get("shard_sources", 16), worker, workers, max_shards)
+
+
+def val_trunk_features(cfg: dict, model: EmbeddingModel, contract: ModelContract) -> dict | None:
+    """Trunk maps of the validation split of the benchmark, computed once and cached."""
+    bench = cfg.get("benchmark")
+    if not bench or not (Path(bench) / "val").is_dir():
+        LOG.warning("no validation benchmark at %s: training without model selection", bench)
+        return None
+    out = Path(cfg["cache_dir"]) / "val-trunk.npz"
+    if out.exists():
+        z = np.load(out, allow_pickle=False)
+        return {k: z[k] for k in z.files}
+    from encoders.decode import read_image
+    from encoders.preprocess import preprocess
+
+    root = Path(bench) / "val"
+    groups = {}
+    for part in ("register", "queries", "unknown"):
+        files = sorted(p for p in (root / part).rglob("*") if p.is_file())
+        groups[part] = files
+    trunk = model.backbone.trunk.eval()
+    res = {}
+    for part, files in groups.items():
+        maps = []
+        for i in range(0, len(files), 64):
+            x = np.stack([preprocess(read_image(str(p), target_hw=contract.input_size), contract)
+                          for p in files[i:i + 64]])
+            with torch.no_grad():
+                maps.append(trunk(torch.from_numpy(x)).numpy().astype(np.float16))
+        res[f"{part}_maps"] = np.concatenate(maps) if maps else np.zeros((0,))
+        res[f"{part}_labels"] = np.array([p.parent.name for p in files])
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, **res)
+    os.replace(tmp, out)
+    return res
+
+
+def make_validator(val: dict | None):
+    if val is None:
+        return None
+    from retriever.metrics import evaluate_features
+
+    def feats(model, maps):
+        out = []
+        for i in range(0, len(maps), 256):
+            x = torch.from_numpy(maps[i:i + 256].astype(np.float32))
+            out.append(torch.nn.functional.normalize(model.forward_from_trunk(x), dim=1).numpy())
+        return np.concatenate(out)
+
+    def validate(model) -> dict:
+        r = evaluate_features(feats(model, val["queries_maps"]), val["queries_labels"],
+                              feats(model, val["register_maps"]), val["register_labels"],
+                              feats(model, val["unknown_maps"]) if len(val["unknown_maps"]) else None)
+        tpr = {f"val_tpr@{row['fpr']:.0e}": row["tpr"] for row in r["table"]}
+        t4 = tpr.get("val_tpr@1e-04") or 0.0
+        return {**tpr, "val_auroc": r["auroc"], "val_top1": r["top1_accuracy"],
+                "val_key": (t4 or 0.0) + (r["auroc"] or 0.0)}
+
+    return validate
+
+
+def stage_train(cfg: dict) -> dict:
+    model = build_model(cfg)
+    contract = make_contract(cfg, model)
+    feats, labels, _, meta = load_cache(Path(cfg["cache_dir"]))
+    LOG.info("cache: %d views, %d classes present of %d", len(feats), len(np.unique(labels)), meta["num_classes"])
+    val = val_trunk_features(cfg, model, contract)
+    t = cfg["train"]
+    tc = TrainConfig(**{k: v for k, v in t.items() if k in TrainConfig.__dataclass_fields__})
+    model = model.to(memory_format=torch.channels_last)
+    t0 = time.time()
+    best = train_on_cache(model, feats, labels, meta["num_classes"], tc, Path(cfg["run_dir"]),
+                          make_validator(val), log=LOG.info)
+    summary = {"config": cfg["_path"], "name": cfg["name"], "views": int(len(feats)),
+               "classes_present": int(len(np.unique(labels))), "best": best, "train_wall_s": time.time() - t0}
+    (Path(cfg["run_dir"]) / "summary.json").write_text(json.dumps(summary, indent=2))
+    LOG.info("best: %s", json.dumps(best))
+    return summary
+
+
+def stage_export(cfg: dict, out: str) -> None:
+    model = build_model(cfg)
+    state = torch.load(Path(cfg["run_dir"]) / "best.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    contract = make_contract(cfg, model)
+    run_summary = Path(cfg["run_dir"]) / "summary.json"
+    info = {"config": cfg["_path"], "backbone": cfg["model"]["backbone"], "head": cfg["model"].get("head"),
+            "train_from": cfg["model"].get("train_from"), "selected": state.get("record", {})}
+    if run_summary.exists():
+        s = json.loads(run_summary.read_text())
+        info.update(views=s["views"], classes=s["classes_present"], train_wall_s=round(s["train_wall_s"]))
+    contract = contract.with_info(**info)
+    export_onnx(model, contract, out)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, *contract.input_size)).astype(np.float32)
+    err = check_parity(model, out, x)
+    LOG.info("exported %s; torch vs ONNX max abs diff %.2e", out, err)
+    if err > 1e-4:
+        raise SystemExit(f"parity check failed: torch and ONNX differ by {err:.2e}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--stage", choices=["cache", "train", "export", "all"], default="all")
+    ap.add_argument("--worker", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--max-shards", type=int, default=None, help="stop the cache stage after this many shards")
+    ap.add_argument("--out", default=None, help="ONNX output path (export stage)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
+    torch.set_num_threads(1)
+    torch.set_float32_matmul_precision("medium")
+    cfg = load_config(args.config)
+    if args.stage in ("cache", "all"):
+        stage_cache(cfg, args.worker, args.workers, args.max_shards)
+    if args.stage in ("train", "all"):
+        stage_train(cfg)
+    if args.stage in ("export", "all"):
+        stage_export(cfg, args.out or str(Path(cfg["run_dir"]) / f"{cfg['name']}.onnx"))
+
+
+if __name__ == "__main__":
+    main()

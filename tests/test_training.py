@@ -1,0 +1,95 @@
+"""Training code path, end to end on a tiny problem: x24 classes, PartialFC, cache, train, export, parity."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from encoders.training.data import VARIANTS, Source, apply_variant  # noqa: E402
+from encoders.training.losses import MarginLoss  # noqa: E402
+from encoders.training.partial_fc import PartialFC  # noqa: E402
+
+
+def test_lite0_weights_map_every_tensor():
+    import timm
+
+    from encoders.training.pretrained import convert_lite0_state_dict, lite0_key_map, lite0_weights_path
+
+    src = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    out = convert_lite0_state_dict(src, target)
+    assert set(out) == set(target)
+    assert len(lite0_key_map()) == len(src) == len(target)
+    for k, v in out.items():
+        assert tuple(v.shape) == tuple(target[k].shape), k
+
+
+def test_x24_variants_are_all_distinct():
+    img = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    outs = [apply_variant(img, v) for v in range(VARIANTS)]
+    keys = {o.tobytes() + bytes(o.shape) for o in outs}
+    assert len(keys) == VARIANTS
+    assert outs[0].shape == (40, 60, 3) and outs[1].shape == (60, 40, 3) and outs[8].shape == (20, 60, 3)
+    with pytest.raises(ValueError):
+        apply_variant(img, 24)
+
+
+def test_partial_fc_keeps_batch_classes_and_samples_the_rest():
+    pfc = PartialFC(MarginLoss("cosface"), dim=8, num_classes=100, sample_rate=0.2, seed=0)
+    labels = torch.tensor([3, 97, 3, 50])
+    pfc.generator.manual_seed(123)
+    index, remapped = pfc.sample(labels)
+    assert len(index) == 20 and torch.all(index[1:] > index[:-1])
+    assert torch.equal(index[remapped], labels)
+    pfc.generator.manual_seed(123)  # the same draw again inside forward
+    loss = pfc(torch.randn(4, 8, requires_grad=True), labels)
+    loss.backward()
+    grad = pfc.centres.weight.grad.coalesce()
+    assert set(grad.indices()[0].tolist()) <= set(index.tolist())
+
+
+@pytest.mark.parametrize("kind", ["softmax", "cosface", "arcface"])
+def test_margin_lowers_target_logit(kind):
+    cos = torch.tensor([[0.5, 0.1], [0.2, 0.3]])
+    out = MarginLoss(kind, s=10, m=0.3)(cos, torch.tensor([0, 1]))
+    if kind == "softmax":
+        assert torch.allclose(out, cos * 10)
+    else:
+        assert out[0, 0] < 5.0 and out[1, 1] < 3.0 and out[0, 1] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_tiny_training_run_exports_a_working_model(tmp_path):
+    import encoders
+    from encoders.training.cache import build_cache, load_cache
+    from encoders.training.export import check_parity, contract_for, export_onnx
+    from encoders.training.model import EmbeddingModel
+    from encoders.training.synth import TRAIN_FAMILIES
+    from encoders.training.trainer import TrainConfig, train_on_cache
+
+    torch.set_num_threads(1)
+    model = EmbeddingModel("efficientnet_lite0", train_from="conv_head").eval()
+    contract = contract_for(model)
+    fams = sorted(TRAIN_FAMILIES)[:2]
+    sources = [Source("synth", family=f, template_seed=i) for i, f in enumerate(fams)]
+    build_cache(model, contract, sources, tmp_path / "cache", views=2, render_scale=0.25, shard_sources=2)
+    feats, labels, views, meta = load_cache(tmp_path / "cache")
+    assert feats.shape[0] == len(sources) * VARIANTS * 2 and meta["num_classes"] == 48
+    assert set(views.tolist()) == {0, 1}
+    cfg = TrainConfig(epochs=2, batch_size=32, sample_rate=0.5)
+    best = train_on_cache(model, feats, labels, meta["num_classes"], cfg, tmp_path / "run", log=lambda s: None)
+    hist = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist) and best
+    # resume: a finished run continues without redoing epochs
+    train_on_cache(model, feats, labels, meta["num_classes"], cfg, tmp_path / "run", log=lambda s: None)
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    out = export_onnx(model.eval(), contract, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((3, 3, 128, 128)).astype(np.float32)
+    assert check_parity(model, out, x) < 1e-4
+    enc = encoders.load(out)
+    f = enc.encode([np.full((200, 300, 3), 200, np.uint8)])
+    assert f.shape == (1, 256) and abs(float(np.linalg.norm(f)) - 1) < 1e-5
