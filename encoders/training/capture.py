@@ -248,14 +248,11 @@ def _geometry(doc: np.ndarray, rng: Rng, p: CaptureParams, background: np.ndarra
     h = max(16, int(round(w * aspect)))
     # Downscale early (area filter), folding the "low optical resolution" effect into it.
     f = _u(rng, p.lowres) if rng.random() < p.p_lowres else 1.0
-    s = min(1.0, f * w / W0 * 1.05)
-    k = int(1.0 / s)  # integer-factor area reduction is OpenCV's fast path; the warp does the rest
-    if k >= 2:
-        src = cv2.resize(doc, (max(8, W0 // k), max(8, H0 // k)), interpolation=cv2.INTER_AREA)
-    else:
-        src = doc
-    if f < 1.0 and src.shape[1] > 1.2 * f * w:  # optics softer than the crop: upsampled later
-        src = cv2.resize(src, (max(8, int(f * w)), max(8, int(f * w * H0 / W0))), interpolation=cv2.INTER_AREA)
+    # Integer-factor area reduction is OpenCV's fast path; the warp does the remaining (< 2x)
+    # scaling.  With "low resolution" the factor rounds up so the warp upsamples (soft result).
+    t = min(1.0, f * w / W0 * 1.05)
+    k = int(math.ceil(1.0 / t - 1e-6)) if f < 1.0 else int(1.0 / t)
+    src = cv2.resize(doc, (max(8, W0 // k), max(8, H0 // k)), interpolation=cv2.INTER_AREA) if k >= 2 else doc
     Hs, Ws = src.shape[:2]
     q = _quad(rng, p, float(Ws), float(Hs), scanner)
     dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -419,7 +416,8 @@ def _finger(rng: Rng, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         c, ang = (0, t * mh), 0
     ang += rng.uniform(-35, 35)
     cv2.ellipse(mask, (int(c[0]), int(c[1])), (int(L), int(Wd)), ang, 0, 360, 1.0, -1, cv2.LINE_AA)
-    inner = cv2.GaussianBlur(mask, (0, 0), max(1.0, Wd * 0.5))
+    small = cv2.resize(mask, (max(4, mw // 8), max(4, mh // 8)), interpolation=cv2.INTER_AREA)
+    inner = cv2.resize(cv2.GaussianBlur(small, (0, 0), max(0.5, Wd / 16)), (mw, mh))
     mask = cv2.GaussianBlur(mask, (0, 0), rng.uniform(0.8, 2.5))
     skin = np.array([rng.uniform(60, 150), rng.uniform(90, 170), rng.uniform(140, 230)], np.float32)
     shade = (0.55 + 0.55 * inner)[..., None] * skin[None, None, :]
@@ -511,7 +509,7 @@ def simulate_capture_array(doc_bgr: np.ndarray, rng: Rng, strength: str | Captur
         out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         r = rng.uniform(0.8, 1.0)  # re-crop/resize between the two saves misaligns the blocks
         if r < 0.97:
-            out = cv2.resize(out, (max(16, int(w * r)), max(16, int(h * r))), interpolation=cv2.INTER_AREA)
+            out = cv2.resize(out, (max(16, int(w * r)), max(16, int(h * r))), interpolation=cv2.INTER_LINEAR)
     return out, q, q1
 
 
