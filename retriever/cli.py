@@ -99,7 +99,8 @@ def main() -> None:
               help="Target false-positive rate; the threshold comes from the gallery's calibration or the "
                    "model's table [default: 0.01].")
 @click.option("--threshold", type=float, default=None,
-              help="Explicit cosine threshold in [-1, 1] instead of --fpr.")
+              help="Explicit cosine threshold in [-1, 1] instead of --fpr (a reference-project (cos+1)/2 "
+                   "score t is cosine 2t-1).")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Distinct labels listed per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
