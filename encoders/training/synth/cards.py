@@ -236,6 +236,12 @@ def render_card(family: str, t: Rng, f: Rng, s: float, size: tuple[int, int] = (
         pw = ph / 1.28
     py = y + 14
     px = x0 + 22 if pside == "left" else w - m - 22 - pw
+    vertical = h > w
+    if vertical:  # badge: photo centred under the header, fields below it
+        photo = True
+        pw = w * float(t.uniform(0.4, 0.55))
+        ph = pw * 1.28
+        px = (w - pw) / 2 if t.random() < 0.7 else x0 + 30
     who = _who(doc)
     pseed = int(f.integers(1 << 30))
     if photo:
@@ -247,17 +253,22 @@ def render_card(family: str, t: Rng, f: Rng, s: float, size: tuple[int, int] = (
             doc.rect(px, py, px + pw, py + ph, outline=pal["primary"], width=2)
     fx0 = (px + pw + 28) if (photo and pside == "left") else x0 + 26
     fx1 = (px - 20) if (photo and pside == "right") else w - m - 20
+    if vertical:
+        fx0, fx1 = x0 + 30, w - m - 30
     bottom_extra = str(t.choice(["none", "barcode", "signature", "mrzlike", "number"], p=[0.3, 0.2, 0.3, 0.05, 0.15]))
     fy1 = h - 24 - (60 if bottom_extra != "none" else 0)
     ncol = 2 if (len(keys) > 4 and (fx1 - fx0) > 420 and t.random() < 0.7) else 1
     fstyle = str(t.choice(["above", "inline"], p=[0.65, 0.35]))
     lsize, vsize = float(t.uniform(12, 16)), float(t.uniform(18, 25))
+    fy0 = py + ph + 24 if vertical else py
+    if vertical:
+        ncol, vsize = 1, vsize * 1.2
     rows = math.ceil(len(keys) / ncol)
     need = rows * (lsize + vsize) * 1.5
-    if need > fy1 - py:
-        k = (fy1 - py) / need
+    if need > fy1 - fy0:
+        k = (fy1 - fy0) / need
         lsize, vsize = max(9, lsize * k), max(11, vsize * k)
-    _fields(doc, keys, (fx0, py, fx1, fy1), who, ncol, fstyle, lsize, vsize)
+    _fields(doc, keys, (fx0, fy0, fx1, fy1), who, ncol, fstyle, lsize, vsize)
     # extras
     if family in ("id_card_front", "health_insurance_card", "residence_permit", "driver_licence") and t.random() < 0.4:
         cx = fx1 - 110 if t.random() < 0.5 else fx0
@@ -438,7 +449,7 @@ def render_business_card(family: str, t: Rng, f: Rng, s: float) -> np.ndarray:
     doc = Doc(w, h, s, t, f, st)
     _setup(doc, family)
     pal = st.pal
-    doc.arr[:] = D.mix(pal["stock"], (255, 255, 255), float(t.uniform(0.3, 1)))
+    D.fill(doc.arr, D.mix(pal["stock"], (255, 255, 255), float(t.uniform(0.3, 1))))
     doc.begin_pil()
     lay = int(t.integers(3))
     assert doc.d is not None

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import text as T
-from .draw import RGB, fit, palette
+from .draw import RGB, fill, fit, palette
 from .fonts import get_font, is_bold, list_fonts
 
 Rng = np.random.Generator
@@ -71,7 +72,7 @@ class Doc:
         self.W, self.H = max(8, int(round(w * s))), max(8, int(round(h * s)))
         self.t, self.f, self.st = t, f, style
         self.arr = np.empty((self.H, self.W, 3), np.uint8)
-        self.arr[:] = style.pal["stock"]
+        fill(self.arr, style.pal["stock"])
         self.img: Image.Image | None = None
         self.d: ImageDraw.ImageDraw | None = None
 
@@ -88,7 +89,7 @@ class Doc:
     def bgr(self) -> np.ndarray:
         if self.img is not None:
             self.end_pil()
-        return np.ascontiguousarray(self.arr[..., ::-1])
+        return cv2.cvtColor(self.arr, cv2.COLOR_RGB2BGR)
 
     # helpers --------------------------------------------------------------
     def p(self, v: float) -> int:

@@ -49,13 +49,21 @@ def palette(t: Rng) -> dict[str, RGB]:
 
 
 # ------------------------------------------------------------ background stage
+def fill(arr: np.ndarray, col: RGB) -> None:
+    """Fast solid fill (broadcasting a 3-vector over HxWx3 is ~10x slower)."""
+    arr.reshape(arr.shape[0], -1)[:] = np.tile(np.asarray(col, np.uint8), arr.shape[1])
+
+
 def gradient(arr: np.ndarray, c1: RGB, c2: RGB, angle: float) -> None:
+    """Linear two-colour gradient (computed on a small grid, then resized: it is linear anyway)."""
     h, w = arr.shape[:2]
-    ys, xs = np.linspace(0, 1, h, dtype=np.float32)[:, None], np.linspace(0, 1, w, dtype=np.float32)[None, :]
-    g = xs * math.cos(angle) + ys * math.sin(angle)
+    gh, gw = max(2, min(h, 48)), max(2, min(w, 48))
+    ys, xs = np.linspace(0, 1, gh, dtype=np.float32)[:, None], np.linspace(0, 1, gw, dtype=np.float32)[None, :]
+    g = xs * math.cos(angle) * (w / max(h, w)) + ys * math.sin(angle) * (h / max(h, w))
     g = (g - g.min()) / max(1e-6, float(g.max() - g.min()))
     a, b = np.array(c1, np.float32), np.array(c2, np.float32)
-    arr[:] = (a + (b - a) * g[..., None]).astype(np.uint8)
+    small = np.clip(a + (b - a) * g[..., None], 0, 255).astype(np.uint8)
+    arr[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def guilloche(arr: np.ndarray, t: Rng, color: RGB, box: tuple[int, int, int, int], s: float,
@@ -110,12 +118,14 @@ def dots(arr: np.ndarray, t: Rng, color: RGB, s: float) -> None:
 
 
 def noise_texture(arr: np.ndarray, seed: int, strength: float) -> None:
-    """Paper/plastic texture: deterministic low-amplitude noise."""
+    """Paper/plastic texture: deterministic low-frequency noise (uint8 saturating ops for speed)."""
     r = np.random.default_rng(seed)
     h, w = arr.shape[:2]
     small = r.normal(0, strength, size=(max(2, h // 8), max(2, w // 8))).astype(np.float32)
-    n = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    arr[:] = np.clip(arr.astype(np.float32) + n[..., None], 0, 255).astype(np.uint8)
+    pos = cv2.resize(np.clip(small, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+    neg = cv2.resize(np.clip(-small, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+    pos, neg = cv2.cvtColor(pos, cv2.COLOR_GRAY2RGB), cv2.cvtColor(neg, cv2.COLOR_GRAY2RGB)
+    arr[:] = cv2.subtract(cv2.add(arr, pos), neg)
 
 
 # ----------------------------------------------------------------- PIL stage

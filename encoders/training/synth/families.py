@@ -68,7 +68,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     _fam("contract_page", "page", pages.PAGE, pages.render_page),
     _fam("table_report", "page", pages.PAGE, pages.render_page),
     _fam("certificate", "page", (1754, 1240), pages.render_certificate),
-    _fam("receipt", "receipt", (580, 1600), others.render_receipt, (520 / 1900 * 0.98, 640 / 1350 * 1.02)),
+    _fam("receipt", "receipt", (580, 1600), others.render_receipt, (0.2, 0.8)),
     _fam("boarding_pass", "ticket", (1500, 600), others.render_pass),
     _fam("ticket", "ticket", (1350, 550), others.render_pass, (1200 / 620 * 0.98, 1500 / 480 * 1.02)),
     _fam("shipping_label", "label", (800, 1200), others.render_shipping_label),

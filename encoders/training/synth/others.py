@@ -21,7 +21,7 @@ def render_receipt(family: str, t: Rng, f: Rng, s: float) -> np.ndarray:
     w = int(t.integers(520, 640))
     h = int(t.integers(1350, 1900))
     doc = Doc(w, h, s, t, f, st)
-    doc.arr[:] = D.mix((250, 250, 246), st.pal["stock"], float(t.uniform(0, 0.3)))
+    D.fill(doc.arr, D.mix((250, 250, 246), st.pal["stock"], float(t.uniform(0, 0.3))))
     doc.begin_pil()
     P = Page(doc, family)
     mono = t.random() < 0.75
@@ -48,7 +48,7 @@ def render_receipt(family: str, t: Rng, f: Rng, s: float) -> np.ndarray:
     doc.text(m, y, f"{P.date()}  {f.integers(0, 24):02d}:{f.integers(0, 60):02d}", sz * 0.9, role, (30, 30, 30))
     doc.text(w - m, y, f"#{T.digits(f, 6)}", sz * 0.9, role, (30, 30, 30), "ra"); y += lh
     rule()
-    nitems = int(f.integers(3, 14))
+    nitems = max(2, int(t.integers(4, 13)) + int(f.integers(-2, 3)))
     for _ in range(nitems):
         name = T.sentence(f, P.lang, int(f.integers(1, 3)))[:-1][:22]
         doc.text(m, y, name, sz, role, (25, 25, 25), maxw=w * 0.62)
@@ -69,7 +69,8 @@ def render_receipt(family: str, t: Rng, f: Rng, s: float) -> np.ndarray:
     elif code == "qr":
         D.qr(doc.img, doc.box(w / 2 - 80, y, w / 2 + 80, y + 160), T.alnum(f, 50)); y += 180
     doc.end_pil()
-    return doc.bgr()
+    # real receipts are cut after the content: crop the paper roll
+    return doc.bgr()[: min(doc.H, doc.p(y + float(t.uniform(40, 120))))]
 
 
 def render_pass(family: str, t: Rng, f: Rng, s: float) -> np.ndarray:
@@ -136,7 +137,7 @@ def render_shipping_label(family: str, t: Rng, f: Rng, s: float) -> np.ndarray:
     st.extra["bilingual_labels"] = False
     w, h = 800, 1200
     doc = Doc(w, h, s, t, f, st)
-    doc.arr[:] = (252, 252, 250)
+    D.fill(doc.arr, (252, 252, 250))
     doc.begin_pil()
     P = Page(doc, family)
     k = (20, 20, 20)

@@ -18,27 +18,43 @@ PAGE = (1240, 1754)
 PAGE_LANGS = {"en": 4, "fr": 1, "de": 1.2, "es": 1, "it": 0.6, "nl": 0.5, "pt": 0.5, "zh": 0.7, "ja": 0.7, "ko": 0.5}
 
 
-def wrap(doc: Doc, txt: str, size: float, role: str, maxw: float) -> list[str]:
+def doc_cut(doc: Doc, txt: str, size: float, maxw: float) -> str:
+    """Cut a line at a word boundary to at most maxw (base units)."""
+    fnt = doc.font_for(txt, "value", size)
+    while len(txt) > 1 and fnt.getlength(txt) > maxw * doc.s:
+        i = txt.rfind(" ")
+        txt = txt[:i] if i > 0 else txt[: int(len(txt) * 0.8)]
+    return txt
+
+
+def wrap(doc: Doc, txt: str, size: float, role: str, maxw: float, max_lines: int = 0) -> list[str]:
+    """Greedy word wrap (char wrap for CJK); measures each word once for speed."""
     fnt = doc.font_for(txt, role, size)
     lim = maxw * doc.s
-    if T.is_cjk(doc.st.lang) and any(ord(c) > 0x2E80 for c in txt):
-        lines, cur = [], ""
-        for ch in txt:
-            if fnt.getlength(cur + ch) > lim:
-                lines.append(cur)
-                cur = ch
-            else:
-                cur += ch
-        return lines + ([cur] if cur else [])
-    lines, cur = [], ""
-    for wd in txt.split(" "):
-        cand = (cur + " " + wd) if cur else wd
-        if fnt.getlength(cand) > lim and cur:
-            lines.append(cur)
-            cur = wd
+    cjk = T.is_cjk(doc.st.lang) and any(ord(c) > 0x2E80 for c in txt)
+    toks = list(txt) if cjk else txt.split(" ")
+    sep = "" if cjk else " "
+    sw = 0.0 if cjk else fnt.getlength(" ")
+    cache: dict[str, float] = {}
+    lines: list[str] = []
+    cur: list[str] = []
+    cw = 0.0
+    for tok in toks:
+        tw = cache.get(tok)
+        if tw is None:
+            tw = cache[tok] = fnt.getlength(tok)
+        add = tw + (sw if cur else 0.0)
+        if cur and cw + add > lim:
+            lines.append(sep.join(cur))
+            if max_lines and len(lines) >= max_lines:
+                return lines
+            cur, cw = [tok], tw
         else:
-            cur = cand
-    return lines + ([cur] if cur else [])
+            cur.append(tok)
+            cw += add
+    if cur:
+        lines.append(sep.join(cur))
+    return lines[:max_lines] if max_lines else lines
 
 
 class Page:
@@ -51,7 +67,7 @@ class Page:
         self.m = float(t.uniform(70, 120))
         self.x0, self.x1 = self.m, doc.w - self.m
         self.y = float(t.uniform(50, 90))
-        self.body = float(t.uniform(17, 21))
+        self.body = float(t.uniform(18, 24))
         self.gap = float(t.uniform(18, 40))
         self.rule = D.mix(self.st.pal["primary"], (0, 0, 0), float(t.uniform(0, 0.5)))
         self.lang = self.st.lang
@@ -231,20 +247,55 @@ class Page:
         self.y += self.gap
 
     def paragraphs(self, n: int, numbered: bool = False, lines_range=(2, 6)) -> None:
+        """Paragraph block; line counts are template-fixed so fills keep the layout."""
         doc, t, f = self.doc, self.t, self.f
         sz = self.body * float(t.uniform(0.85, 1.0))
         lh = sz * float(t.uniform(1.3, 1.6))
-        for i in range(n):
+        counts = [int(t.integers(*lines_range)) if not numbered else int(t.integers(3, 7)) for _ in range(n)]
+        last_frac = float(t.uniform(0.3, 0.9))
+        for i, nl in enumerate(counts):
             if numbered:
-                doc.text(self.x0, self.y, f"§ {i + 1}  " + T.word(f, 3) + " " + T.word(f, 2), sz * 1.05, "title")
+                doc.text(self.x0, self.y, f"§ {i + 1}  " + T.word(t, 3) + " " + T.word(t, 2), sz * 1.05, "title")
                 self.y += lh * 1.2
-            nl = int(f.integers(*lines_range)) if not numbered else int(f.integers(3, 7))
-            txt = " ".join(T.sentence(f, self.lang, int(f.integers(6, 14))) for _ in range(nl))
-            for ln in wrap(doc, txt, sz, "value", self.x1 - self.x0)[: nl + 2]:
+            nsent = nl + 1 if not T.is_cjk(self.lang) else nl * 3 + 1
+            txt = " ".join(T.sentence(f, self.lang, int(f.integers(6, 14))) for _ in range(nsent))
+            lines = wrap(doc, txt, sz, "value", self.x1 - self.x0, nl)
+            for j, ln in enumerate(lines):
+                if j == nl - 1 and nl > 1:
+                    ln = doc_cut(doc, ln, sz, (self.x1 - self.x0) * last_frac)
                 doc.text(self.x0, self.y, ln, sz, "value")
                 self.y += lh
-            self.y += lh * 0.6
+            self.y += lh * (nl - len(lines)) + lh * 0.6
         self.y += self.gap * 0.5
+
+    def notice(self) -> None:
+        doc, t, pal = self.doc, self.t, self.st.pal
+        nl = int(t.integers(2, 5))
+        sz = self.body * 0.85
+        h = nl * sz * 1.5 + 30
+        doc.rect(self.x0, self.y, self.x1, self.y + h, fill=D.mix(pal["accent"], (255, 255, 255), 0.85), outline=pal["accent"], width=1, r=6)
+        txt = " ".join(T.sentence(self.f, self.lang, 10) for _ in range(nl * (1 if not T.is_cjk(self.lang) else 3)))
+        for j, ln in enumerate(wrap(doc, txt, sz, "value", self.x1 - self.x0 - 40, nl)):
+            doc.text(self.x0 + 20, self.y + 15 + j * sz * 1.5, ln, sz, "value")
+        self.y += h + self.gap
+
+    def fill_rest(self, limit: float) -> None:
+        """Template-chosen extra blocks so pages are not half empty (layout only depends on t)."""
+        t = self.t
+        for _ in range(4):
+            room = limit - self.y
+            if room < 260 or t.random() < 0.25:
+                break
+            k = int(t.integers(4))
+            if k == 0:
+                self.paragraphs(1, lines_range=(2, max(3, min(8, int(room / (self.body * 1.6)) - 2))))
+            elif k == 1:
+                self.notice()
+            elif k == 2:
+                self.kv_block(["reference", "date", "customer", "phone"][: int(t.integers(2, 5))], 2)
+            else:
+                n = max(2, min(10, int((room - 120) / (self.body * 2.1)) - 1))
+                self.table([("description", "text"), ("date", "date"), ("amount", "money")], int(t.integers(2, n + 1)))
 
     def form(self, n: int, ncol: int) -> None:
         doc, t, f, pal = self.doc, self.t, self.f, self.st.pal
@@ -336,6 +387,8 @@ class Page:
 
     def footer(self, code: str = "none") -> None:
         doc, t, f = self.doc, self.t, self.f
+        if doc.h > 1500:
+            self.fill_rest(doc.h - (260 if code != "none" else 160))
         yb = doc.h - float(t.uniform(50, 80))
         doc.line(self.x0, yb - 22, self.x1, yb - 22, D.mix(self.rule, (255, 255, 255), 0.4), 1)
         txt = f"{self.org} · {' · '.join(self.org_addr)} · IBAN {T.letters(t, 2)}{T.digits(t, 18)}"
@@ -365,7 +418,7 @@ def _page_setup(family: str, t: Rng, f: Rng, s: float, size=PAGE) -> tuple[Doc, 
     st.extra["bilingual_labels"] = False
     doc = Doc(size[0], size[1], s, t, f, st)
     pal = st.pal
-    doc.arr[:] = D.mix(pal["stock"], (255, 255, 255), float(t.uniform(0.6, 1.0)))
+    D.fill(doc.arr, D.mix(pal["stock"], (255, 255, 255), float(t.uniform(0.6, 1.0))))
     if t.random() < 0.2:
         D.guilloche(doc.arr, t, D.mix(pal["pattern"], (255, 255, 255), 0.8), (0, 0, doc.W, doc.H), s, "waves")
     doc.begin_pil()
@@ -472,7 +525,7 @@ def render_certificate(family: str, t: Rng, f: Rng, s: float) -> np.ndarray:
     w, h = 1754, 1240
     doc = Doc(w, h, s, t, f, st)
     pal = st.pal
-    doc.arr[:] = D.mix(pal["stock"], (255, 255, 255), float(t.uniform(0.2, 0.8)))
+    D.fill(doc.arr, D.mix(pal["stock"], (255, 255, 255), float(t.uniform(0.2, 0.8))))
     bm = float(t.uniform(30, 70))
     D.guilloche(doc.arr, t, D.mix(pal["pattern"], pal["stock"], 0.3), (0, 0, doc.W, doc.H), s, str(t.choice(["rosette", "waves", "mesh"])))
     inner = doc.box(bm + 40, bm + 40, w - bm - 40, h - bm - 40)
