@@ -1,0 +1,462 @@
+#!/usr/bin/env python
+"""Evaluate encoders on the retrieval benchmark: exact TPR@FPR table, AUROC, top-1, open set.
+
+    python scripts/evaluate.py --model runs/best.onnx --benchmark data/bench --split val \\
+        --baselines --json out/eval.json --plots out/plots [--write-thresholds]
+
+Benchmark layout (scripts/build_benchmark.py): ``DIR/<split>/register/<type>/*`` (clean
+exemplars), ``DIR/<split>/queries/<type>/*`` (captures of registered types),
+``DIR/<split>/unknown/<type>/*`` (captures of unregistered types, optional), ``DIR/manifest.json``.
+
+Every query is scored against every register type (cosine, best exemplar per type); same type =
+positive pair, other type = negative.  Thresholds come exactly from the sorted negatives
+(accept iff cosine >= threshold; measured FPR <= target); rows with fewer than 1/FPR negatives
+are reported as not measurable.  See retriever/metrics.py.
+
+``--baselines`` measures two neighbours in the same run: raw-pixel thumbnails (16x16 gray,
+mean-centred, unit length) and ImageNet EfficientNet-Lite0 GAP features without any training
+(exported once with scripts/export_baseline.py and cached in ~/.cache/docretriever/).
+
+``--write-thresholds`` stores the measured table (measurable rows, FPR = target) in the FIRST
+model's ONNX metadata.  This changes the file's bytes and therefore its fingerprint: galleries
+built with the old file must be rebuilt (or built after this step).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import math
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from retriever import metrics as M
+
+cv2.setNumThreads(1)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+BASELINES = ("pixels", "lite0")
+REPO = Path(__file__).resolve().parent.parent
+
+
+class EvaluationError(RuntimeError):
+    """The benchmark or a model cannot be evaluated as asked; the message names what is wrong."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Benchmark
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Split:
+    root: Path
+    split: str
+    register: list[tuple[Path, str]]
+    queries: list[tuple[Path, str]]
+    unknown: list[tuple[Path, str]]
+    manifest_sha256: str | None = None
+    manifest_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def types(self) -> list[str]:
+        return sorted({lab for _, lab in self.register})
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.root), "split": self.split, "manifest_sha256": self.manifest_sha256,
+                "manifest": self.manifest_info, "register_images": len(self.register),
+                "register_types": len(self.types), "queries": len(self.queries),
+                "query_types": len({lab for _, lab in self.queries}), "unknown_queries": len(self.unknown),
+                "unknown_types": len({lab for _, lab in self.unknown})}
+
+
+def _labelled_images(folder: Path) -> list[tuple[Path, str]]:
+    """(image, label) below ``folder``; label = parent folder path relative to ``folder``."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(folder)
+        for name in sorted(filenames):
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if rel == Path("."):
+                raise EvaluationError(f"{folder / name}: image directly in {folder}; expected {folder}/<type>/<image>")
+            out.append((Path(dirpath) / name, rel.as_posix()))
+    return out
+
+
+def load_split(root: str | os.PathLike, split: str) -> Split:
+    root = Path(root)
+    base = root / split
+    if not base.is_dir():
+        have = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise EvaluationError(f"{base}: no such split directory (benchmark {root} has: {', '.join(have) or 'nothing'})")
+    parts = {}
+    for name in ("register", "queries", "unknown"):
+        d = base / name
+        if name != "unknown" and not d.is_dir():
+            raise EvaluationError(f"{d}: missing; a benchmark split needs register/<type>/ and queries/<type>/ folders")
+        parts[name] = _labelled_images(d) if d.is_dir() else []
+    if not parts["register"]:
+        raise EvaluationError(f"{base / 'register'}: no images")
+    if not parts["queries"]:
+        raise EvaluationError(f"{base / 'queries'}: no images")
+    reg_types = {lab for _, lab in parts["register"]}
+    stray = sorted({lab for _, lab in parts["queries"]} - reg_types)
+    if stray:
+        raise EvaluationError(f"{base / 'queries'}: types without a register exemplar: {stray[:10]}"
+                              f"{' ...' if len(stray) > 10 else ''} (move them to unknown/ or add them to register/)")
+    overlap = sorted({lab for _, lab in parts["unknown"]} & reg_types)
+    if overlap:
+        raise EvaluationError(f"{base / 'unknown'}: types that are registered: {overlap[:10]} (unknown/ must hold "
+                              "only unregistered types)")
+    sha, info = None, {}
+    man = root / "manifest.json"
+    if man.is_file():
+        data = man.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            loaded = json.loads(data)
+            if isinstance(loaded, dict):  # scalar facts only: the full manifest may list every image
+                info = {k: v for k, v in loaded.items() if isinstance(v, (str, int, float, bool)) or v is None}
+        except json.JSONDecodeError as exc:
+            raise EvaluationError(f"{man}: not valid JSON ({exc})") from None
+    return Split(root, split, parts["register"], parts["queries"], parts["unknown"], sha, info)
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoders (models and baselines)
+# --------------------------------------------------------------------------------------------------
+class PixelBaseline:
+    """Raw-pixel thumbnails: 16x16 gray, mean-centred, unit length (the floor any model must beat)."""
+
+    kind = "baseline"
+    name = "pixels-16x16-gray"
+    dim = 256
+    fingerprint = None
+    path = None
+
+    def encode(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        from encoders.decode import read_image
+
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        for i, src in enumerate(images):
+            gray = cv2.cvtColor(read_image(src, target_hw=(64, 64)), cv2.COLOR_BGR2GRAY)
+            t = cv2.resize(gray, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+            t -= t.mean()
+            n = float(np.linalg.norm(t))
+            out[i] = t / n if n > 1e-6 else t
+        return out
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DOCRETRIEVER_CACHE", Path.home() / ".cache" / "docretriever"))
+
+
+def lite0_baseline_path() -> Path:
+    """The untrained Lite0 GAP-1280 ONNX model, exported once into the cache (needs the [train] extra)."""
+    target = cache_dir() / "lite0_gap.onnx"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    script = REPO / "scripts" / "export_baseline.py"
+    print(f"exporting the Lite0 GAP baseline to {target} (once) ...", file=sys.stderr)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / "lite0_gap.onnx"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, str(script), "--out", str(out), "--dim", "1280"],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0 or not out.is_file():
+            raise EvaluationError(f"cannot export the Lite0 baseline with {script} (exit {proc.returncode}): "
+                                  f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+        os.replace(out, target)
+    return target
+
+
+@dataclass
+class Candidate:
+    label: str          # unique display name
+    kind: str           # "model" | "baseline"
+    encoder: Any
+    path: str | None
+
+
+def load_candidates(models: Sequence[str], baselines: Sequence[str]) -> list[Candidate]:
+    import encoders
+
+    out: list[Candidate] = []
+    seen: dict[str, int] = {}
+
+    def unique(name: str) -> str:
+        seen[name] = seen.get(name, 0) + 1
+        return name if seen[name] == 1 else f"{name}#{seen[name]}"
+
+    for m in models:
+        enc = encoders.load(m, threads=1)
+        out.append(Candidate(unique(enc.name), "model", enc, str(enc.path)))
+    for b in baselines:
+        if b == "pixels":
+            out.append(Candidate(unique(PixelBaseline.name), "baseline", PixelBaseline(), None))
+        elif b == "lite0":
+            enc = encoders.load(lite0_baseline_path(), threads=1)
+            out.append(Candidate(unique(enc.name), "baseline", enc, str(enc.path)))
+        else:
+            raise EvaluationError(f"unknown baseline {b!r}; choose from {', '.join(BASELINES)}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------
+def encode_split(cand: Candidate, split: Split, batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    feats = {}
+    n = 0
+    t0 = time.perf_counter()
+    for part in ("register", "queries", "unknown"):
+        items = getattr(split, part)
+        feats[part] = cand.encoder.encode([str(p) for p, _ in items], batch_size=batch_size) if items else None
+        n += len(items)
+    dt = time.perf_counter() - t0
+    return feats, {"images": n, "seconds": round(dt, 3), "images_per_s": round(n / dt, 2) if dt > 0 else None,
+                   "batch_size": batch_size, "threads": 1}
+
+
+def _worst(sets: M.ScoreSets, split: Split, n: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """Most confident mistakes: misidentified known queries and accepted-looking unknowns."""
+    wrong = np.nonzero(~sets.known_correct)[0]
+    wrong = wrong[np.argsort(-sets.known_best[wrong], kind="stable")][:n]
+    unk = np.argsort(-sets.unknown_best, kind="stable")[:n]
+    return {
+        "misidentified": [{"query": str(split.queries[i][0]), "type": split.queries[i][1],
+                           "predicted": str(sets.types[sets.known_pred[i]]), "score": float(sets.known_best[i]),
+                           "own_type_score": float(sets.pos[i])} for i in wrong],
+        "unknown_highest": [{"query": str(split.unknown[i][0]), "type": split.unknown[i][1],
+                             "predicted": str(sets.types[sets.unknown_pred[i]]), "score": float(sets.unknown_best[i])}
+                            for i in unk],
+    }
+
+
+def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], batch_size: int
+                       ) -> tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]:
+    feats, enc_stats = encode_split(cand, split, batch_size)
+    sets = M.pair_scores(feats["queries"], [lab for _, lab in split.queries], feats["register"],
+                         [lab for _, lab in split.register], feats["unknown"])
+    res = M.summarise(sets, fprs)
+    enc = cand.encoder
+    out = {"name": cand.label, "kind": cand.kind, "path": cand.path, "fingerprint": getattr(enc, "fingerprint", None),
+           "dim": int(enc.dim), "encode": enc_stats, **res, "table_markdown": M.markdown_table(res),
+           "roc": M.roc_points(sets.pos, sets.neg, neg_sorted=True), "worst": _worst(sets, split)}
+    return out, sets, feats
+
+
+def _tpr_at(res: dict[str, Any], fpr: float) -> float | None:
+    for r in res["table"]:
+        if math.isclose(r["fpr"], fpr, rel_tol=1e-9):
+            return r["tpr"]
+    return None
+
+
+def comparison(results: Sequence[dict[str, Any]], fpr: float = 1e-4) -> list[dict[str, Any]]:
+    """One row per model: TPR@1e-4 (and 1e-3), AUROC, top-1, miss-rate ratio vs the Lite0 baseline."""
+    ref = next((r for r in results if r["kind"] == "baseline" and r["name"].startswith("lite0")), None)
+    ref_tpr = _tpr_at(ref, fpr) if ref else None
+    rows = []
+    for r in results:
+        tpr = _tpr_at(r, fpr)
+        ratio = None
+        if tpr is not None and ref_tpr is not None and ref_tpr < 1.0:
+            ratio = (1.0 - tpr) / (1.0 - ref_tpr)
+        rows.append({"name": r["name"], "kind": r["kind"], f"tpr@{fpr:g}": tpr, "tpr@0.001": _tpr_at(r, 1e-3),
+                     "auroc": r["auroc"], "top1": r["top1_accuracy"],
+                     "miss_ratio_vs_lite0": ratio, "images_per_s": r["encode"]["images_per_s"]})
+    return rows
+
+
+def comparison_markdown(rows: Sequence[dict[str, Any]], fpr: float = 1e-4) -> str:
+    def f(v: Any, d: int = 4) -> str:
+        return "n/a" if v is None else f"{v:.{d}f}"
+
+    lines = [f"| model | kind | TPR@{fpr:g} | TPR@0.001 | AUROC | top-1 | miss rate / lite0 @{fpr:g} | images/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['kind']} | {f(r[f'tpr@{fpr:g}'])} | {f(r['tpr@0.001'])} | {f(r['auroc'])} | "
+                     f"{f(r['top1'])} | {f(r['miss_ratio_vs_lite0'], 3)} | {f(r['images_per_s'], 1)} |")
+    return "\n".join(lines)
+
+
+def report_text(res: dict[str, Any]) -> str:
+    rs = res["register_size"]
+    lines = [f"## {res['name']} ({res['kind']}, {res['dim']}-d)", "",
+             f"{res['n_pos']:,} positive / {res['n_neg']:,} negative pairs; register {rs['types']} types "
+             f"({rs['exemplars']} exemplars); encoding {res['encode']['images']} images at "
+             f"{res['encode']['images_per_s']} images/s (batch {res['encode']['batch_size']}, 1 thread)", "",
+             res["table_markdown"], "",
+             f"AUROC {res['auroc']:.6f}   closed-set top-1 {res['top1_accuracy']:.4f}", ""]
+    if res["n_unknown_queries"]:
+        lines.append(f"Open set ({res['n_unknown_queries']} unknown-type queries): false accepts (best score >= t)")
+        lines.append("| FPR row | threshold | false accepts | rate |")
+        lines.append("|---|---|---|---|")
+        for o in res["open_set"]:
+            fa = "n/a" if o["false_accepts"] is None else str(o["false_accepts"])
+            rate = "n/a" if o["false_accept_rate"] is None else f"{o['false_accept_rate']:.4f}"
+            th = "n/a" if o["threshold"] is None else f"{o['threshold']:.4f}"
+            lines.append(f"| {o['fpr']:g} | {th} | {fa} | {rate} |")
+        lines.append("")
+    lines.append(M.markdown_identification(res))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Thresholds into the model
+# --------------------------------------------------------------------------------------------------
+def write_thresholds(cand: Candidate, res: dict[str, Any], split: Split) -> dict[str, Any]:
+    from encoders.contract import ThresholdRow, write_contract
+
+    rows = [ThresholdRow(fpr=r["fpr"], tpr=r["tpr"], threshold=r["threshold"]) for r in res["table"] if r["measurable"]]
+    if not rows:
+        raise EvaluationError(f"no measurable threshold row for {cand.label} ({res['n_neg']} negative pairs); "
+                              "nothing written")
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    rs = res["register_size"]
+    source = (f"scripts/evaluate.py on {split.root.name}/{split.split}: {res['n_pos']} positive / {res['n_neg']} "
+              f"negative pairs, register {rs['types']} types ({rs['exemplars']} exemplars), "
+              f"benchmark manifest {str(split.manifest_sha256)[:12]}, {date}; fpr = target, measured <= target")
+    old_fp = cand.encoder.fingerprint
+    write_contract(cand.path, cand.encoder.contract.with_thresholds(rows, source=source))
+    from encoders.runtime import file_sha256
+
+    new_fp = file_sha256(cand.path)
+    return {"path": cand.path, "rows": [r.__dict__ for r in rows], "source": source,
+            "old_fingerprint": old_fp, "new_fingerprint": new_fp}
+
+
+# --------------------------------------------------------------------------------------------------
+# Output helpers
+# --------------------------------------------------------------------------------------------------
+def jsonable(obj: Any) -> Any:
+    """Strict JSON: non-finite floats become None, numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(jsonable(data), fh, indent=1, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+
+
+# --------------------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--model", action="append", required=True, help="ONNX model (repeat to compare several)")
+    ap.add_argument("--benchmark", required=True, type=Path, help="benchmark root (holds <split>/ and manifest.json)")
+    ap.add_argument("--split", default="val", choices=("val", "test"))
+    ap.add_argument("--baselines", nargs="?", const=",".join(BASELINES), default="",
+                    help=f"add baselines measured in the same run (default all: {','.join(BASELINES)}; "
+                         "or a comma list)")
+    ap.add_argument("--json", type=Path, help="write the full result here")
+    ap.add_argument("--plots", type=Path, help="write ROC, histogram and feature-map PNGs here")
+    ap.add_argument("--write-thresholds", action="store_true",
+                    help="store the measured table in the first model's ONNX metadata (changes its fingerprint)")
+    ap.add_argument("--fpr", type=float, action="append", dest="fprs",
+                    help="FPR rows (repeatable) [default: 1e-5 1e-4 1e-3 1e-2 1e-1]")
+    ap.add_argument("--batch-size", type=int, default=32)
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    fprs = tuple(sorted(args.fprs)) if args.fprs else M.DEFAULT_FPRS
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    try:
+        split = load_split(args.benchmark, args.split)
+        cands = load_candidates(args.model, baselines)
+    except EvaluationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = split.describe()
+    print(f"# Benchmark {split.root} split {split.split}: register {info['register_types']} types "
+          f"({info['register_images']} images), {info['queries']} queries, {info['unknown_queries']} unknown-type "
+          f"queries ({info['unknown_types']} types)\n")
+    results, plot_data = [], []
+    for cand in cands:
+        res, sets, feats = evaluate_candidate(cand, split, fprs, args.batch_size)
+        results.append(res)
+        print(report_text(res), "\n", flush=True)
+        if args.plots:
+            plot_data.append((res, sets, feats))
+    comp = comparison(results)
+    print("## Comparison\n")
+    print(comparison_markdown(comp), "\n")
+    written = None
+    if args.write_thresholds:
+        try:
+            written = write_thresholds(cands[0], results[0], split)
+        except EvaluationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {len(written['rows'])} threshold rows into {written['path']}; its fingerprint changed "
+              f"{written['old_fingerprint'][:12]} -> {written['new_fingerprint'][:12]}: rebuild galleries made "
+              "with the old file")
+    plots = []
+    if args.plots:
+        here = str(Path(__file__).resolve().parent)
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        from plot_eval import write_plots  # scripts/ sibling; matplotlib is imported only when asked
+
+        plots = [str(p) for p in write_plots(args.plots, plot_data, split, fprs)]
+        print("plots: " + ", ".join(plots))
+    if args.json:
+        write_json_atomic(args.json, {
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "argv": list(argv) if argv is not None else sys.argv[1:],
+            "benchmark": info, "fprs": list(fprs), "models": results, "comparison": comp,
+            "thresholds_written": written, "plots": plots,
+            "notes": {"scores": "cosine in [-1, 1]; reference project's score = (cos + 1) / 2",
+                      "accept": "score >= threshold", "threshold_rule": "smallest t with #(neg >= t)/n_neg <= fpr",
+                      "measurable": "n_neg >= 1/fpr"}})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""scripts/evaluate.py on a tiny synthetic benchmark with the tiny model."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import encoders
+from synth_docs import make_benchmark
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "evaluate.py"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    return make_benchmark(tmp_path_factory.mktemp("bench"), n_types=8, n_queries=3, n_unknown_types=2)
+
+
+@pytest.fixture()
+def model_copy(tmp_path, tiny_model_path) -> Path:
+    """A private copy: --write-thresholds rewrites the file (the session fixture must stay intact)."""
+    return Path(shutil.copy(tiny_model_path, tmp_path / "model.onnx"))
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cli_writes_json_and_thresholds(tmp_path, bench, model_copy):
+    before = encoders.load(model_copy)
+    assert before.contract.threshold_table == ()
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--model", str(model_copy), "--benchmark", str(bench),
+                           "--split", "test", "--baselines", "pixels", "--json", str(out), "--write-thresholds"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| FPR | 1e-5 | 1e-4 | 1e-3 | 1e-2 | 1e-1 |" in proc.stdout
+    assert "register of 8 types" in proc.stdout and "## Comparison" in proc.stdout
+    res = json.loads(out.read_text())
+    assert {"benchmark", "fprs", "models", "comparison", "thresholds_written", "notes"} <= set(res)
+    assert res["benchmark"]["register_types"] == 8 and res["benchmark"]["unknown_queries"] == 6
+    assert [m["kind"] for m in res["models"]] == ["model", "baseline"]
+    m = res["models"][0]
+    for key in ("table", "auroc", "top1_accuracy", "open_set", "identification", "encode", "n_pos", "n_neg",
+                "register_size", "table_markdown", "roc", "worst", "fingerprint"):
+        assert key in m, key
+    assert m["n_pos"] == 24 and m["n_neg"] == 24 * 7
+    assert [r["measurable"] for r in m["table"]] == [False, False, False, True, True]
+    assert m["identification"]["register_size"] == {"types": 8, "exemplars": 8}
+    assert m["encode"]["images"] == 8 + 24 + 6 and m["encode"]["images_per_s"] > 0
+    assert len(res["comparison"]) == 2 and res["comparison"][0]["miss_ratio_vs_lite0"] is None
+    # the measured table is now in the model's metadata, measurable rows only, at the target FPRs
+    after = encoders.load(model_copy)
+    rows = after.contract.threshold_table
+    assert [r.fpr for r in rows] == [1e-2, 1e-1]
+    assert [r.threshold for r in rows] == [r["threshold"] for r in m["table"] if r["measurable"]]
+    assert "/test: 24 positive / 168 negative pairs" in after.contract.threshold_source
+    assert after.fingerprint != before.fingerprint == m["fingerprint"]
+    assert res["thresholds_written"]["new_fingerprint"] == after.fingerprint
+
+
+def test_plots_and_two_models(tmp_path, bench, model_copy, other_tiny_model_path):
+    ev = _load_script()
+    out = tmp_path / "plots"
+    rc = ev.main(["--model", str(model_copy), "--model", str(other_tiny_model_path), "--benchmark", str(bench),
+                  "--split", "val", "--plots", str(out), "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["features_tiny-other.png", "features_tiny-test-model.png", "roc.png", "score_histograms.png"]
+    assert all(p.stat().st_size > 10_000 for p in out.glob("*.png"))
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert [m["name"] for m in res["models"]] == ["tiny-test-model", "tiny-other"]
+    assert encoders.load(model_copy).contract.threshold_table == ()  # not asked to write
+
+
+def test_bad_benchmark_is_reported(tmp_path, model_copy, capsys):
+    ev = _load_script()
+    assert ev.main(["--model", str(model_copy), "--benchmark", str(tmp_path), "--split", "val"]) == 2
+    assert "no such split directory" in capsys.readouterr().err
+
+
+def test_query_type_without_register_exemplar_is_refused(tmp_path, model_copy, capsys):
+    bench = make_benchmark(tmp_path / "b", n_types=3, n_queries=1, n_unknown_types=0, splits=("val",))
+    shutil.rmtree(bench / "val" / "register" / "type02")
+    ev = _load_script()
+    assert ev.main(["--model", str(model_copy), "--benchmark", str(bench), "--split", "val"]) == 2
+    assert "types without a register exemplar: ['type02']" in capsys.readouterr().err
