@@ -31,7 +31,9 @@ _EPS = 1e-9  # tolerance for n_neg * fpr landing a hair below an integer (1e-4 *
 
 def to_unit_interval(cos: float | np.ndarray) -> float | np.ndarray:
     """Map a cosine in [-1, 1] to the reference project's score scale ``(cos + 1) / 2`` in [0, 1]."""
-    return (np.asarray(cos, dtype=np.float64) + 1.0) / 2.0 if isinstance(cos, np.ndarray) else (cos + 1.0) / 2.0
+    if isinstance(cos, np.ndarray):
+        return (cos.astype(np.float64) + 1.0) / 2.0
+    return (float(cos) + 1.0) / 2.0
 
 
 def negatives_needed(fpr: float) -> int:

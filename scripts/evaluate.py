@@ -32,7 +32,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import re
 import subprocess
 import sys
 import tempfile
@@ -270,7 +269,8 @@ def _tpr_at(res: dict[str, Any], fpr: float) -> float | None:
 
 def comparison(results: Sequence[dict[str, Any]], fpr: float = 1e-4) -> list[dict[str, Any]]:
     """One row per model: TPR@1e-4 (and 1e-3), AUROC, top-1, miss-rate ratio vs the Lite0 baseline."""
-    ref = next((r for r in results if r["kind"] == "baseline" and r["name"].startswith("lite0")), None)
+    lite0 = [r for r in results if r["name"].startswith("lite0-imagenet-gap")]  # baseline run, or passed as --model
+    ref = next((r for r in lite0 if r["kind"] == "baseline"), lite0[0] if lite0 else None)
     ref_tpr = _tpr_at(ref, fpr) if ref else None
     rows = []
     for r in results:
@@ -376,10 +376,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
 
 
 # --------------------------------------------------------------------------------------------------
