@@ -259,7 +259,7 @@ def verify(gallery: Path, sample: int, model: str | None) -> None:
     """
     from .verify import verify as run_verify
 
-    g = Gallery.open(gallery)
+    g = Gallery.open(gallery, strict=False)  # load inconsistent files too, to list every problem
     enc = _load_encoder(model) if sample > 0 else None
     rep = run_verify(g, enc, sample=sample)
     for note in rep.notes:
@@ -300,15 +300,17 @@ def export(gallery: Path, out: Path, model: str | None) -> None:
 def rollback(gallery: Path, lock_timeout: float) -> None:
     """Make GALLERY's previous generation current again (undo the last write).
 
-    Running it twice redoes the write.  Ids stay unique.
+    Running it twice redoes the write.  Ids stay unique.  Works when the current generation's
+    files are missing or corrupt (only manifest.json must be readable).
 
     \b
     Example:
       indexer rollback gallery/
     """
-    g = Gallery.open(gallery, lock_timeout=lock_timeout)
-    before = g.generation
-    g.rollback()
+    from .gallery import _read_manifest
+
+    before = int(_read_manifest(gallery)["generation"])
+    g = Gallery.rollback_at(gallery, lock_timeout=lock_timeout)  # works even if the current files are broken
     click.echo(f"rolled back {g.path}: generation {g.generation} restores the content before generation {before} "
                f"({g.count} vector(s), {len(g.label_counts())} label(s))")
 

@@ -105,13 +105,14 @@ class Gallery:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | os.PathLike, encoder: Any = None,
-             lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> "Gallery":
+             lock_timeout: float = DEFAULT_LOCK_TIMEOUT, strict: bool = True) -> "Gallery":
         """Open a gallery for reading (and writing through its methods).
 
         With ``encoder``, refuses a gallery built by another model (fingerprints differ).
+        ``strict=False`` opens files whose counts disagree (so ``verify`` can list every problem).
         """
         path = Path(path)
-        g = cls(path, _load_state(path), encoder, lock_timeout)
+        g = cls(path, _load_state(path, strict=strict), encoder, lock_timeout)
         if encoder is not None:
             g._check_encoder(encoder)
         return g
@@ -442,6 +443,17 @@ class Gallery:
             self._commit(None, None, {}, next_id=next_id, base=base)
         return self.generation
 
+    @classmethod
+    def rollback_at(cls, path: str | os.PathLike, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> "Gallery":
+        """Roll back the gallery at ``path`` even if its current files are missing or corrupt.
+
+        Only the manifest must be readable; returns the gallery opened at the restored generation.
+        """
+        path = Path(path)
+        g = cls(path, _State.of(_read_manifest(path), None, items_mod.empty()), None, lock_timeout)
+        g.rollback()
+        return cls.open(path, lock_timeout=lock_timeout)
+
     # ------------------------------------------------------------------ internals
     def _encoder_for_write(self, encoder: Any) -> Any:
         enc = encoder if encoder is not None else self.encoder
@@ -587,7 +599,7 @@ def _try_read_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _load_state(path: Path, attempts: int = 5) -> _State:
+def _load_state(path: Path, attempts: int = 5, strict: bool = True) -> _State:
     """Manifest, then the files it names; retried if a writer pruned them between the two reads."""
     last: Exception | None = None
     for _ in range(attempts):
@@ -603,11 +615,11 @@ def _load_state(path: Path, attempts: int = 5) -> _State:
         except Exception as exc:  # faiss raises RuntimeError, pyarrow ArrowInvalid, ...
             raise GalleryCorruptError(f"{path}: cannot read generation {m['generation']} files "
                                       f"({type(exc).__name__}: {exc}); try `indexer rollback {path}`") from None
-        if index.ntotal != len(table) or index.ntotal != int(m.get("count", index.ntotal)):
+        if strict and (index.ntotal != len(table) or index.ntotal != int(m.get("count", index.ntotal))):
             raise GalleryCorruptError(
                 f"{path}: {m['index_file']} holds {index.ntotal} vectors, {m['items_file']} {len(table)} rows, "
                 f"manifest says {m.get('count')}; try `indexer rollback {path}`")
-        if index.d != int(m["encoder"]["dim"]):
+        if strict and index.d != int(m["encoder"]["dim"]):
             raise GalleryCorruptError(f"{path}: {m['index_file']} is {index.d}-d, manifest says "
                                       f"{m['encoder']['dim']}-d")
         return _State.of(m, index, table)

@@ -441,3 +441,33 @@ def test_end_to_end_with_shipped_model(tmp_path, encoder):
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-4)
     rep = verify(Gallery.open(g.path, encoder), encoder, sample=3)
     assert rep.ok and rep.reencoded == 3
+
+
+# ------------------------------------------------------------------------------ readers vs writers
+def test_reader_retries_when_a_writer_prunes_the_generation_it_was_opening(built, tiny, tmp_path, monkeypatch):
+    import indexer.index as index_mod
+
+    original = index_mod.read_index
+    calls = []
+
+    def racing_read(path):
+        if not calls:  # between our manifest read and our file read, two commits happen elsewhere
+            calls.append(path)
+            writer = Gallery.open(built.path, tiny)
+            writer.add([write_image(tmp_path / "a.png", "a")], label="a")
+            writer.add([write_image(tmp_path / "b.png", "b")], label="b")
+            assert not Path(path).exists()  # generation 1 was pruned under the reader's feet
+        return original(path)
+
+    monkeypatch.setattr(index_mod, "read_index", racing_read)
+    g = Gallery.open(built.path)
+    assert calls and g.generation == 3 and g.count == 7
+
+
+def test_missing_generation_file_is_reported_with_rollback_hint(built, tmp_path):
+    built.add([write_image(tmp_path / "a.png", "a")], label="a")
+    (built.path / built.manifest["items_file"]).unlink()
+    with pytest.raises(GalleryError, match=r"missing: .*items-0002\.parquet.*indexer rollback"):
+        Gallery.open(built.path)
+    g = Gallery.rollback_at(built.path)
+    assert g.count == 5 and g.generation == 3
