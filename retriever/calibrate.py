@@ -170,6 +170,11 @@ def calibration_from_scores(sets: M.ScoreSets, fprs: Sequence[float], source: st
     ``table_markdown``.
     """
     res = M.summarise(sets, fprs)
+    rs = res["register_size"]
+    header = (f"Calibration ({source}): {res['n_pos']:,} positive / {res['n_neg']:,} negative pairs from "
+              f"{res['n_known_queries']:,} captures of registered types and {res['n_unknown_queries']:,} unknown "
+              f"captures; register {rs['types']:,} types ({rs['exemplars']:,} exemplars); AUROC {res['auroc']:.4f}, "
+              f"top-1 {res['top1_accuracy']:.4f}. Accept iff cosine >= threshold.")
     return {
         "table": [r for r in res["table"] if r["measurable"]],
         "not_measurable": [{"fpr": r["fpr"], "negatives_needed": M.negatives_needed(r["fpr"])}
@@ -184,7 +189,7 @@ def calibration_from_scores(sets: M.ScoreSets, fprs: Sequence[float], source: st
         "auroc": res["auroc"],
         "top1_accuracy": res["top1_accuracy"],
         "identification": res["identification"]["rows"],
-        "table_markdown": M.markdown_table(res),
+        "table_markdown": header + "\n\n" + M.markdown_table(res),
     }
 
 

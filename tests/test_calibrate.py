@@ -55,6 +55,7 @@ def test_calibrate_stores_measured_table(tmp_path, gallery, tiny_encoder):
     assert row["measurable"] and row["measured_fpr"] <= 0.1 and 0.0 <= row["tpr"] <= 1.0
     assert rec["source"].startswith(f"user calibration {labelled.resolve()} ")
     assert "| FPR | 1e-5 |" in rec["table_markdown"] and "needs >= 100" in rec["table_markdown"]
+    assert "15 positive / 70 negative pairs" in rec["table_markdown"] and "register 5 types" in rec["table_markdown"]
     json.dumps(rec)  # the manifest must be able to hold it
     stored = Gallery.open(gallery, tiny_encoder).calibration
     assert stored["table"] == rec["table"] and stored["n_neg"] == rec["n_neg"]
