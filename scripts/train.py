@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from encoders.contract import ModelContract
-from encoders.training.cache import build_cache, load_cache, make_view
+from encoders.training.cache import build_cache, load_cache
 from encoders.training.data import image_sources, synth_sources
 from encoders.training.export import check_parity, contract_for, export_onnx
 from encoders.training.model import EmbeddingModel
@@ -80,57 +80,58 @@ def stage_cache(cfg: dict, worker: int, workers: int, max_shards: int | None) ->
                 d.get("shard_sources", 16), worker, workers, max_shards)
 
 
-def val_trunk_features(cfg: dict, model: EmbeddingModel, contract: ModelContract) -> dict | None:
-    """Trunk maps of the validation split of the benchmark, computed once and cached."""
+def val_inputs(cfg: dict, contract: ModelContract, trunk=None) -> dict | None:
+    """The validation split of the benchmark as model-input-sized pixels (and, given the frozen
+    trunk, its feature maps), computed once and cached beside the training cache."""
     bench = cfg.get("benchmark")
     if not bench or not (Path(bench) / "val").is_dir():
         LOG.warning("no validation benchmark at %s: training without model selection", bench)
         return None
-    out = Path(cfg["cache_dir"]) / "val-trunk.npz"
+    from encoders.decode import read_image
+    from encoders.preprocess import resize_to_input, to_tensor
+
+    out = Path(cfg["cache_dir"]) / f"val-{contract.input_size[0]}x{contract.input_size[1]}.npz"
     if out.exists():
         z = np.load(out, allow_pickle=False)
-        return {k: z[k] for k in z.files}
-    from encoders.decode import read_image
-    from encoders.preprocess import preprocess
-
-    root = Path(bench) / "val"
-    groups = {}
+        res = {k: z[k] for k in z.files}
+    else:
+        root = Path(bench) / "val"
+        res = {}
+        for part in ("register", "queries", "unknown"):
+            files = sorted(p for p in (root / part).rglob("*") if p.is_file())
+            res[f"{part}_pixels"] = np.stack([resize_to_input(read_image(str(p), target_hw=contract.input_size),
+                                                              contract) for p in files]) if files else \
+                np.zeros((0, *contract.input_size, 3), np.uint8)
+            res[f"{part}_labels"] = np.array([p.parent.name for p in files])
+        tmp = out.with_suffix(".tmp.npz")
+        np.savez(tmp, **res)
+        os.replace(tmp, out)
     for part in ("register", "queries", "unknown"):
-        files = sorted(p for p in (root / part).rglob("*") if p.is_file())
-        groups[part] = files
-    trunk = model.backbone.trunk.eval()
-    res = {}
-    for part, files in groups.items():
-        maps = []
-        for i in range(0, len(files), 64):
-            x = np.stack([preprocess(read_image(str(p), target_hw=contract.input_size), contract)
-                          for p in files[i:i + 64]])
+        px = res[f"{part}_pixels"]
+        res[f"{part}_x"] = np.stack([to_tensor(p, contract) for p in px]) if len(px) else \
+            np.zeros((0, 3, *contract.input_size), np.float32)
+        if trunk is not None and len(px):
             with torch.no_grad():
-                maps.append(trunk(torch.from_numpy(x)).numpy().astype(np.float16))
-        res[f"{part}_maps"] = np.concatenate(maps) if maps else np.zeros((0,))
-        res[f"{part}_labels"] = np.array([p.parent.name for p in files])
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, **res)
-    os.replace(tmp, out)
+                res[f"{part}_x"] = np.concatenate([trunk(torch.from_numpy(res[f"{part}_x"][i:i + 128])).numpy()
+                                                   for i in range(0, len(px), 128)])
     return res
 
 
-def make_validator(val: dict | None):
+def make_validator(val: dict | None, from_trunk: bool):
     if val is None:
         return None
     from retriever.metrics import evaluate_features
 
-    def feats(model, maps):
-        out = []
-        for i in range(0, len(maps), 256):
-            x = torch.from_numpy(maps[i:i + 256].astype(np.float32))
-            out.append(torch.nn.functional.normalize(model.forward_from_trunk(x), dim=1).numpy())
+    def feats(model, x):
+        fwd = model.forward_from_trunk if from_trunk else model
+        out = [torch.nn.functional.normalize(fwd(torch.from_numpy(x[i:i + 256])), dim=1).numpy()
+               for i in range(0, len(x), 256)]
         return np.concatenate(out)
 
     def validate(model) -> dict:
-        r = evaluate_features(feats(model, val["queries_maps"]), val["queries_labels"],
-                              feats(model, val["register_maps"]), val["register_labels"],
-                              feats(model, val["unknown_maps"]) if len(val["unknown_maps"]) else None)
+        r = evaluate_features(feats(model, val["queries_x"]), val["queries_labels"],
+                              feats(model, val["register_x"]), val["register_labels"],
+                              feats(model, val["unknown_x"]) if len(val["unknown_x"]) else None)
         tpr = {f"val_tpr@{row['fpr']:.0e}": row["tpr"] for row in r["table"]}
         t4 = tpr.get("val_tpr@1e-04") or 0.0
         return {**tpr, "val_auroc": r["auroc"], "val_top1": r["top1_accuracy"],
@@ -144,17 +145,63 @@ def stage_train(cfg: dict) -> dict:
     contract = make_contract(cfg, model)
     feats, labels, _, meta = load_cache(Path(cfg["cache_dir"]))
     LOG.info("cache: %d views, %d classes present of %d", len(feats), len(np.unique(labels)), meta["num_classes"])
-    val = val_trunk_features(cfg, model, contract)
+    val = val_inputs(cfg, contract, trunk=model.backbone.trunk.eval())
     t = cfg["train"]
     tc = TrainConfig(**{k: v for k, v in t.items() if k in TrainConfig.__dataclass_fields__})
     model = model.to(memory_format=torch.channels_last)
     t0 = time.time()
     best = train_on_cache(model, feats, labels, meta["num_classes"], tc, Path(cfg["run_dir"]),
-                          make_validator(val), log=LOG.info)
+                          make_validator(val, from_trunk=True), log=LOG.info)
     summary = {"config": cfg["_path"], "name": cfg["name"], "views": int(len(feats)),
                "classes_present": int(len(np.unique(labels))), "best": best, "train_wall_s": time.time() - t0}
     (Path(cfg["run_dir"]) / "summary.json").write_text(json.dumps(summary, indent=2))
     LOG.info("best: %s", json.dumps(best))
+    return summary
+
+
+def stage_student(cfg: dict) -> dict:
+    """Train a whole network (e.g. LCNet, no pretrained weights) on the cached view pixels,
+    distilling from a teacher's features (an ONNX model, e.g. the trained EfficientNet-Lite0)."""
+    from encoders.training.distill import OnnxTeacher, teacher_features
+    from encoders.training.trainer import train_on_pixels
+
+    model = build_model(cfg)
+    contract = make_contract(cfg, model)
+    cache_dir = Path(cfg["cache_dir"])
+    meta = json.loads((cache_dir / "cache.json").read_text())
+    pixels, labels = [], []
+    for p in sorted(cache_dir.glob("shard-*.npz")):
+        with np.load(p) as z:
+            if "pixels" in z.files:
+                pixels.append(z["pixels"])
+                labels.append(z["labels"])
+    if not pixels:
+        raise SystemExit(f"{cache_dir}: no shard holds pixels; rebuild the cache")
+    pixels, labels = np.concatenate(pixels), np.concatenate(labels)
+    teacher = None
+    t = cfg["train"]
+    if cfg.get("teacher") and t.get("distill_weight", 0) > 0:
+        tpath = Path(cfg["teacher"]["onnx"])
+        tcache = Path(cfg["run_dir"]) / f"teacher-{tpath.stem}-{len(pixels)}.npy"
+        if tcache.exists():
+            teacher = np.load(tcache)
+        else:
+            LOG.info("teacher features of %d views from %s", len(pixels), tpath)
+            teacher = teacher_features(OnnxTeacher(tpath), pixels)
+            tcache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(tcache, teacher)
+    LOG.info("student on %d views, %d classes present; teacher %s", len(pixels), len(np.unique(labels)),
+             None if teacher is None else teacher.shape)
+    val = val_inputs(cfg, contract)
+    tc = TrainConfig(**{k: v for k, v in t.items() if k in TrainConfig.__dataclass_fields__})
+    model = model.to(memory_format=torch.channels_last)
+    t0 = time.time()
+    best = train_on_pixels(model, pixels, labels, meta["num_classes"], tc, Path(cfg["run_dir"]), contract,
+                           teacher=teacher, validate=make_validator(val, from_trunk=False), log=LOG.info)
+    summary = {"config": cfg["_path"], "name": cfg["name"], "views": int(len(pixels)),
+               "classes_present": int(len(np.unique(labels))), "best": best, "train_wall_s": time.time() - t0,
+               "teacher": cfg.get("teacher")}
+    (Path(cfg["run_dir"]) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -183,7 +230,8 @@ def stage_export(cfg: dict, out: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
-    ap.add_argument("--stage", choices=["cache", "train", "export", "all"], default="all")
+    ap.add_argument("--stage", choices=["cache", "train", "student", "export", "all"], default="all",
+                    help="all = cache, then train (or student, when the config has a teacher), then export")
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--max-shards", type=int, default=None, help="stop the cache stage after this many shards")
@@ -195,8 +243,10 @@ def main() -> None:
     cfg = load_config(args.config)
     if args.stage in ("cache", "all"):
         stage_cache(cfg, args.worker, args.workers, args.max_shards)
-    if args.stage in ("train", "all"):
+    if args.stage == "train" or (args.stage == "all" and not cfg.get("teacher")):
         stage_train(cfg)
+    if args.stage == "student" or (args.stage == "all" and cfg.get("teacher")):
+        stage_student(cfg)
     if args.stage in ("export", "all"):
         stage_export(cfg, args.out or str(Path(cfg["run_dir"]) / f"{cfg['name']}.onnx"))
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..contract import ModelContract
 from ..decode import read_image
-from ..preprocess import preprocess, resize_to_input, to_tensor
+from ..preprocess import resize_to_input, to_tensor
 from .data import VARIANTS, Source, apply_variant, render_source, stable_seed
 
 LOG = logging.getLogger(__name__)
@@ -55,10 +55,11 @@ def _session(path: Path):
 
 def make_view(base: np.ndarray, key: str, variant: int, view: int, contract: ModelContract,
               capture_strength: str = "train", aug_p: float = 0.5) -> np.ndarray:
-    """One training view -> (3, H, W) float32.  View 0 is the clean register-like image."""
+    """One training view as the model-input-sized BGR uint8 image.  View 0 is the clean
+    register-like image; the others are simulated captures decoded like inference decodes."""
     img = apply_variant(base, variant)
     if view == 0:
-        return preprocess(img, contract)
+        return resize_to_input(img, contract)
     from .capture import augment_view, simulate_capture
 
     rng = np.random.default_rng(stable_seed(key, variant, view))
@@ -66,34 +67,35 @@ def make_view(base: np.ndarray, key: str, variant: int, view: int, contract: Mod
     small = resize_to_input(read_image(jpeg, target_hw=contract.input_size), contract)
     if rng.random() < aug_p:
         small = augment_view(small, rng)
-    return to_tensor(small, contract)
+    return small
 
 
 def build_shard(sources: list[Source], first_class: int, session, contract: ModelContract, views: int,
                 render_scale: float, out: Path) -> int:
-    xs, labels, view_ids = [], [], []
+    pixels, labels, view_ids = [], [], []
     for si, src in enumerate(sources):
         fills = [render_source(src, fill=k, scale=render_scale) for k in range(views)] if src.kind == "synth" \
             else [render_source(src, fill=0, scale=render_scale)] * views
         for v in range(VARIANTS):
             for k in range(views):
-                xs.append(make_view(fills[k], src.key, v, k, contract))
+                pixels.append(make_view(fills[k], src.key, v, k, contract))
                 labels.append(first_class + si * VARIANTS + v)
                 view_ids.append(k)
     feats = []
-    batch = np.stack(xs)
+    batch = np.stack([to_tensor(p, contract) for p in pixels])
     for i in range(0, len(batch), 128):
         (f,) = session.run(None, {"img": batch[i:i + 128]})
         feats.append(f.astype(np.float16))
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".npz.tmp")
     os.close(fd)
     with open(tmp, "wb") as fh:
+        # Pixels too: a student without a pretrained trunk (LCNet) trains on them end to end.
         np.savez(fh, feats=np.concatenate(feats), labels=np.asarray(labels, np.int64),
-                 views=np.asarray(view_ids, np.int8))
+                 views=np.asarray(view_ids, np.int8), pixels=np.stack(pixels))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, out)
-    return len(xs)
+    return len(pixels)
 
 
 def build_cache(model, contract: ModelContract, sources: list[Source], cache_dir: Path, views: int,

@@ -71,15 +71,49 @@ def train_on_cache(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_
                    run_dir: Path, validate: Callable[[nn.Module], dict] | None = None,
                    log: Callable[[str], None] = print) -> dict:
     """Train ``model.forward_from_trunk`` on cached trunk maps; returns the best validation record."""
+
+    def batch(idx: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(feats[idx].astype(np.float32)).contiguous(memory_format=torch.channels_last)
+
+    return train(model, model.forward_from_trunk, batch, labels, num_classes, cfg, run_dir, validate, log)
+
+
+def train_on_pixels(model: nn.Module, pixels: np.ndarray, labels: np.ndarray, num_classes: int, cfg: TrainConfig,
+                    run_dir: Path, contract, teacher: np.ndarray | None = None,
+                    validate: Callable[[nn.Module], dict] | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train a whole network on cached views (``(n, H, W, 3)`` BGR uint8), optionally distilling
+    towards cached teacher features with weight ``cfg.distill_weight``."""
+    from ..preprocess import to_tensor
+
+    def batch(idx: np.ndarray) -> torch.Tensor:
+        x = np.stack([to_tensor(p, contract) for p in pixels[idx]])
+        return torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+
+    return train(model, model, batch, labels, num_classes, cfg, run_dir, validate, log, teacher=teacher)
+
+
+def train(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
+          batch: Callable[[np.ndarray], torch.Tensor], labels: np.ndarray, num_classes: int, cfg: TrainConfig,
+          run_dir: Path, validate: Callable[[nn.Module], dict] | None = None,
+          log: Callable[[str], None] = print, teacher: np.ndarray | None = None) -> dict:
+    """The loop: ``forward(batch(idx))`` -> embeddings -> PartialFC margin loss (+ distillation)."""
     from tqdm import tqdm
+
+    from .distill import CosineDistillLoss
 
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     pfc = PartialFC(MarginLoss(cfg.loss, cfg.s, cfg.m), model.dim, num_classes, cfg.sample_rate, seed=cfg.seed)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    distill = CosineDistillLoss(model.dim, teacher.shape[1]) if teacher is not None and cfg.distill_weight > 0 \
+        else None
+    dense = param_groups(model, cfg.weight_decay)
+    if distill is not None:
+        dense.append({"params": list(distill.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(dense, lr=cfg.lr)
     opt_c = torch.optim.SparseAdam(pfc.parameters(), lr=cfg.lr)
-    steps_per_epoch = len(feats) // cfg.batch_size
+    n = len(labels)
+    steps_per_epoch = n // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
     warmup = max(1, int(cfg.warmup * total))
     ckpt = run_dir / "last.pt"
@@ -90,28 +124,34 @@ def train_on_cache(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_
         pfc.load_state_dict(state["pfc"])
         opt.load_state_dict(state["opt"])
         opt_c.load_state_dict(state["opt_c"])
+        if distill is not None and state.get("distill"):
+            distill.load_state_dict(state["distill"])
         start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
-        rng = np.random.default_rng(cfg.seed + start_epoch)
         log(f"resumed from {ckpt} at epoch {start_epoch}, step {step}")
     metrics_log = open(run_dir / "metrics.jsonl", "a")
     labels_t = torch.from_numpy(labels)
+    teacher_t = torch.from_numpy(teacher) if distill is not None else None
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
-        order = rng.permutation(len(feats))
-        t0, seen, loss_sum = time.time(), 0, 0.0
+        order = np.random.default_rng(cfg.seed + epoch).permutation(n)
+        t0, seen, loss_sum, kd_sum = time.time(), 0, 0.0, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", mininterval=10,
                    disable=None)
+        lr = cfg.lr
         for b in bar:
             idx = np.sort(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-            x = torch.from_numpy(feats[idx].astype(np.float32)).contiguous(memory_format=torch.channels_last)
-            y = labels_t[idx]
+            x, y = batch(idx), labels_t[idx]
             lr = lr_at(step, total, warmup, cfg.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
             for g in opt_c.param_groups:
                 g["lr"] = lr
-            emb = model.forward_from_trunk(x)
+            emb = forward(x)
             loss = pfc(emb, y)
+            if distill is not None:
+                kd = distill(emb, teacher_t[idx])
+                kd_sum += float(kd) * len(idx)
+                loss = loss + cfg.distill_weight * kd
             opt.zero_grad(set_to_none=True)
             opt_c.zero_grad(set_to_none=True)
             loss.backward()
@@ -123,8 +163,13 @@ def train_on_cache(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_
             loss_sum += float(loss) * len(idx)
             if b % 50 == 0:
                 bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2e}")
+            if bar.disable and b % 200 == 0 and b:  # no terminal: periodic log lines instead
+                log(f"epoch {epoch + 1} step {b}/{steps_per_epoch} loss {loss_sum / seen:.4f} "
+                    f"{seen / (time.time() - t0):.0f} samples/s")
         rec = {"epoch": epoch + 1, "step": step, "loss": loss_sum / max(seen, 1),
                "samples_per_s": seen / (time.time() - t0), "lr": lr}
+        if distill is not None:
+            rec["distill_loss"] = kd_sum / max(seen, 1)
         if validate is not None:
             model.eval()
             with torch.no_grad():
@@ -138,8 +183,8 @@ def train_on_cache(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_
         metrics_log.flush()
         log(json.dumps(rec))
         _atomic_save({"model": model.state_dict(), "pfc": pfc.state_dict(), "opt": opt.state_dict(),
-                      "opt_c": opt_c.state_dict(), "epoch": epoch + 1, "step": step, "history": history,
-                      "best": best}, ckpt)
+                      "opt_c": opt_c.state_dict(), "distill": distill.state_dict() if distill else None,
+                      "epoch": epoch + 1, "step": step, "history": history, "best": best}, ckpt)
     metrics_log.close()
     if best is None:
         _atomic_save({"model": model.state_dict(), "record": history[-1] if history else {}}, run_dir / "best.pt")
