@@ -132,10 +132,12 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
 @click.option("--label", default=None, help="Label for every file and every image below every directory given.")
 @click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=MODEL_HELP)
 @click.option("--force", is_flag=True, help="Accept near-identical images under different labels.")
+@click.option("--near-duplicate-bound", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Near-duplicate cosine bound for this batch (default: the gallery's, set at build).")
 @lock_timeout_option
 @_errors
 def add(gallery: Path, paths: tuple[Path, ...], label: str | None, model: str | None, force: bool,
-        lock_timeout: float) -> None:
+        near_duplicate_bound: float | None, lock_timeout: float) -> None:
     """Add images (files or directories) to GALLERY.
 
     Without --label, a directory is read like a register (labels from its folders, in the
@@ -154,7 +156,8 @@ def add(gallery: Path, paths: tuple[Path, ...], label: str | None, model: str | 
 
     n = len(resolve_inputs(list(paths), label, g.label_mode))
     with _progress(n) as bar:
-        result = g.add(list(paths), label=label, force=force, progress=bar.update)
+        result = g.add(list(paths), label=label, force=force, near_duplicate_bound=near_duplicate_bound,
+                       progress=bar.update)
     _report(result, "added", g)
 
 
@@ -165,7 +168,9 @@ def add(gallery: Path, paths: tuple[Path, ...], label: str | None, model: str | 
 @lock_timeout_option
 @_errors
 def remove(gallery: Path, labels: tuple[str, ...], ids: tuple[int, ...], lock_timeout: float) -> None:
-    """Remove labels and/or item ids from GALLERY (ids are never reused).
+    """Remove labels and/or item ids from GALLERY.
+
+    Removed ids are never reused.
 
     \b
     Examples:
@@ -247,7 +252,7 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
 @click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=MODEL_HELP)
 @_errors
 def verify(gallery: Path, sample: int, model: str | None) -> None:
-    """Check GALLERY: index and items agree, stored vectors are reproducible.
+    """Check GALLERY's files agree and its vectors reproduce.
 
     Re-encodes a sample of sources that still exist (unchanged) and requires cosine >= 1 - 1e-4
     with the stored vectors.  Exit status 1 lists every problem.
@@ -278,7 +283,9 @@ def verify(gallery: Path, sample: int, model: str | None) -> None:
 @click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=CHECK_MODEL_HELP)
 @_errors
 def export(gallery: Path, out: Path, model: str | None) -> None:
-    """Export GALLERY to one Parquet file: id, label, source, sha256, vector.
+    """Export GALLERY with its vectors to one Parquet file.
+
+    Columns: id, label, source, sha256, vector (fixed_size_list<float32>[dim]).
 
     The encoder name, fingerprint and dim are stored in the file's key-value metadata.
 
@@ -298,7 +305,7 @@ def export(gallery: Path, out: Path, model: str | None) -> None:
 @lock_timeout_option
 @_errors
 def rollback(gallery: Path, lock_timeout: float) -> None:
-    """Make GALLERY's previous generation current again (undo the last write).
+    """Undo GALLERY's last write (restore the previous generation).
 
     Running it twice redoes the write.  Ids stay unique.  Works when the current generation's
     files are missing or corrupt (only manifest.json must be readable).

@@ -319,20 +319,26 @@ class Gallery:
 
     # ------------------------------------------------------------------ writing
     def add(self, paths: Sequence[str | os.PathLike], label: str | None = None, force: bool = False,
-            encoder: Any = None, progress: Callable[[int], None] | None = None) -> AddResult:
+            encoder: Any = None, near_duplicate_bound: float | None = None,
+            progress: Callable[[int], None] | None = None) -> AddResult:
         """Register images: files (need ``label``) and directories (labels from folders unless ``label``).
 
         Same bytes already registered (sha256) are skipped; near-identical images under different
-        labels are refused unless ``force``; any unreadable input makes the whole batch add nothing.
+        labels (cosine >= ``near_duplicate_bound``, default the gallery's) are refused unless
+        ``force``; any unreadable input makes the whole batch add nothing.
         """
         enc = self._encoder_for_write(encoder)
         entries = resolve_inputs(list(paths), label, self.label_mode)
-        return self.add_entries(entries, force=force, encoder=enc, progress=progress)
+        return self.add_entries(entries, force=force, encoder=enc, near_duplicate_bound=near_duplicate_bound,
+                                progress=progress)
 
     def add_entries(self, entries: Sequence[Entry], force: bool = False, encoder: Any = None,
+                    near_duplicate_bound: float | None = None,
                     progress: Callable[[int], None] | None = None) -> AddResult:
         """Register (path, label) entries: the primitive behind :meth:`add`."""
         enc = self._encoder_for_write(encoder)
+        if near_duplicate_bound is not None and not -1.0 <= near_duplicate_bound <= 1.0:
+            raise GalleryError(f"near-duplicate bound is a cosine in [-1, 1], not {near_duplicate_bound}")
         for e in entries:
             check_label(e.label)
         if self.label_mode == "file":
@@ -355,9 +361,10 @@ class Gallery:
                 return result
             if self.label_mode == "file":
                 self._refuse_file_mode_relabel(batch)
-            lines = self._near_duplicates(batch)
+            bound = self.near_duplicate_bound if near_duplicate_bound is None else float(near_duplicate_bound)
+            lines = self._near_duplicates(batch, bound)
             if lines and not force:
-                raise NearDuplicateError(_clip(lines), self.near_duplicate_bound)
+                raise NearDuplicateError(_clip(lines), bound)
             result.near_duplicates = lines
             next_id = int(self._s.manifest.get("next_id", 0))
             if self._s.ids.size:
@@ -487,8 +494,7 @@ class Gallery:
         if problems:
             raise LabelError(_clip(problems), "label collisions with the gallery (file mode); nothing was added")
 
-    def _near_duplicates(self, batch: Batch) -> list[str]:
-        bound = self.near_duplicate_bound
+    def _near_duplicates(self, batch: Batch, bound: float) -> list[str]:
         lines = []
         sources = self._s.items.column("source").to_pylist()
         for row, item_id, score in idx.neighbours_above(self._s.index, batch.feats, bound):

@@ -471,3 +471,16 @@ def test_missing_generation_file_is_reported_with_rollback_hint(built, tmp_path)
         Gallery.open(built.path)
     g = Gallery.rollback_at(built.path)
     assert g.count == 5 and g.generation == 3
+
+
+def test_near_duplicate_bound_is_stored_and_overridable(tmp_path, tiny):
+    reg = make_register(tmp_path / "reg", {"a": 1, "b": 1})
+    g = Gallery.build(reg, tmp_path / "gal", tiny, near_duplicate_bound=0.999)
+    assert g.manifest["near_duplicate_bound"] == pytest.approx(0.999)
+    src = Path(g.items.column("source").to_pylist()[0])
+    other_label_img = write_image(tmp_path / "other.png", "zzz")
+    cos = float(tiny.encode([src])[0] @ tiny.encode([other_label_img])[0])
+    assert cos < 0.9  # clearly different pictures
+    with pytest.raises(NearDuplicateError, match=r"cosine >= -1"):
+        g.add([other_label_img], label="c", near_duplicate_bound=-1.0)  # everything counts as near
+    assert g.add([other_label_img], label="c").added == 1
