@@ -18,7 +18,8 @@ CONTRACT_VERSION = 1
 
 @dataclass(frozen=True)
 class ThresholdRow:
-    """One operating point: at ``threshold`` (cosine) the measured FPR is ``fpr`` and TPR is ``tpr``."""
+    """One operating point: accepting scores >= ``threshold`` (cosine) gave a measured FPR of at most
+    ``fpr`` (the target FPR of the row) and a TPR of ``tpr``."""
 
     fpr: float
     tpr: float
