@@ -1,0 +1,325 @@
+"""Bulk classification: millions of scans in, one Parquet file of results out, resumable.
+
+>>> from retriever.bulk import run_bulk
+>>> summary = run_bulk(["scans/", "@more.txt"], "gallery/", "results.parquet", workers=2)
+
+A pipeline, not a loop: inputs are expanded lazily (:mod:`retriever.inputs`), cut into batches
+of ``batch_size`` files, and each batch is decoded (reduced-resolution JPEG decoding, one row per
+TIFF/PDF page), encoded (one batched ONNX call) and searched (one batched FAISS search) by one of
+``workers`` threads (:class:`retriever.bulk_batch.BatchProcessor`; OpenCV, ONNX Runtime and
+FAISS release the GIL).  At most ``2 * workers`` batches are in flight, so memory stays bounded
+whatever the number of inputs.  Finished batches are committed, in input order, to numbered
+Parquet parts (:mod:`retriever.bulk_store`), merged into ``out`` at the end.
+
+A killed job continues where it stopped when run again with the same output (``resume=True``);
+it refuses when the inputs, model, gallery generation, threshold, top-k or feature setting
+differ, naming which (``overwrite=True`` starts again).  Unreadable inputs get an error row and
+the job goes on.  ``engine="ray"`` runs the same per-batch function on a Ray cluster
+(:mod:`retriever.ray_engine`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+import pyarrow.parquet as pq
+
+from .bulk_batch import BatchProcessor, output_schema
+from .bulk_meta import read_result_metadata, run_identity, run_metadata, with_run_metadata
+from .bulk_store import (BulkError, PartStore, ResumeRefusedError, Tally, identity_differences, now_iso,
+                         parts_dir_for, path_hasher)
+from .inputs import InputItem, count_inputs, expand_inputs
+
+if TYPE_CHECKING:
+    from encoders import Encoder
+
+    from .retriever import Retriever
+
+__all__ = ["BulkError", "ResumeRefusedError", "format_summary", "run_bulk"]
+
+ENGINES = ("local", "ray")
+LOG_EVERY_S = 30.0  # periodic progress lines when stderr is not a terminal
+
+
+def _hash_path(hasher: Any, path: str) -> None:
+    hasher.update(path.encode("utf-8", "surrogateescape") + b"\n")
+
+
+def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float, threshold: float | None,
+                    top_k: int) -> "Retriever":
+    from .retriever import Retriever
+
+    if isinstance(gallery, Retriever):
+        return gallery
+    return Retriever(gallery, encoder=encoder, fpr=fpr, threshold=threshold, top_k=top_k)
+
+
+def _numbered_after(specs: Sequence[str], skip: int, expected_sha: str, out: Path
+                    ) -> tuple[Any, Iterator[tuple[int, InputItem]]]:
+    """Skip the inputs an interrupted run already did, checking they are the same paths."""
+    hasher = path_hasher()
+    it = expand_inputs(specs)
+    for i in range(skip):
+        item = next(it, None)
+        if item is None:
+            raise ResumeRefusedError(
+                f"cannot resume {out}: the interrupted run had done {skip} inputs, but the inputs now name only "
+                f"{i}; rerun with --overwrite to start again")
+        _hash_path(hasher, item.path)
+    if hasher.hexdigest() != expected_sha:
+        raise ResumeRefusedError(
+            f"cannot resume {out}: the first {skip} inputs are not the paths the interrupted run classified "
+            "(files added, removed or renamed among them?); rerun with --overwrite to start again")
+    return hasher, ((seq, item) for seq, item in enumerate(it, start=skip))
+
+
+def _batches(items: Iterator[tuple[int, InputItem]], size: int) -> Iterator[list[tuple[int, InputItem]]]:
+    chunk: list[tuple[int, InputItem]] = []
+    for pair in items:
+        chunk.append(pair)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Progress:
+    """tqdm bar on a terminal (rate, ETA); periodic plain lines otherwise; nothing when disabled."""
+
+    def __init__(self, enabled: bool, specs: Sequence[str], initial: int, stream: Any = None) -> None:
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.files = initial
+        self.initial = initial
+        self.rows = 0
+        self.errors = 0
+        self.total: int | None = None
+        self.start = time.monotonic()
+        self.last_log = self.start
+        self.bar = None
+        if not enabled:
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=None, initial=initial, unit="file", disable=None, file=self.stream,
+                        dynamic_ncols=True, smoothing=0.05, desc="classifying")
+        threading.Thread(target=self._count, args=(list(specs),), daemon=True, name="bulk-count").start()
+
+    def _count(self, specs: list[str]) -> None:
+        try:
+            self.total = count_inputs(specs)
+        except Exception:  # the main enumeration reports input errors properly
+            return
+        if self.bar is not None and not self.bar.disable:
+            self.bar.total = self.total
+            self.bar.refresh()
+
+    def update(self, files: int, rows: int, errors: int) -> None:
+        self.files += files
+        self.rows += rows
+        self.errors += errors
+        if not self.enabled:
+            return
+        if self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix(rows=self.rows, errors=self.errors, refresh=False)
+            self.bar.update(files)
+            return
+        now = time.monotonic()
+        if now - self.last_log >= LOG_EVERY_S:
+            self.last_log = now
+            print(self.line(), file=self.stream, flush=True)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        done = self.files - self.initial
+        rate = done / elapsed
+        total = f"/{self.total}" if self.total else ""
+        eta = ""
+        if self.total and rate > 0:
+            left = max(self.total - self.files, 0) / rate
+            eta = f", ETA {int(left // 3600)}h{int(left % 3600 // 60):02d}m{int(left % 60):02d}s"
+        return (f"retriever run: {self.files}{total} inputs, {self.rows} rows this run, {self.errors} errors, "
+                f"{rate:.1f} inputs/s{eta}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor, store: PartStore,
+               workers: int, batch_size: int, prog: _Progress) -> None:
+    """Batches to a thread pool, at most ``2 * workers`` in flight, committed in input order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    max_inflight = max(2, 2 * workers)
+    window: deque[tuple[int, Any]] = deque()
+
+    def drain_one() -> None:
+        n, fut = window.popleft()
+        table = fut.result()
+        store.append(table, complete=True)
+        prog.update(n, table.num_rows, table.num_rows - table.column("error").null_count)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bulk")
+    try:
+        for chunk in _batches(items, batch_size):
+            seqs = [s for s, _ in chunk]
+            paths = [it.path for _, it in chunk]
+            problems = [it.problem for _, it in chunk]
+            window.append((len(chunk), pool.submit(processor.process, seqs, paths, problems)))
+            while len(window) >= max_inflight:
+                drain_one()
+        while window:
+            drain_one()
+    finally:
+        for _, fut in window:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _summary(out: Path, status: str, tally: Tally, files: int, resumed_files: int, resumed_rows: int,
+             wall: float, engine: str, threshold: float) -> dict[str, Any]:
+    new_rows = tally.rows - resumed_rows
+    return {
+        "out": str(out), "status": status, "engine": engine,
+        "files": files, "rows": tally.rows, "accepted": tally.accepted, "rejected": tally.rejected,
+        "errors": tally.errors, "labels": dict(sorted(tally.labels.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "threshold": threshold,
+        "resumed_files": resumed_files, "resumed_rows": resumed_rows, "new_rows": new_rows,
+        "wall_time_s": round(wall, 3), "scans_per_s": round(new_rows / wall, 2) if wall > 0 else None,
+    }
+
+
+def format_summary(s: dict[str, Any], max_labels: int = 20) -> str:
+    """The summary dict as a few human lines (what `retriever run` prints)."""
+    lines = [f"retriever run: {s['out']} {s['status']}"]
+    resumed = f" (resumed after {s['resumed_files']} inputs)" if s.get("resumed_files") else ""
+    lines.append(f"  inputs {s['files']}{resumed}; rows {s['rows']}: accepted {s['accepted']}, "
+                 f"rejected {s['rejected']}, errors {s['errors']} (threshold {s['threshold']:.4f} cosine)")
+    if s["status"] != "already complete":
+        lines.append(f"  this run: {s['new_rows']} rows in {s['wall_time_s']:.1f} s wall = "
+                     f"{s['scans_per_s'] or 0:.1f} scans/s ({s['engine']} engine)")
+    labels = list(s["labels"].items())
+    if labels:
+        shown = ", ".join(f"{lab} {n}" for lab, n in labels[:max_labels])
+        more = f", ... ({len(labels)} labels)" if len(labels) > max_labels else ""
+        lines.append(f"  accepted per label: {shown}{more}")
+    return "\n".join(lines)
+
+
+def _already_complete(out: Path, specs: Sequence[str], identity: dict[str, Any], overwrite: bool,
+                      resume: bool) -> dict[str, Any] | None:
+    """If ``out`` is a finished result of this very run, its metadata; refuse if it is in the way."""
+    if overwrite or not out.exists() or parts_dir_for(out).exists():
+        return None
+    meta = read_result_metadata(out)
+    if meta is None or not meta.get("complete"):
+        raise BulkError(f"{out} exists and is not a docretriever bulk result; choose another output path "
+                        "or rerun with --overwrite to replace it")
+    if not resume:
+        raise BulkError(f"{out} already holds finished results; rerun with --overwrite to replace them")
+    diffs = identity_differences(meta.get("identity") or {}, identity)
+    if diffs:
+        raise ResumeRefusedError(f"{out} holds finished results of another run: " + "; ".join(diffs) +
+                                 ". Rerun with --overwrite to replace them, or choose another output path")
+    hasher = path_hasher()
+    n = 0
+    for item in expand_inputs(specs):
+        _hash_path(hasher, item.path)
+        n += 1
+    if n != meta.get("files") or hasher.hexdigest() != meta.get("inputs_sha256"):
+        raise ResumeRefusedError(f"{out} holds finished results, but the inputs changed since ({meta.get('files')} "
+                                 f"inputs then, {n} now, or other paths); rerun with --overwrite to redo them")
+    return meta
+
+
+def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.PathLike,
+             encoder: "Encoder | None" = None, fpr: float = 1e-2, threshold: float | None = None, top_k: int = 5,
+             workers: int = 2, batch_size: int = 32, with_features: bool = False, resume: bool = True,
+             progress: bool = True, overwrite: bool = False, engine: str = "local", ray_address: str | None = None,
+             part_rows: int | None = None) -> dict[str, Any]:
+    """Classify every input into ``out`` (Parquet, one row per page); returns the summary dict.
+
+    ``inputs``: specs as :func:`retriever.inputs.expand_inputs` reads them (files, directories,
+    globs, ``@list.txt``, ``table.parquet:column``).  ``gallery``: a gallery directory, an open
+    gallery, or a ready :class:`retriever.Retriever` (then ``encoder``/``fpr``/``threshold``/``top_k``
+    are its own).  ``workers``: decode+encode threads (local) or actors (ray).
+    ``with_features``: add a ``feature`` column (fixed-size list of float32).
+    ``resume``: continue an interrupted run at ``out`` (refused if it differs);
+    ``overwrite``: discard it, and any finished ``out``, and start again.
+    The summary has counts (rows, accepted, rejected, errors, accepted per label), ``wall_time_s``
+    and ``scans_per_s`` (rows classified by this call / wall time).
+    """
+    t0 = time.monotonic()
+    if engine not in ENGINES:
+        raise BulkError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if batch_size < 1 or workers < 1:
+        raise BulkError(f"batch_size and workers must be >= 1 (got {batch_size}, {workers})")
+    specs = [str(s) for s in inputs]
+    if not specs:
+        raise BulkError("no inputs given")
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise BulkError(f"output {out} is a directory; give a file name such as {out / 'results.parquet'}")
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except Exception:  # pragma: no cover
+        pass
+    retriever = _make_retriever(gallery, encoder, fpr, threshold, top_k)
+    processor = BatchProcessor(retriever, with_features=with_features, batch_size=batch_size)
+    identity = run_identity(specs, retriever, with_features)
+    meta = run_metadata(specs, retriever, with_features, engine)
+    meta["identity"] = identity
+
+    done = _already_complete(out, specs, identity, overwrite, resume)
+    if done is not None:
+        tally = Tally()
+        for batch in pq.ParquetFile(out).iter_batches(columns=["label", "accepted", "error"]):
+            tally.add(batch)
+        s = _summary(out, "already complete", tally, int(done.get("files", 0)), int(done.get("files", 0)),
+                     tally.rows, time.monotonic() - t0, engine, retriever.threshold)
+        if progress:
+            print(format_summary(s), file=sys.stderr, flush=True)
+        return s
+
+    schema = with_run_metadata(output_schema(retriever.encoder.dim, with_features), meta)
+    store = PartStore.open(out, identity, schema, resume=resume, overwrite=overwrite,
+                           **({"part_rows": part_rows} if part_rows else {}))
+    resumed_files, resumed_rows = store.files_done, store.rows_done
+    hasher, items = _numbered_after(specs, resumed_files, store.inputs_sha256, out)
+    store.set_hasher(hasher)
+    prog = _Progress(progress, specs, resumed_files)
+    try:
+        if engine == "local":
+            _run_local(items, processor, store, workers, batch_size, prog)
+        else:
+            from .ray_engine import run_ray
+
+            run_ray(items, processor, store, prog, actors=workers, batch_size=batch_size, address=ray_address)
+        store.finish()
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM) or failed: keep what is complete, so a re-run resumes.
+        try:
+            store.finish(complete=engine == "local")  # Ray batches may end inside a multi-page file
+        except Exception:
+            pass
+        raise
+    finally:
+        prog.close()
+    final = dict(meta, complete=True, files=store.files_done, rows=store.rows_done, errors=store.tally.errors,
+                 inputs_sha256=store.inputs_sha256, started_at=store.progress.get("started_at"),
+                 completed_at=now_iso())
+    store.merge(final)
+    s = _summary(out, "complete", store.tally, store.files_done, resumed_files, resumed_rows,
+                 time.monotonic() - t0, engine, retriever.threshold)
+    if progress:
+        print(format_summary(s), file=sys.stderr, flush=True)
+    return s

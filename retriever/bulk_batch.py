@@ -1,0 +1,204 @@
+"""The per-batch work of a bulk job: files in, one Arrow row per page out (decode, encode, search).
+
+Both engines run exactly this function: the local engine in a pool of threads, the Ray engine
+inside each actor of its pool.  Every file is guarded on its own, so a corrupt, truncated,
+empty or non-image file costs exactly its own error row; if the model fails on a batch, the
+batch is retried image by image so only the culprit gets an error row.
+
+Threads are enough for parallelism: OpenCV's decoders, ONNX Runtime and FAISS all release the
+GIL, so two threads measured 1.86x one thread on 2 cores.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from encoders.decode import DecodeError
+from encoders.preprocess import preprocess
+
+from .pages import iter_pages
+
+if TYPE_CHECKING:
+    from .retriever import Retriever
+
+__all__ = ["SCHEMA_VERSION", "SEQ", "BatchProcessor", "output_schema"]
+
+SCHEMA_VERSION = 1
+SEQ = "_seq"  # internal column: index of the input item a row came from (ordering, resume)
+
+
+def output_schema(dim: int | None = None, with_features: bool = False, with_seq: bool = False) -> pa.Schema:
+    """Columns of a bulk result file (``feature`` only with ``with_features``)."""
+    fields = [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("page", pa.int32(), nullable=False),
+        pa.field("label", pa.string()),
+        pa.field("score", pa.float32()),
+        pa.field("accepted", pa.bool_()),
+        pa.field("threshold", pa.float32()),
+        pa.field("top_k_labels", pa.list_(pa.string())),
+        pa.field("top_k_scores", pa.list_(pa.float32())),
+        pa.field("margin", pa.float32()),
+        pa.field("error", pa.string()),
+    ]
+    if with_features:
+        if not dim:
+            raise ValueError("the feature column needs the feature dimension")
+        fields.append(pa.field("feature", pa.list_(pa.float32(), int(dim))))
+    if with_seq:
+        fields.append(pa.field(SEQ, pa.int64(), nullable=False))
+    return pa.schema(fields)
+
+
+@dataclass
+class _Rows:
+    """Column buffers for one batch; a row is either classified or carries an error."""
+
+    seq: list[int] = field(default_factory=list)
+    path: list[str] = field(default_factory=list)
+    page: list[int] = field(default_factory=list)
+    error: list[str | None] = field(default_factory=list)
+    tensor_of: dict[int, np.ndarray] = field(default_factory=dict)  # row -> preprocessed page
+
+    def add(self, seq: int, path: str, page: int, error: str | None = None, tensor: np.ndarray | None = None) -> None:
+        if tensor is not None:
+            self.tensor_of[len(self.path)] = tensor
+        self.seq.append(seq)
+        self.path.append(path)
+        self.page.append(page)
+        self.error.append(error)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DecodeError):
+        return exc.reason
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+class BatchProcessor:
+    """Holds a :class:`retriever.Retriever` (encoder + gallery + threshold); ``process`` is thread-safe."""
+
+    def __init__(self, retriever: "Retriever", with_features: bool = False, batch_size: int = 32) -> None:
+        self.retriever = retriever
+        self.encoder = retriever.encoder
+        self.contract = self.encoder.contract
+        self.with_features = bool(with_features)
+        self.batch_size = max(1, int(batch_size))
+        self.schema = output_schema(self.encoder.dim, self.with_features, with_seq=True)
+
+    # ------------------------------------------------------------------ stages
+    def _read(self, seqs: Sequence[int], paths: Sequence[str], problems: Sequence[str | None]) -> _Rows:
+        rows = _Rows()
+        target = tuple(self.contract.input_size)
+        for seq, path, problem in zip(seqs, paths, problems):
+            path = str(path)
+            if problem:
+                rows.add(seq, path, 0, error=problem)
+                continue
+            last = -1
+            try:
+                for page, img in iter_pages(path, target):
+                    if isinstance(img, DecodeError):
+                        rows.add(seq, path, page, error=img.reason)
+                    else:
+                        rows.add(seq, path, page, tensor=preprocess(img, self.contract))
+                        del img
+                    last = page
+            except Exception as exc:  # a reader bug or MemoryError on one file must not stop the job
+                rows.add(seq, path, last + 1, error=f"unexpected error while reading ({_reason(exc)})")
+        return rows
+
+    def _encode(self, rows: _Rows) -> dict[int, np.ndarray]:
+        """row -> feature, in chunks of ``batch_size``; a failing chunk is retried image by image."""
+        feats: dict[int, np.ndarray] = {}
+        order = sorted(rows.tensor_of)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            try:
+                out = self.encoder.encode_batch(np.stack([rows.tensor_of[r] for r in chunk]))
+                feats.update(zip(chunk, out))
+            except Exception:
+                for r in chunk:
+                    try:
+                        feats[r] = self.encoder.encode_batch(rows.tensor_of[r][None])[0]
+                    except Exception as exc:
+                        rows.error[r] = f"inference failed ({_reason(exc)})"
+        rows.tensor_of.clear()
+        bad = [r for r, f in feats.items() if not np.all(np.isfinite(f))]
+        for r in bad:
+            rows.error[r] = "inference produced non-finite features"
+            del feats[r]
+        return feats
+
+    # ------------------------------------------------------------------ public
+    def process(self, seqs: Sequence[int], paths: Sequence[str],
+                problems: Sequence[str | None] | None = None) -> pa.Table:
+        """Classify input files ``paths`` (``seqs``: their input indices) -> one row per page.
+
+        ``problems[i]`` (optional) marks an input known to be unusable before reading (e.g. an
+        empty directory): it gets one error row with that message.  Rows come out in input
+        order, pages in page order, with the internal ``_seq`` column.
+        """
+        if problems is None:
+            problems = [None] * len(paths)
+        rows = self._read(seqs, paths, problems)
+        feats = self._encode(rows)
+        return self._table(rows, feats)
+
+    def _table(self, rows: _Rows, feats: dict[int, np.ndarray]) -> pa.Table:
+        n = len(rows.path)
+        order = sorted(feats)
+        results: dict[int, Any] = {}
+        if order:
+            try:
+                res = self.retriever.classify_features(np.stack([feats[r] for r in order]))
+                results = dict(zip(order, res))
+            except Exception as exc:
+                for r in order:
+                    rows.error[r] = f"gallery search failed ({_reason(exc)})"
+        label: list[str | None] = [None] * n
+        score: list[float | None] = [None] * n
+        accepted: list[bool | None] = [None] * n
+        threshold: list[float | None] = [None] * n
+        top_labels: list[list[str] | None] = [None] * n
+        top_scores: list[list[float] | None] = [None] * n
+        margin: list[float | None] = [None] * n
+        for r, res in results.items():
+            label[r] = res.label
+            score[r] = res.score
+            accepted[r] = res.accepted
+            threshold[r] = res.threshold
+            top_labels[r] = [lab for lab, _ in res.top_k]
+            top_scores[r] = [s for _, s in res.top_k]
+            margin[r] = None if res.margin is None or not math.isfinite(res.margin) else res.margin
+        s = self.schema
+        cols: list[pa.Array] = [
+            pa.array(rows.path, s.field("path").type),
+            pa.array(rows.page, s.field("page").type),
+            pa.array(label, s.field("label").type),
+            pa.array(score, s.field("score").type),
+            pa.array(accepted, s.field("accepted").type),
+            pa.array(threshold, s.field("threshold").type),
+            pa.array(top_labels, s.field("top_k_labels").type),
+            pa.array(top_scores, s.field("top_k_scores").type),
+            pa.array(margin, s.field("margin").type),
+            pa.array(rows.error, s.field("error").type),
+        ]
+        if self.with_features:
+            dim = self.encoder.dim
+            flat = np.zeros((n, dim), dtype=np.float32)
+            mask = np.ones(n, dtype=bool)
+            for r in results:
+                flat[r] = feats[r]
+                mask[r] = False
+            cols.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim, mask=pa.array(mask)))
+        cols.append(pa.array(rows.seq, pa.int64()))
+        return pa.Table.from_arrays(cols, schema=s)
+
+    def empty(self) -> pa.Table:
+        return self.schema.empty_table()

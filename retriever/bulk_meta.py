@@ -1,0 +1,114 @@
+"""What a bulk result file says about itself: run identity and Parquet key-value metadata.
+
+A results file outlives the job: months later someone must be able to tell which model,
+gallery generation and threshold produced each label.  So every part and the merged file carry
+the full run description as JSON under ``docretriever.bulk``, plus flat ``docretriever.*`` keys
+for tools that show key-value metadata (``parquet-tools meta``, DuckDB ``parquet_kv_metadata``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .bulk_batch import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from .retriever import Retriever
+
+__all__ = ["META_KEY", "docretriever_version", "read_result_metadata", "run_identity", "run_metadata",
+           "with_run_metadata"]
+
+META_KEY = "docretriever.bulk"
+
+
+def docretriever_version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("docretriever")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+def gallery_info(retriever: "Retriever") -> dict[str, Any]:
+    """Path (absolute when on disk), generation, size of the retriever's gallery."""
+    g = retriever.gallery
+    manifest = getattr(g, "manifest", None) or {}
+    path = getattr(g, "path", None)
+    if path is not None and os.path.isdir(str(path)):
+        path = str(Path(path).resolve())
+    return {"path": None if path is None else str(path), "generation": manifest.get("generation"),
+            "count": retriever.count, "labels": retriever.n_labels}
+
+
+def run_identity(specs: Sequence[str], retriever: "Retriever", with_features: bool) -> dict[str, Any]:
+    """Everything that must match for an interrupted run to be continued (see bulk_store)."""
+    enc = retriever.encoder
+    g = gallery_info(retriever)
+    return {
+        "inputs": [str(s) for s in specs],
+        "model": {"name": enc.name, "fingerprint": enc.fingerprint},
+        "gallery": {"path": g["path"], "generation": g["generation"]},
+        "threshold": round(float(retriever.threshold), 7),
+        "top_k": int(retriever.top_k),
+        "with_features": bool(with_features),
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def run_metadata(specs: Sequence[str], retriever: "Retriever", with_features: bool, engine: str) -> dict[str, Any]:
+    """The run description stored in every part and in the merged file."""
+    enc = retriever.encoder
+    c = enc.contract
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "docretriever_version": docretriever_version(),
+        "engine": engine,
+        "inputs": [str(s) for s in specs],
+        "model": {"name": enc.name, "version": c.version, "fingerprint": enc.fingerprint, "dim": int(enc.dim),
+                  "input_size": list(c.input_size)},
+        "gallery": gallery_info(retriever),
+        "threshold": float(retriever.threshold),
+        "threshold_origin": retriever.threshold_origin,
+        "fpr": retriever.fpr,
+        "top_k": int(retriever.top_k),
+        "with_features": bool(with_features),
+        "score": "cosine in [-1, 1]; the reference project's score is (cos + 1) / 2",
+    }
+
+
+def with_run_metadata(schema: pa.Schema, meta: dict[str, Any]) -> pa.Schema:
+    """``schema`` carrying ``meta`` as JSON plus flat convenience keys."""
+    flat = {
+        "docretriever.version": meta.get("docretriever_version"),
+        "docretriever.schema_version": meta.get("schema_version"),
+        "docretriever.model_name": (meta.get("model") or {}).get("name"),
+        "docretriever.model_fingerprint": (meta.get("model") or {}).get("fingerprint"),
+        "docretriever.gallery_path": (meta.get("gallery") or {}).get("path"),
+        "docretriever.gallery_generation": (meta.get("gallery") or {}).get("generation"),
+        "docretriever.threshold": meta.get("threshold"),
+        "docretriever.fpr": meta.get("fpr"),
+    }
+    kv = {k: "" if v is None else str(v) for k, v in flat.items()}
+    kv[META_KEY] = json.dumps(meta, sort_keys=True)
+    return schema.with_metadata(kv)
+
+
+def read_result_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The run description of a bulk results file, or None if it is not one (or not Parquet)."""
+    try:
+        md = pq.read_schema(str(path)).metadata or {}
+    except Exception:  # not Parquet / unreadable: the caller decides what that means
+        return None
+    raw = md.get(META_KEY.encode())
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return None

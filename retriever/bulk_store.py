@@ -1,0 +1,296 @@
+"""Crash-safe, resumable storage of bulk results: numbered Parquet parts, then one merged file.
+
+Why parts: a job over millions of scans runs for hours and will be interrupted.  Results are
+written as ``OUT.parts/part-00000.parquet``, ``part-00001.parquet``... each to a temporary
+name, fsync'ed and renamed when complete, and only then listed in ``OUT.parts/progress.json``
+(itself replaced atomically).  The progress file is the commit point: a part not listed there
+is an orphan from a kill and is deleted on resume, so a crash loses at most the rows not yet in
+a committed part (bounded by ``part_rows`` rows and ``part_seconds`` seconds), and rows already
+committed are never rewritten.
+
+Parts always end at an input-file boundary (all pages of a file are in one part), so resume
+means "skip the first ``files_done`` inputs".  To make sure those are the same inputs, the
+progress file records a SHA-256 over the input paths written so far; the job re-hashes the
+first ``files_done`` inputs on resume and refuses if they differ.  It also refuses when the
+model, gallery generation, threshold, top-k or feature setting differ, naming which.
+
+When every input is done the parts are merged, streaming, into ``OUT`` (temporary name, fsync,
+rename) with the run's metadata in the Parquet key-value metadata, and ``OUT.parts`` is removed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from indexer.atomic import atomic_write, atomic_write_json, fsync_dir
+
+from .bulk_batch import SEQ
+
+__all__ = ["BulkError", "PartStore", "ResumeRefusedError", "Tally", "identity_differences", "path_hasher"]
+
+PROGRESS = "progress.json"
+PROGRESS_VERSION = 1
+PART_ROWS = 2048
+PART_SECONDS = 30.0
+MERGE_ROW_GROUP = 32768
+COMPRESSION = "zstd"
+
+
+class BulkError(RuntimeError):
+    """A bulk job cannot start or continue as asked (output in the way, internal inconsistency)."""
+
+
+class ResumeRefusedError(BulkError):
+    """An interrupted run exists at the output path but was started with other settings or inputs."""
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def path_hasher() -> "hashlib._Hash":
+    """The running hash over input paths (``path + "\\n"`` each, in input order)."""
+    return hashlib.sha256(b"docretriever-bulk-inputs-v1\n")
+
+
+def parts_dir_for(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human descriptions of what differs between two run identities (empty: same run)."""
+    diffs = []
+    if old.get("inputs") != new.get("inputs"):
+        diffs.append(f"the inputs differ (interrupted run: {_short(old.get('inputs'))}; now: {_short(new.get('inputs'))})")
+    om, nm = old.get("model") or {}, new.get("model") or {}
+    if om.get("fingerprint") != nm.get("fingerprint"):
+        diffs.append(f"the model differs (interrupted run: {om.get('name')} {str(om.get('fingerprint'))[:12]}; "
+                     f"now: {nm.get('name')} {str(nm.get('fingerprint'))[:12]})")
+    og, ng = old.get("gallery") or {}, new.get("gallery") or {}
+    if og.get("path") != ng.get("path"):
+        diffs.append(f"the gallery differs (interrupted run: {og.get('path')}; now: {ng.get('path')})")
+    elif og.get("generation") != ng.get("generation"):
+        diffs.append(f"the gallery generation differs (interrupted run: generation {og.get('generation')}; "
+                     f"now: generation {ng.get('generation')}; the gallery changed since)")
+    for key, what in (("threshold", "threshold"), ("top_k", "top-k"), ("with_features", "feature column setting"),
+                      ("schema_version", "output schema version")):
+        if old.get(key) != new.get(key):
+            diffs.append(f"the {what} differs (interrupted run: {old.get(key)}; now: {new.get(key)})")
+    return diffs
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class Tally:
+    """Counts for the summary: rows, errors, accepted rows per label, rejected rows."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.errors = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.labels: Counter[str] = Counter()
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        err = table.column("error").to_pylist()
+        acc = table.column("accepted").to_pylist()
+        lab = table.column("label").to_pylist()
+        for e, a, label in zip(err, acc, lab):
+            if e is not None:
+                self.errors += 1
+            elif a:
+                self.accepted += 1
+                self.labels[label] += 1
+            else:
+                self.rejected += 1
+
+
+class PartStore:
+    """Parts + progress file of one output; see the module doc for the protocol."""
+
+    def __init__(self, out: Path, identity: dict[str, Any], schema: pa.Schema, progress: dict[str, Any],
+                 part_rows: int = PART_ROWS, part_seconds: float = PART_SECONDS) -> None:
+        self.out = out
+        self.dir = parts_dir_for(out)
+        self.identity = identity
+        self.schema = schema  # without the internal _seq column; carries the run metadata
+        self.progress = progress
+        self.part_rows = max(1, int(part_rows))
+        self.part_seconds = float(part_seconds)
+        self.tally = Tally()
+        self._buf: list[pa.Table] = []
+        self._buf_rows = 0
+        self._last_flush = time.monotonic()
+        self._hasher = path_hasher()
+        self._last_seq = int(progress["files_done"]) - 1
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, out: str | os.PathLike, identity: dict[str, Any], schema: pa.Schema, resume: bool = True,
+             overwrite: bool = False, part_rows: int = PART_ROWS, part_seconds: float = PART_SECONDS) -> "PartStore":
+        """Start a new parts directory, or reopen an interrupted one (``resume``) after checking it."""
+        out = Path(out)
+        pdir = parts_dir_for(out)
+        if overwrite and pdir.exists():
+            shutil.rmtree(pdir)
+        ppath = pdir / PROGRESS
+        if ppath.is_file():
+            try:
+                progress = json.loads(ppath.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise BulkError(f"{ppath}: unreadable progress file ({exc}); rerun with --overwrite to start again") \
+                    from None
+            if not resume:
+                raise ResumeRefusedError(f"{out}: an interrupted run exists ({pdir}, {progress.get('files_done')} inputs "
+                                         "done); resume it, or rerun with --overwrite to start again")
+            diffs = identity_differences(progress.get("identity") or {}, identity)
+            if diffs:
+                raise ResumeRefusedError(f"cannot resume {out}: " + "; ".join(diffs) +
+                                         ". Rerun with --overwrite to start again, or choose another output path")
+            store = cls(out, identity, schema, progress, part_rows, part_seconds)
+            store._clean_orphans()
+            store._retally()
+            return store
+        if pdir.exists() and any(pdir.iterdir()):
+            raise BulkError(f"{pdir} exists but holds no progress file; remove it or rerun with --overwrite")
+        pdir.mkdir(parents=True, exist_ok=True)
+        progress = {"version": PROGRESS_VERSION, "identity": identity, "parts": [], "files_done": 0, "rows_done": 0,
+                    "inputs_sha256": path_hasher().hexdigest(), "started_at": now_iso(), "updated_at": now_iso()}
+        atomic_write_json(pdir / PROGRESS, progress)
+        return cls(out, identity, schema, progress, part_rows, part_seconds)
+
+    @property
+    def files_done(self) -> int:
+        return int(self.progress["files_done"])
+
+    @property
+    def rows_done(self) -> int:
+        return int(self.progress["rows_done"])
+
+    @property
+    def inputs_sha256(self) -> str:
+        return str(self.progress["inputs_sha256"])
+
+    def set_hasher(self, hasher: "hashlib._Hash") -> None:
+        """The path hash after the already-done inputs (computed by whoever skipped them)."""
+        if hasher.hexdigest() != self.inputs_sha256:
+            raise BulkError("internal error: input hash does not match the progress file")
+        self._hasher = hasher
+
+    def _clean_orphans(self) -> None:
+        listed = {p["file"] for p in self.progress["parts"]}
+        for p in self.dir.iterdir():
+            if p.name != PROGRESS and p.name not in listed:
+                p.unlink()
+        missing = [f for f in sorted(listed) if not (self.dir / f).is_file()]
+        if missing:
+            raise BulkError(f"{self.dir}: committed parts are missing ({', '.join(missing[:5])}); the partial "
+                            "results are damaged: rerun with --overwrite to start again")
+
+    def _retally(self) -> None:
+        for part in self.progress["parts"]:
+            self.tally.add(pq.read_table(self.dir / part["file"], columns=["label", "accepted", "error"]))
+
+    # ------------------------------------------------------------------ writing
+    def append(self, table: pa.Table, complete: bool = True) -> None:
+        """Buffer rows (with the internal ``_seq`` column), in input order.
+
+        ``complete``: the table ends on an input-file boundary (the local engine's batches do);
+        otherwise the last input's rows are held back until rows of a later input arrive.
+        """
+        if table.num_rows == 0:
+            return
+        self._buf.append(table)
+        self._buf_rows += table.num_rows
+        due = self._buf_rows >= self.part_rows or time.monotonic() - self._last_flush >= self.part_seconds
+        if due:
+            self._flush(complete)
+
+    def finish(self, complete: bool = True) -> None:
+        """Commit buffered rows: all of them when every input is processed (``complete``), else
+        only up to the last input-file boundary (an interrupted run)."""
+        self._flush(complete=complete)
+
+    def _flush(self, complete: bool) -> None:
+        if not self._buf:
+            return
+        table = pa.concat_tables(self._buf) if len(self._buf) > 1 else self._buf[0]
+        seqs = table.column(SEQ).to_numpy()
+        cut = table.num_rows
+        if not complete:
+            last = seqs[-1]
+            cut = int((seqs != last).nonzero()[0][-1]) + 1 if (seqs != last).any() else 0
+            if cut == 0:
+                return  # one input so far (many pages): wait for more
+        head, rest = table.slice(0, cut), table.slice(cut)
+        self._commit(head)
+        self._buf = [rest] if rest.num_rows else []
+        self._buf_rows = rest.num_rows
+        self._last_flush = time.monotonic()
+
+    def _commit(self, table: pa.Table) -> None:
+        seqs = table.column(SEQ).to_numpy()
+        paths = table.column("path").to_pylist()
+        expected = self._last_seq
+        for i in range(len(seqs)):
+            s = int(seqs[i])
+            if s == expected:
+                continue
+            if s != expected + 1:
+                raise BulkError(f"internal error: results out of order (input {s} after input {expected})")
+            self._hasher.update(paths[i].encode("utf-8", "surrogateescape") + b"\n")
+            expected = s
+        data = table.drop_columns([SEQ]).cast(self.schema)
+        index = len(self.progress["parts"])
+        name = f"part-{index:05d}.parquet"
+        atomic_write(self.dir / name, lambda fh: pq.write_table(data, fh, compression=COMPRESSION), sync_dir=True)
+        self._last_seq = expected
+        self.progress["parts"].append({"file": name, "rows": data.num_rows, "files_end": expected + 1})
+        self.progress["files_done"] = expected + 1
+        self.progress["rows_done"] = self.rows_done + data.num_rows
+        self.progress["inputs_sha256"] = self._hasher.hexdigest()
+        self.progress["updated_at"] = now_iso()
+        atomic_write_json(self.dir / PROGRESS, self.progress)
+        self.tally.add(data)
+
+    # ------------------------------------------------------------------ merging
+    def merge(self, extra_metadata: dict[str, Any]) -> Path:
+        """Stream all parts into ``OUT`` (atomic) with the run metadata, then remove the parts."""
+        if self._buf:
+            raise BulkError("internal error: merge with uncommitted rows")
+        from .bulk_meta import with_run_metadata
+
+        schema = with_run_metadata(self.schema, extra_metadata)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(fh: Any) -> None:
+            with pq.ParquetWriter(fh, schema, compression=COMPRESSION) as writer:
+                pending: list[pa.Table] = []
+                n = 0
+                for part in self.progress["parts"]:
+                    t = pq.read_table(self.dir / part["file"]).cast(schema)
+                    pending.append(t)
+                    n += t.num_rows
+                    if n >= MERGE_ROW_GROUP:
+                        writer.write_table(pa.concat_tables(pending), row_group_size=MERGE_ROW_GROUP)
+                        pending, n = [], 0
+                if pending:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=MERGE_ROW_GROUP)
+
+        atomic_write(self.out, write, sync_dir=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.out
