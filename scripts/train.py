@@ -159,10 +159,49 @@ def stage_train(cfg: dict) -> dict:
     return summary
 
 
+def student_teacher_features(cfg: dict, cache_dir: Path, n_views: int) -> np.ndarray:
+    """Teacher features of every cached view (only shards that hold pixels), computed once.
+
+    ``teacher: {config: X.yaml}`` names a model trained on this same cache: its features come
+    from the cached trunk maps through its trained top (seconds, and identical to running its
+    ONNX export on the same pixels).  ``teacher: {onnx: M.onnx}`` runs any ONNX encoder on the
+    cached pixels (a docretriever model, or e.g. a user's CLIP image tower with a contract).
+    """
+    from encoders.training.distill import OnnxTeacher, teacher_features
+
+    spec = cfg["teacher"]
+    name = Path(spec.get("config") or spec["onnx"]).stem
+    tcache = Path(cfg["run_dir"]) / f"teacher-{name}-{n_views}.npy"
+    if tcache.exists():
+        return np.load(tcache)
+    shards = [p for p in sorted(cache_dir.glob("shard-*.npz")) if "pixels" in np.load(p).files]
+    if spec.get("config"):
+        tcfg = load_config(spec["config"])
+        tmodel = build_model(tcfg)
+        tmodel.load_state_dict(torch.load(Path(tcfg["run_dir"]) / "best.pt", map_location="cpu",
+                                          weights_only=False)["model"])
+        tmodel.eval()
+        out = []
+        with torch.no_grad():
+            for p in shards:
+                maps = np.load(p)["feats"]
+                for i in range(0, len(maps), 512):
+                    f = tmodel.forward_from_trunk(torch.from_numpy(maps[i:i + 512].astype(np.float32)))
+                    out.append(torch.nn.functional.normalize(f, dim=1).numpy().astype(np.float16))
+        feats = np.concatenate(out)
+    else:
+        teacher = OnnxTeacher(spec["onnx"])
+        feats = np.concatenate([teacher_features(teacher, np.load(p)["pixels"]) for p in shards])
+    if len(feats) != n_views:
+        raise SystemExit(f"teacher features cover {len(feats)} views, the student has {n_views}")
+    tcache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(tcache, feats)
+    return feats
+
+
 def stage_student(cfg: dict) -> dict:
     """Train a whole network (e.g. LCNet, no pretrained weights) on the cached view pixels,
     distilling from a teacher's features (an ONNX model, e.g. the trained EfficientNet-Lite0)."""
-    from encoders.training.distill import OnnxTeacher, teacher_features
     from encoders.training.trainer import train_on_pixels
 
     model = build_model(cfg)
@@ -181,15 +220,7 @@ def stage_student(cfg: dict) -> dict:
     teacher = None
     t = cfg["train"]
     if cfg.get("teacher") and t.get("distill_weight", 0) > 0:
-        tpath = Path(cfg["teacher"]["onnx"])
-        tcache = Path(cfg["run_dir"]) / f"teacher-{tpath.stem}-{len(pixels)}.npy"
-        if tcache.exists():
-            teacher = np.load(tcache)
-        else:
-            LOG.info("teacher features of %d views from %s", len(pixels), tpath)
-            teacher = teacher_features(OnnxTeacher(tpath), pixels)
-            tcache.parent.mkdir(parents=True, exist_ok=True)
-            np.save(tcache, teacher)
+        teacher = student_teacher_features(cfg, cache_dir, len(pixels))
     LOG.info("student on %d views, %d classes present; teacher %s", len(pixels), len(np.unique(labels)),
              None if teacher is None else teacher.shape)
     val = val_inputs(cfg, contract)
