@@ -93,3 +93,25 @@ def test_tiny_training_run_exports_a_working_model(tmp_path):
     enc = encoders.load(out)
     f = enc.encode([np.full((200, 300, 3), 200, np.uint8)])
     assert f.shape == (1, 256) and abs(float(np.linalg.norm(f)) - 1) < 1e-5
+
+
+def test_student_distillation_on_pixels(tmp_path):
+    """LCNet end to end on cached view pixels, pulled towards (here random) teacher features."""
+    from encoders.training.export import contract_for
+    from encoders.training.model import EmbeddingModel
+    from encoders.training.trainer import TrainConfig, train_on_pixels
+
+    torch.set_num_threads(1)
+    model = EmbeddingModel("lcnet_050", pretrained=False, dim=32)
+    contract = contract_for(model)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (64, 128, 128, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(16), 4)
+    teacher = rng.standard_normal((64, 48)).astype(np.float16)
+    cfg = TrainConfig(epochs=2, batch_size=16, sample_rate=1.0, distill_weight=4.0)
+    train_on_pixels(model, pixels, labels, 16, cfg, tmp_path, contract, teacher=teacher, log=lambda s: None)
+    hist = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert all(0.0 <= h["distill_loss"] <= 2.0 for h in hist)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert state["distill"] is not None  # the projector 32 -> 48 is checkpointed for resume
