@@ -1,0 +1,130 @@
+"""``retriever run``: bulk classification of files, directories, globs and path lists into Parquet.
+
+Registered into the ``retriever`` group by ``cli.add_command(run)``.  Exit status: 0 every input
+classified (accepted or rejected), 3 some inputs could not be read (each has an error row; the
+rest are classified), 1 setup error (gallery, model, threshold, output in the way, refused
+resume), 2 usage error, 130 interrupted (committed results are kept; run again to resume).
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_INPUT_ERRORS = 3
+EXIT_INTERRUPTED = 130
+BACKENDS = ("cpu", "cuda", "tensorrt")
+
+
+def _setup_errors() -> tuple[type[BaseException], ...]:
+    from encoders import EncoderError
+
+    from .bulk_store import BulkError
+    from .inputs import InputError
+    from .retriever import RetrieverError
+    from .thresholds import ThresholdError
+
+    errs: list[type[BaseException]] = [EncoderError, RetrieverError, ThresholdError, BulkError, InputError]
+    try:
+        from indexer.errors import GalleryError
+
+        errs.append(GalleryError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
+def _sigterm_to_interrupt() -> Any:
+    """SIGTERM (a scheduler stopping the job) ends like Ctrl-C: complete rows are committed first."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. some test runners)
+        return None
+
+
+@click.command("run", short_help="Classify many scans into a Parquet file (resumable).",
+               context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="Exit status: 0 all inputs classified, 3 some inputs unreadable (error rows), 1 setup error, "
+                      "2 usage error, 130 interrupted (run the same command again to resume).")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--gallery", "-g", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Gallery directory (built with `indexer build`).")
+@click.option("--output", "-o", "out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Result file (Parquet). Progress lives in OUTPUT.parts/ until the job completes.")
+@click.option("--fpr", type=float, default=None,
+              help="Target false-positive rate; threshold from the gallery calibration or model table [default: 0.01].")
+@click.option("--threshold", type=float, default=None, help="Explicit cosine threshold in [-1, 1] instead of --fpr.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Distinct labels per row.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Decode+inference threads (local) or actors (ray).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Files per batch (one ONNX call, one FAISS search).")
+@click.option("--features", "with_features", is_flag=True, help="Add a `feature` column (the float32 vector).")
+@click.option("--overwrite", is_flag=True, help="Discard an interrupted or finished run at OUTPUT and start again.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: threads on this machine; ray: actors on a Ray cluster (needs docretriever[ray]).")
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance.")
+@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="ONNX model file (default: the shipped model). Must be the gallery's model.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
+              help="ONNX Runtime execution provider.")
+@click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt (local engine).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
+def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpr: float | None, threshold: float | None, top_k: int,
+        workers: int, batch_size: int, with_features: bool, overwrite: bool, engine: str, ray_address: str | None,
+        model: Path | None, backend: str, gpu_id: int, quiet: bool) -> None:
+    """Classify INPUT... against GALLERY into one Parquet file, one row per page.
+
+    INPUT: image or PDF files, directories (recursive, sorted), globs ('scans/**/*.jpg'),
+    list files (@list.txt or any .txt, one path per line), or a table column of paths
+    (paths.parquet:COLUMN, paths.csv:COLUMN; default column `path`).  Multi-page TIFF and PDF
+    files give one row per page (PDF needs docretriever[pdf]).
+
+    Interrupted? Run the same command again: it continues where it stopped.  It refuses if the
+    inputs, model, gallery generation, threshold, top-k or --features differ (--overwrite restarts).
+    """
+    if fpr is not None and threshold is not None:
+        raise click.UsageError("give either --fpr or --threshold, not both")
+    if ray_address and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    import encoders
+
+    from .bulk import format_summary, run_bulk
+
+    errors = _setup_errors()
+    try:
+        encoder = encoders.load(model, backend=backend, gpu_id=gpu_id)
+    except errors as exc:
+        raise click.ClickException(str(exc)) from None
+    previous = _sigterm_to_interrupt()
+    try:
+        summary = run_bulk(list(inputs), str(gallery), out, encoder=encoder, fpr=1e-2 if fpr is None else fpr,
+                           threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size,
+                           with_features=with_features, resume=True, progress=not quiet, overwrite=overwrite,
+                           engine=engine, ray_address=ray_address)
+    except errors as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: completed results are kept in {out}.parts/; run the same command again to "
+                   "resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except ModuleNotFoundError as exc:
+        if exc.name == "ray":
+            raise click.ClickException("--engine ray needs Ray: pip install 'docretriever[ray]'") from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if quiet:
+        click.echo(format_summary(summary), err=True)
+    if summary["errors"]:
+        click.echo(f"{summary['errors']} of {summary['rows']} rows are errors (unreadable inputs); see the "
+                   "`error` column", err=True)
+        sys.exit(EXIT_INPUT_ERRORS)
