@@ -248,11 +248,15 @@ def _geometry(doc: np.ndarray, rng: Rng, p: CaptureParams, background: np.ndarra
     h = max(16, int(round(w * aspect)))
     # Downscale early (area filter), folding the "low optical resolution" effect into it.
     f = _u(rng, p.lowres) if rng.random() < p.p_lowres else 1.0
-    # Integer-factor area reduction is OpenCV's fast path; the warp does the remaining (< 2x)
-    # scaling.  With "low resolution" the factor rounds up so the warp upsamples (soft result).
-    t = min(1.0, f * w / W0 * 1.05)
-    k = int(math.ceil(1.0 / t - 1e-6)) if f < 1.0 else int(1.0 / t)
-    src = cv2.resize(doc, (max(8, W0 // k), max(8, H0 // k)), interpolation=cv2.INTER_AREA) if k >= 2 else doc
+    # Halving with the area filter is OpenCV's fast path (other factors are ~10x slower); the
+    # warp does the remaining (< 2x) scaling.  "Low resolution" optics: shrink to f x the crop
+    # width so that the warp upsamples (a soft result).
+    target = f * w * 1.05
+    src = doc
+    while src.shape[1] >= 2 * target and min(src.shape[:2]) >= 32:
+        src = cv2.resize(src, (src.shape[1] // 2, src.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if f < 1.0 and src.shape[1] > target * 1.1:
+        src = cv2.resize(src, (max(8, int(target)), max(8, int(target * H0 / W0))), interpolation=cv2.INTER_LINEAR)
     Hs, Ws = src.shape[:2]
     q = _quad(rng, p, float(Ws), float(Hs), scanner)
     dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -328,11 +332,10 @@ def _tone_lut(rng: Rng, p: CaptureParams, scanner: bool) -> np.ndarray:
     return np.rint(lut).astype(np.uint8).reshape(256, 1, 3)
 
 
-def _light_fields(rng: Rng, p: CaptureParams, h: int, w: int, scanner: bool, shade: np.ndarray | None
-                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Coarse multiplicative gain (gradient, shadow, vignette, moire bands, curl shading) and
-    additive glare, upsampled to the output.  None when flat."""
-    gh, gw = max(8, h // 8), max(8, w // 8)
+def _light_fields(rng: Rng, p: CaptureParams, h: int, w: int, gh: int, gw: int, scanner: bool,
+                  shade: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Coarse (gh x gw) multiplicative gain (gradient, shadow, vignette, curl shading) and glare
+    mix towards white; None when absent.  Smooth fields: the caller upsamples them once."""
     yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32)
     u, v = xx / (gw - 1), yy / (gh - 1)
     gain = np.ones((gh, gw), np.float32)
@@ -388,17 +391,11 @@ def _light_fields(rng: Rng, p: CaptureParams, h: int, w: int, scanner: bool, sha
         d2 = (a / ax) ** 2 + (b / ay) ** 2
         glare = (_u(rng, p.glare) * np.exp(-d2 * rng.uniform(0.7, 2.0)) ** 0.7).astype(np.float32)
         glare = np.minimum(glare * 1.3, 1.0)
-    gain3 = None
-    if used:
-        gain3 = cv2.resize(np.clip(gain, 0.05, 2.0), (w, h), interpolation=cv2.INTER_LINEAR)
-    glare_f = None
-    if glare is not None:
-        glare_f = cv2.resize(glare, (w, h), interpolation=cv2.INTER_LINEAR)
-    return gain3, glare_f
+    return (np.clip(gain, 0.05, 2.0) if used else None), glare
 
 
 def _finger(rng: Rng, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Alpha mask and shaded skin image of a thumb entering from an edge."""
+    """Alpha mask and shaded skin colour of a thumb entering from an edge, at half resolution."""
     s = 2
     mh, mw = max(8, h // s), max(8, w // s)
     mask = np.zeros((mh, mw), np.float32)
@@ -421,14 +418,11 @@ def _finger(rng: Rng, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     mask = cv2.GaussianBlur(mask, (0, 0), rng.uniform(0.8, 2.5))
     skin = np.array([rng.uniform(60, 150), rng.uniform(90, 170), rng.uniform(140, 230)], np.float32)
     shade = (0.55 + 0.55 * inner)[..., None] * skin[None, None, :]
-    mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
-    shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
-    return mask, shade
+    return mask, shade.astype(np.float32)
 
 
-def _screen_pattern(rng: Rng, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Photo of a display: coarse coloured moire beat (gain per channel) and a fine pixel grid."""
-    gh, gw = max(8, h // 8), max(8, w // 8)
+def _screen_pattern(rng: Rng, h: int, w: int, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photo of a display: coarse (gh x gw) coloured moire beat and a full-size pixel grid gain."""
     yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32)
     ang = rng.uniform(0, np.pi)
     f = rng.uniform(0.06, 0.22)
@@ -436,7 +430,6 @@ def _screen_pattern(rng: Rng, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     ph = rng.uniform(0, 2 * np.pi, 3)
     a = rng.uniform(0.04, 0.12)
     bands = np.stack([1 + a * np.sin(t + ph[c]) for c in range(3)], -1).astype(np.float32)
-    bands = cv2.resize(bands, (w, h), interpolation=cv2.INTER_LINEAR)
     px = rng.uniform(2.2, 4.5)
     gx = np.cos(np.arange(w, dtype=np.float32) * (2 * np.pi / px))
     gy = np.cos(np.arange(h, dtype=np.float32) * (2 * np.pi / px))
@@ -445,7 +438,8 @@ def _screen_pattern(rng: Rng, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _add_noise(f: np.ndarray, rng: Rng, p: CaptureParams) -> None:
-    """In place: signal-dependent sensor noise (tile at random offset) + low-frequency chroma noise."""
+    """In place: sensor noise (fixed tile at a random offset; colour or luminance-only) plus
+    low-frequency chroma (ISO) noise."""
     h, w = f.shape[:2]
     sd = _u(rng, p.noise_std)
     tile = _noise_tile()
@@ -453,16 +447,17 @@ def _add_noise(f: np.ndarray, rng: Rng, p: CaptureParams) -> None:
         oy, ox = int(rng.integers(0, _TILE - h + 1)), int(rng.integers(0, _TILE - w + 1))
         n = tile[oy:oy + h, ox:ox + w]
     else:
-        reps = (h // _TILE + 1, w // _TILE + 1, 1)
-        n = np.tile(tile, reps)[:h, :w]
-    if rng.random() < 0.5:
-        n = n[:, :, :1]  # luminance-only noise
-    f += n * np.float32(sd / _NOISE_SCALE)
+        n = np.tile(tile, (h // _TILE + 1, w // _TILE + 1, 1))[:h, :w]
+    if rng.random() < 0.5:  # luminance-only noise
+        nf = cv2.cvtColor(np.ascontiguousarray(n[:, :, 0]).astype(np.float32), cv2.COLOR_GRAY2BGR)
+    else:
+        nf = n.astype(np.float32)
+    cv2.scaleAdd(nf, sd / _NOISE_SCALE, f, dst=f)
     cs = _u(rng, p.chroma_noise)
     if cs > 0.3:
         ch, cw = max(4, h // 4), max(4, w // 4)
         c = rng.standard_normal((ch, cw, 3), dtype=np.float32) * np.float32(cs)
-        f += cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR)
+        cv2.add(f, cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR), dst=f)
 
 
 def simulate_capture_array(doc_bgr: np.ndarray, rng: Rng, strength: str | CaptureParams = "train",
@@ -481,24 +476,42 @@ def simulate_capture_array(doc_bgr: np.ndarray, rng: Rng, strength: str | Captur
     if rng.random() < (0.3 if scanner else p.p_blur):
         img = _blur(img, rng, p)
     img = cv2.LUT(img, _tone_lut(rng, p, scanner))
-    gain, glare = _light_fields(rng, p, h, w, scanner, shade)
-    f = img.astype(np.float32)
-    if finger:
-        m = mask[..., None]
-        f *= 1 - m
-        f += skin * m
-    if screen:
-        bands, grid = _screen_pattern(rng, h, w)
-        f *= bands
-        f *= grid[..., None]
+    # Everything photometric is out = img * A + B with smooth per-channel fields A, B built at low
+    # resolution and upsampled once (a few full-resolution passes in total, all contiguous).
+    gh, gw = max(8, h // 8), max(8, w // 8)
+    gain, glare = _light_fields(rng, p, h, w, gh, gw, scanner, shade)
+    A = B = grid = None
     if gain is not None:
-        f *= gain[..., None]
-    if glare is not None:
-        g = glare[..., None]
-        f += (np.float32(255.0) - f) * g
-    if rng.random() < (0.5 if scanner else p.p_noise):
-        _add_noise(f, rng, p)
-    out = np.clip(f, 0, 255).astype(np.uint8)
+        A = cv2.merge([gain, gain, gain])
+    if screen:
+        bands, grid = _screen_pattern(rng, h, w, gh, gw)
+        A = bands if A is None else A * bands
+    if glare is not None:  # mix towards white: f*(1-g) + 255*g
+        A = (np.ones((gh, gw, 3), np.float32) if A is None else A) * (1 - glare)[..., None]
+        B = cv2.merge([glare, glare, glare]) * np.float32(255.0)
+    if finger:  # the thumb is in the scene: lit like the paper, at half resolution
+        mh, mw = mask.shape[:2]
+        Ah = np.ones((mh, mw, 3), np.float32) if A is None else cv2.resize(A, (mw, mh))
+        Bh = np.zeros((mh, mw, 3), np.float32) if B is None else cv2.resize(B, (mw, mh))
+        m3 = cv2.merge([mask, mask, mask])
+        B = Bh + skin * m3 * Ah
+        A = Ah * (1 - m3)
+    noise = rng.random() < (0.5 if scanner else p.p_noise)
+    if A is None and B is None and grid is None and not noise:
+        out = img
+    else:
+        if A is not None:
+            f = cv2.multiply(img, cv2.resize(A, (w, h), interpolation=cv2.INTER_LINEAR), dtype=cv2.CV_32F)
+        else:
+            f = img.astype(np.float32)
+        if B is not None:
+            cv2.add(f, cv2.resize(B, (w, h), interpolation=cv2.INTER_LINEAR), dst=f)
+        if grid is not None:
+            cv2.multiply(f, cv2.merge([grid, grid, grid]), dst=f)
+        if noise:
+            _add_noise(f, rng, p)
+            np.maximum(f, 0, out=f)
+        out = cv2.convertScaleAbs(f)  # saturating float -> uint8
     if rng.random() < p.p_gray or (scanner and rng.random() < 0.5):
         out = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     q = int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1))
