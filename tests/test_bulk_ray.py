@@ -1,0 +1,57 @@
+"""`retriever run --engine ray` on a local Ray instance: same rows as the local engine, bad files cost one row."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import encoders
+from bulk_helpers import THRESHOLD, build_gallery, write_scans, write_tiff
+from retriever.bulk import run_bulk
+from retriever.ray_engine import actor_cpus
+
+ray = pytest.importorskip("ray", reason="needs the [ray] extra")
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path):
+    return encoders.load(tiny_model_path)
+
+
+def test_actor_cpus_leave_room_for_the_feeding_tasks():
+    assert actor_cpus(2, 2) == 0.5  # a pool of 2 full-CPU actors on 2 CPUs hung
+    assert actor_cpus(64, 8) == 1.0
+    assert actor_cpus(1, 1) == 0.5
+
+
+def test_ray_engine_one_bad_file_costs_one_row_and_matches_local(local_ray, tiny, tmp_path):
+    gallery = build_gallery(tiny, tmp_path)
+    d = tmp_path / "in"
+    good = write_scans(d, 30)
+    write_tiff(d / "multi.tif", 2)
+    (d / "scan-00007x.jpg").write_bytes(b"")  # empty file: read_images would abort the whole job
+    (d / "scan-00015x.png").write_text("not an image")
+    kw = dict(encoder=tiny, threshold=THRESHOLD, top_k=2, batch_size=4, workers=2, progress=False)
+    s = run_bulk([str(d)], str(gallery.path), tmp_path / "ray.parquet", engine="ray", **kw)
+    t = pq.read_table(tmp_path / "ray.parquet")
+    errors = t.filter(pa.compute.is_valid(t.column("error")))
+    assert sorted(Path(p).name for p in errors.column("path").to_pylist()) == ["scan-00007x.jpg", "scan-00015x.png"]
+    ok = t.filter(pa.compute.is_null(t.column("error")))
+    assert sorted(set(ok.column("path").to_pylist())) == sorted([str(p) for p in good] + [str(d / "multi.tif")])
+    assert ok.num_rows == 32 and s["errors"] == 2 and s["rows"] == 34 and s["engine"] == "ray"
+    run_bulk([str(d)], str(gallery.path), tmp_path / "local.parquet", engine="local", **kw)
+    local = pq.read_table(tmp_path / "local.parquet")
+    assert local.equals(t)  # same rows, same order, same values
+    assert pq.read_schema(tmp_path / "ray.parquet").metadata[b"docretriever.model_fingerprint"].decode() == \
+        tiny.fingerprint
