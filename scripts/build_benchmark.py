@@ -63,6 +63,7 @@ WALLPAPER_UNKNOWN_SHARE = 0.2  # fraction of unknown types that are wallpaper cr
 WALLPAPER_LONG_SIDE = 1000     # a crop is shown at document-like resolution
 SPECIMEN_PNG_LEVEL = 3
 P_CLUTTER_BACKGROUND = 0.3     # captures whose background slivers show another paper
+RENDER_MARGIN = 1.5            # query fills are rendered at >= 1.5x the capture's resolution
 
 
 class BenchmarkError(RuntimeError):
@@ -273,6 +274,14 @@ def clutter_background(seed: int, split: str, heldout: list[str], i: int) -> np.
     return _CLUTTER[key]
 
 
+def render_scale(family: str, capture_width: int) -> float:
+    """Render scale for a fill captured at ``capture_width``: RENDER_MARGIN x the capture's
+    pixels (the capture still downsamples, as a camera does), never above the specimen's 1.0."""
+    from encoders.training.synth import FAMILIES
+
+    return float(min(1.0, max(0.25, RENDER_MARGIN * capture_width / FAMILIES[family].size[0])))
+
+
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -291,11 +300,18 @@ def run_task(task: TypeTask, root: Path, seed: int, heldout: list[str]) -> dict[
         _write(root / task.split / "register" / task.name / "specimen.png", buf.tobytes())
     for k in range(1, task.captures + 1):
         rng = np.random.default_rng(stable_seed("capture", VERSION, seed, task.split, task.role, task.name, k))
-        doc = task.image if task.source == "wallpaper" else render_document(task.family, task.template_seed, k)
+        # The capture width is drawn here (same distribution as EVAL's) so the fill can be
+        # rendered at a matching scale: rendering pixels the capture throws away is most of the cost.
+        width = int(rng.integers(EVAL.width[0], EVAL.width[1] + 1))
+        if task.source == "wallpaper":
+            doc = task.image
+        else:
+            doc = render_document(task.family, task.template_seed, k, render_scale(task.family, width))
         bg = None
         if rng.random() < P_CLUTTER_BACKGROUND:
             bg = clutter_background(seed, task.split, heldout, int(rng.integers(N_CLUTTER)))
-        _write(root / task.split / part / task.name / f"{k}.jpg", simulate_capture(doc, rng, EVAL, background=bg))
+        params = dataclasses.replace(EVAL, width=(width, width))
+        _write(root / task.split / part / task.name / f"{k}.jpg", simulate_capture(doc, rng, params, background=bg))
     return task.meta()
 
 
@@ -339,7 +355,8 @@ def manifest_for(cfg: Config, heldout: list[str], results: dict[str, dict[str, l
                     "wallpapers": str(WALLPAPER_ROOT) if cfg.wallpapers else None,
                     "not_used": ["/usr/share/backgrounds and icons (training)", "/usr/share/doc", "card-game data"]},
         "layout": {"register": "<split>/register/<type>/specimen.png (fill 0)",
-                   "queries": "<split>/queries/<type>/<k>.jpg (fill k >= 1, eval capture)",
+                   "queries": "<split>/queries/<type>/<k>.jpg (fill k >= 1, eval capture; fill rendered "
+                              f"at scale min(1, {RENDER_MARGIN} x capture width / family width))",
                    "unknown": "<split>/unknown/<type>/<k>.jpg (unregistered types)"},
         "versions": {"numpy": np.__version__, "opencv": cv2.__version__},
         "splits": splits,
