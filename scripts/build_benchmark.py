@@ -32,11 +32,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import dataclasses
-import glob
 import hashlib
 import json
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -407,42 +407,11 @@ def build(out: Path, cfg: Config, workers: int = 1, force: bool = False, log=pri
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    tasks, wp_info = plan(cfg, heldout)
-    log(f"planned in {time.time() - t0:.1f}s: " + ", ".join(
-        f"{s}: {sum(t.role == 'register' for t in tasks[s])} register + "
-        f"{sum(t.role == 'unknown' for t in tasks[s])} unknown types" for s in SPLITS))
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"register": [], "unknown": []} for s in SPLITS}
-    flat = [t for s in SPLITS for t in tasks[s]]
-    args = [(t, tmp, cfg.seed, heldout) for t in flat]
-    n_done, last = 0, time.time()
-    if workers > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(workers) as pool:
-            it = pool.imap(_run_star, args, chunksize=4)
-            metas = []
-            for m in it:
-                metas.append(m)
-                n_done += 1
-                if time.time() - last > 15:
-                    log(f"  {n_done}/{len(flat)} types ({time.time() - t0:.0f}s)")
-                    last = time.time()
-    else:
-        metas = []
-        for a in args:
-            metas.append(run_task(*a))
-            n_done += 1
-            if time.time() - last > 15:
-                log(f"  {n_done}/{len(flat)} types ({time.time() - t0:.0f}s)")
-                last = time.time()
-    for t, m in zip(flat, metas):
-        results[t.split][t.role].append(m)
-    manifest = manifest_for(cfg, heldout, results, wp_info)
-    _atomic_json(tmp / "manifest.json", manifest)
-    elapsed = time.time() - t0
-    _atomic_json(tmp / "build-info.json", {"built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                           "build_seconds": round(elapsed, 1), "workers": workers,
-                                           "manifest_sha256": hashlib.sha256((tmp / "manifest.json").read_bytes()).hexdigest()})
+    try:
+        manifest, elapsed = _build_into(tmp, cfg, heldout, workers, t0, log)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-built tree behind
+        raise
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -452,6 +421,47 @@ def build(out: Path, cfg: Config, workers: int = 1, force: bool = False, log=pri
         shutil.rmtree(old, ignore_errors=True)
     log(summary(manifest, out, elapsed))
     return manifest
+
+
+def _build_into(tmp: Path, cfg: Config, heldout: list[str], workers: int, t0: float, log
+                ) -> tuple[dict[str, Any], float]:
+    tasks, wp_info = plan(cfg, heldout)
+    log(f"planned in {time.time() - t0:.1f}s: " + ", ".join(
+        f"{s}: {sum(t.role == 'register' for t in tasks[s])} register + "
+        f"{sum(t.role == 'unknown' for t in tasks[s])} unknown types" for s in SPLITS))
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"register": [], "unknown": []} for s in SPLITS}
+    flat = [t for s in SPLITS for t in tasks[s]]
+    args = [(t, tmp, cfg.seed, heldout) for t in flat]
+    n_done, last = 0, time.time()
+    metas: list[dict[str, Any]] = []
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("fork").Pool(workers)
+    try:
+        for m in (pool.imap(_run_star, args, chunksize=4) if pool else map(_run_star, args)):
+            metas.append(m)
+            n_done += 1
+            if time.time() - last > 15:
+                log(f"  {n_done}/{len(flat)} types ({time.time() - t0:.0f}s)")
+                last = time.time()
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    for t, m in zip(flat, metas):
+        results[t.split][t.role].append(m)
+    manifest = manifest_for(cfg, heldout, results, wp_info)
+    _atomic_json(tmp / "manifest.json", manifest)
+    elapsed = time.time() - t0
+    cpu = os.times()
+    _atomic_json(tmp / "build-info.json", {"built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                           "build_seconds": round(elapsed, 1), "workers": workers,
+                                           "cpu_seconds": round(cpu.user + cpu.system + cpu.children_user
+                                                                + cpu.children_system, 1),
+                                           "manifest_sha256": hashlib.sha256((tmp / "manifest.json").read_bytes()).hexdigest()})
+    return manifest, elapsed
 
 
 def summary(manifest: dict[str, Any], out: Path, elapsed: float) -> str:
@@ -493,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if cfg.unknown_types < 0 or cfg.unknown_captures < 0:
         ap.error("--unknown-types and --unknown-captures must be >= 0")
+    # SIGTERM -> SystemExit, so the temporary tree is removed on kill as on Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         build(a.out, cfg, workers=max(1, a.workers), force=a.force)
     except BenchmarkError as exc:
