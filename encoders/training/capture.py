@@ -192,8 +192,9 @@ def _quad(rng: Rng, p: CaptureParams, W: float, H: float, scanner: bool) -> np.n
         edge = int(rng.integers(4))
         a, b = edge, (edge + 1) % 4
         mid = (q[a] + q[b]) / 2
-        q[a] = mid + (q[a] - mid) * (1 + k) if rng.random() < 0.5 else mid + (q[a] - mid) * (1 - k)
-        q[b] = mid + (q[b] - mid) * (1 + k) if rng.random() < 0.5 else mid + (q[b] - mid) * (1 - k)
+        f = 1 + k if rng.random() < 0.5 else 1 - k  # that edge looks longer or shorter
+        q[a] = mid + (q[a] - mid) * f
+        q[b] = mid + (q[b] - mid) * f
     if rng.random() < (0.5 if scanner else p.p_sliver):  # background visible at 1-2 edges
         for edge in rng.choice(4, size=1 + int(rng.random() < 0.35), replace=False):
             d = _u(rng, p.sliver) * (W if edge in (1, 3) else H)
