@@ -243,8 +243,11 @@ class PartStore:
         self._last_flush = time.monotonic()
 
     def _commit(self, table: pa.Table) -> None:
+        """Write one part, then the progress file naming it; in-memory state changes only after
+        both writes, so an interruption in between can be retried (or resumed) safely."""
         seqs = table.column(SEQ).to_numpy()
         paths = table.column("path").to_pylist()
+        hasher = self._hasher.copy()
         expected = self._last_seq
         for i in range(len(seqs)):
             s = int(seqs[i])
@@ -252,19 +255,21 @@ class PartStore:
                 continue
             if s != expected + 1:
                 raise BulkError(f"internal error: results out of order (input {s} after input {expected})")
-            self._hasher.update(paths[i].encode("utf-8", "surrogateescape") + b"\n")
+            hasher.update(paths[i].encode("utf-8", "surrogateescape") + b"\n")
             expected = s
         data = table.drop_columns([SEQ]).cast(self.schema)
-        index = len(self.progress["parts"])
-        name = f"part-{index:05d}.parquet"
+        name = f"part-{len(self.progress['parts']):05d}.parquet"
         atomic_write(self.dir / name, lambda fh: pq.write_table(data, fh, compression=COMPRESSION), sync_dir=True)
+        progress = dict(self.progress)
+        progress["parts"] = self.progress["parts"] + [{"file": name, "rows": data.num_rows, "files_end": expected + 1}]
+        progress["files_done"] = expected + 1
+        progress["rows_done"] = self.rows_done + data.num_rows
+        progress["inputs_sha256"] = hasher.hexdigest()
+        progress["updated_at"] = now_iso()
+        atomic_write_json(self.dir / PROGRESS, progress)
+        self.progress = progress
+        self._hasher = hasher
         self._last_seq = expected
-        self.progress["parts"].append({"file": name, "rows": data.num_rows, "files_end": expected + 1})
-        self.progress["files_done"] = expected + 1
-        self.progress["rows_done"] = self.rows_done + data.num_rows
-        self.progress["inputs_sha256"] = self._hasher.hexdigest()
-        self.progress["updated_at"] = now_iso()
-        atomic_write_json(self.dir / PROGRESS, self.progress)
         self.tally.add(data)
 
     # ------------------------------------------------------------------ merging
