@@ -395,3 +395,46 @@ def test_cli_exit_codes_and_summary(tiny_model_path, gallery, tmp_path):
                                      str(tmp_path / "x.parquet"), "--model", str(tiny_model_path),
                                      "--threshold", "0.5", "-q"])
     assert r.exit_code == 1 and "list file not found" in r.output
+
+
+def test_part_store_commits_only_whole_input_files_when_batches_split_them(tmp_path):
+    """Ray output batches may end inside a multi-page file: its rows wait for the next batch."""
+    from retriever.bulk_batch import output_schema
+    from retriever.bulk_store import PartStore
+
+    schema = output_schema()
+    store = PartStore.open(tmp_path / "o.parquet", {"inputs": ["x"]}, schema, part_rows=1)
+
+    def rows(seqs, pages):
+        n = len(seqs)
+        cols = {f.name: pa.nulls(n, f.type) for f in schema}
+        cols.update(path=pa.array([f"f{s}" for s in seqs]), page=pa.array(pages, pa.int32()),
+                    error=pa.array(["e"] * n), _seq=pa.array(seqs, pa.int64()))
+        return pa.table(cols)
+
+    store.append(rows([0, 1, 1], [0, 0, 1]), complete=False)
+    assert store.files_done == 1 and store.rows_done == 1
+    store.append(rows([1, 2], [2, 0]), complete=False)
+    assert store.files_done == 2 and store.rows_done == 4
+    store.finish()
+    assert store.files_done == 3 and store.tally.errors == 5
+    with pytest.raises(BulkError, match="out of order"):
+        store.append(rows([5], [0]))
+
+
+def test_progress_lines_when_not_a_terminal(monkeypatch):
+    import io
+
+    from retriever import bulk as bulk_mod
+
+    monkeypatch.setattr(bulk_mod, "LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(bulk_mod, "count_inputs", lambda specs: 100)  # counted in a background thread
+    stream = io.StringIO()
+    prog = bulk_mod._Progress(True, ["scans/"], initial=10, stream=stream)
+    deadline = time.monotonic() + 10
+    while prog.total is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    prog.update(5, 6, 1)
+    prog.close()
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert line.startswith("retriever run: 15/100 inputs, 6 rows this run, 1 errors") and "ETA" in line
