@@ -291,8 +291,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
         return s
 
     schema = with_run_metadata(output_schema(retriever.encoder.dim, with_features), meta)
-    store = PartStore.open(out, identity, schema, resume=resume, overwrite=overwrite,
-                           **({"part_rows": part_rows} if part_rows else {}))
+    store = PartStore.open(out, identity, schema, resume=resume, overwrite=overwrite, part_rows=part_rows)
     resumed_files, resumed_rows = store.files_done, store.rows_done
     hasher, items = _numbered_after(specs, resumed_files, store.inputs_sha256, out)
     store.set_hasher(hasher)

@@ -123,14 +123,14 @@ class PartStore:
     """Parts + progress file of one output; see the module doc for the protocol."""
 
     def __init__(self, out: Path, identity: dict[str, Any], schema: pa.Schema, progress: dict[str, Any],
-                 part_rows: int = PART_ROWS, part_seconds: float = PART_SECONDS) -> None:
+                 part_rows: int | None = None, part_seconds: float | None = None) -> None:
         self.out = out
         self.dir = parts_dir_for(out)
         self.identity = identity
         self.schema = schema  # without the internal _seq column; carries the run metadata
         self.progress = progress
-        self.part_rows = max(1, int(part_rows))
-        self.part_seconds = float(part_seconds)
+        self.part_rows = max(1, int(part_rows or PART_ROWS))
+        self.part_seconds = float(PART_SECONDS if part_seconds is None else part_seconds)
         self.tally = Tally()
         self._buf: list[pa.Table] = []
         self._buf_rows = 0
@@ -141,7 +141,8 @@ class PartStore:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, out: str | os.PathLike, identity: dict[str, Any], schema: pa.Schema, resume: bool = True,
-             overwrite: bool = False, part_rows: int = PART_ROWS, part_seconds: float = PART_SECONDS) -> "PartStore":
+             overwrite: bool = False, part_rows: int | None = None, part_seconds: float | None = None
+             ) -> "PartStore":
         """Start a new parts directory, or reopen an interrupted one (``resume``) after checking it."""
         out = Path(out)
         pdir = parts_dir_for(out)

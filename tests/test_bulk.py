@@ -438,3 +438,48 @@ def test_progress_lines_when_not_a_terminal(monkeypatch):
     prog.close()
     line = stream.getvalue().strip().splitlines()[-1]
     assert line.startswith("retriever run: 15/100 inputs, 6 rows this run, 1 errors") and "ETA" in line
+
+
+CLI_CHILD = textwrap.dedent("""
+    import sys, time
+    from retriever import bulk_batch
+    real = bulk_batch.BatchProcessor.process
+    def slow(self, *a, **k):
+        time.sleep(0.15)
+        return real(self, *a, **k)
+    bulk_batch.BatchProcessor.process = slow
+    from retriever import bulk_store
+    bulk_store.PART_ROWS = 4
+    from retriever.bulk_cli import run
+    run.main(sys.argv[1:], prog_name="retriever run")
+""")
+
+
+def test_cli_sigterm_keeps_complete_rows_and_the_same_command_resumes(tiny_model_path, gallery, tmp_path):
+    files = write_scans(tmp_path / "in", 60)
+    out = tmp_path / "res.parquet"
+    args = [str(tmp_path / "in"), "-g", str(gallery.path), "-o", str(out), "--model", str(tiny_model_path),
+            "--threshold", str(THRESHOLD), "--batch-size", "4", "-q"]
+    script = tmp_path / "cli_child.py"
+    script.write_text(CLI_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=str(ROOT), stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)))
+    progress_file = tmp_path / "res.parquet.parts" / "progress.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(progress_file.read_text())["files_done"] >= 8:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    done = json.loads(progress_file.read_text())["files_done"]
+    assert 8 <= done < 60 and not out.exists()
+    r = CliRunner().invoke(run_cmd, args)
+    assert r.exit_code == 0, r.output
+    assert f"resumed after {done} inputs" in r.output
+    assert pq.read_table(out).column("path").to_pylist() == [str(f) for f in files]
