@@ -233,5 +233,9 @@ def calibrate_cmd(labelled_dir: Path, gallery: Path, fprs: tuple[float, ...], mo
     click.echo(result["table_markdown"])
 
 
+from .bulk_cli import run as _run_cmd  # noqa: E402  (the bulk job lives in its own module)
+
+main.add_command(_run_cmd)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
