@@ -483,3 +483,18 @@ def test_cli_sigterm_keeps_complete_rows_and_the_same_command_resumes(tiny_model
     assert r.exit_code == 0, r.output
     assert f"resumed after {done} inputs" in r.output
     assert pq.read_table(out).column("path").to_pylist() == [str(f) for f in files]
+
+
+def test_png_bmp_webp_and_grayscale_scans_are_classified(tiny, gallery, tmp_path):
+    import cv2
+
+    d = tmp_path / "in"
+    write_scans(d, 1, ext=".png")
+    write_scans(d, 1, start=1, ext=".bmp")
+    write_scans(d, 1, start=2, ext=".webp")
+    cv2.imwrite(str(d / "gray.jpg"), cv2.cvtColor(scan(3), cv2.COLOR_BGR2GRAY))
+    out = tmp_path / "res.parquet"
+    s = bulk([d], gallery, out, tiny)
+    t = pq.read_table(out)
+    assert sorted(Path(p).suffix for p in t.column("path").to_pylist()) == [".bmp", ".jpg", ".png", ".webp"]
+    assert s["errors"] == 0 and t.column("label").null_count == 0
