@@ -2,7 +2,7 @@
 """Build the zero-shot retrieval benchmark (validation and test splits) from fixed seeds.
 
     python scripts/build_benchmark.py [--out ~/.cache/docretriever/benchmark-v1] [--types 300]
-        [--queries-per-type 10] [--unknown-types 100] [--unknown-captures 5] [--seed 0]
+        [--queries-per-type 8] [--unknown-types 100] [--unknown-captures 5] [--seed 0]
         [--workers 1] [--small] [--force]
 
 Why this shape: the product enrols a new document type from ONE clean exemplar and must then
@@ -164,7 +164,7 @@ def wallpaper_specimen(img: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
 @dataclasses.dataclass(frozen=True)
 class Config:
     types: int = 300
-    queries_per_type: int = 10
+    queries_per_type: int = 8
     unknown_types: int = 100
     unknown_captures: int = 5
     seed: int = 0
@@ -221,13 +221,14 @@ def plan(cfg: Config, heldout: list[str]) -> tuple[dict[str, list[TypeTask]], di
         wp_tasks: list[TypeTask] = []
         pool = by_split[split]
         if want_reg + want_unk and pool:
-            per = int(np.ceil((want_reg + want_unk) / len(pool)))
-            for path in pool:
-                if len(wp_tasks) >= want_reg + want_unk:
+            for n_left, path in zip(range(len(pool), 0, -1), pool):
+                need = want_reg + want_unk - len(wp_tasks)
+                if need <= 0:
                     break
                 img = load_wallpaper(path)
                 rng = np.random.default_rng(stable_seed("wallpaper-crops", cfg.seed, split, path.parent.parent.parent.name))
-                boxes = wallpaper_crops(img, rng, min(per, want_reg + want_unk - len(wp_tasks)), taken)
+                # spread evenly; a wallpaper with few usable crops leaves its share to the next ones
+                boxes = wallpaper_crops(img, rng, int(np.ceil(need / n_left)), taken)
                 wp_info[split].append({"file": str(path), "crops": len(boxes)})
                 for j, b in enumerate(boxes):
                     pkg = path.parent.parent.parent.name.lower()
@@ -482,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     ap.add_argument("--types", type=int, help="registered types per split (default 300)")
-    ap.add_argument("--queries-per-type", type=int, help="captures per registered type (default 10)")
+    ap.add_argument("--queries-per-type", type=int, help="captures per registered type (default 8)")
     ap.add_argument("--unknown-types", type=int, help="unregistered types per split (default 100)")
     ap.add_argument("--unknown-captures", type=int, help="captures per unregistered type (default 5)")
     ap.add_argument("--seed", type=int, default=0)

@@ -417,7 +417,9 @@ def _finger(rng: Rng, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     small = cv2.resize(mask, (max(4, mw // 8), max(4, mh // 8)), interpolation=cv2.INTER_AREA)
     inner = cv2.resize(cv2.GaussianBlur(small, (0, 0), max(0.5, Wd / 16)), (mw, mh))
     mask = cv2.GaussianBlur(mask, (0, 0), rng.uniform(0.8, 2.5))
-    skin = np.array([rng.uniform(60, 150), rng.uniform(90, 170), rng.uniform(140, 230)], np.float32)
+    r = rng.uniform(170, 240)
+    g = r * rng.uniform(0.68, 0.85)
+    skin = np.array([g * rng.uniform(0.72, 0.9), g, r], np.float32) * np.float32(rng.uniform(0.45, 1.0))  # BGR
     shade = (0.55 + 0.55 * inner)[..., None] * skin[None, None, :]
     return mask, shade.astype(np.float32)
 
