@@ -5,15 +5,22 @@
 >>> g = indexer.Gallery.build("register_data", "gallery", enc)        # one folder per document type
 >>> scores, ids = g.search(enc.encode(["query.jpg"]), k=5)            # cosine in [-1, 1]
 >>> g.labels_of(ids)
+
+Large galleries: ``Gallery.build(..., index_spec="auto")`` (exact search while small, IVF-SQ8 with
+exact re-ranking above ``specs.AUTO_FLAT_MAX``), ``g.search(feats, k, params={"nprobe": 32})``,
+``g.add_vectors(vectors, labels, encoder=...)`` for precomputed features, ``g.compact()``.
 """
 from .errors import (BadImagesError, EncoderMismatchError, GalleryCorruptError, GalleryError, GalleryLockedError,
                      LabelError, NearDuplicateError, NotAGalleryError, UnknownItemsError)
 from .gallery import DEFAULT_LOCK_TIMEOUT, FORMAT_VERSION, NEAR_DUPLICATE_BOUND, AddResult, Gallery
+from .importer import EncoderInfo
 from .index import PAD_SCORE, make_index, set_faiss_threads
+from .specs import Plan, Spec, parse_spec
 from .labels import IMAGE_SUFFIXES, LABEL_MODES, scan_register
 
 __all__ = [
-    "AddResult", "BadImagesError", "DEFAULT_LOCK_TIMEOUT", "EncoderMismatchError", "FORMAT_VERSION", "Gallery",
+    "AddResult", "BadImagesError", "DEFAULT_LOCK_TIMEOUT", "EncoderInfo", "EncoderMismatchError", "FORMAT_VERSION",
+    "Gallery", "Plan", "Spec", "parse_spec",
     "GalleryCorruptError", "GalleryError", "GalleryLockedError", "IMAGE_SUFFIXES", "LABEL_MODES", "LabelError",
     "NEAR_DUPLICATE_BOUND", "NearDuplicateError", "NotAGalleryError", "PAD_SCORE", "UnknownItemsError",
     "make_index", "scan_register", "set_faiss_threads",

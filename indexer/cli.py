@@ -53,14 +53,41 @@ def _progress(total: int) -> Any:
                 leave=False)
 
 
-def _report(result: AddResult, verb: str, gallery: Gallery) -> None:
+def _report(result: AddResult, verb: str, gallery: Gallery, unit: str = "image") -> None:
     for line in result.skipped:
         click.echo(f"skipped: {line}", err=True)
     for line in result.near_duplicates:
         click.echo(f"warning: near-duplicate accepted (--force): {line}", err=True)
+    for line in result.notes:
+        click.echo(f"note: {line}", err=True)
     labels = gallery.labels_of(result.added_ids) if result.added_ids else []
-    click.echo(f"{verb} {result.added} image(s) under {len(set(labels))} label(s); {gallery.path} now holds "
+    click.echo(f"{verb} {result.added} {unit}(s) under {len(set(labels))} label(s); {gallery.path} now holds "
                f"{gallery.count} vector(s), {len(gallery.label_counts())} label(s) (generation {gallery.generation})")
+
+
+INDEX_HELP = ("Index type: flat (exact; default), auto (exact while small, IVF above ~10k vectors; for galleries "
+              "that grow large), hnsw, ivf, or faiss:<factory string> for experts (e.g. faiss:IVF4096,SQ8). "
+              "Recorded in the manifest; see `indexer stats`.")
+PARAM_HELP = ("Index parameter KEY=VALUE (repeatable): hnsw M, efConstruction, efSearch, codec (flat|sq8); ivf/auto "
+              "nlist, nprobe, codec (flat|sq8|sq4|fp16|pq8..pq64); auto flat_max; rerank (candidates per result "
+              "re-scored exactly for compressed codes; 0 = off).")
+
+
+def index_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help=PARAM_HELP)(fn)
+    return click.option("--index", "index_spec", default=None, metavar="SPEC", help=INDEX_HELP)(fn)
+
+
+def _spec(index_spec: str | None, params: tuple[str, ...], default: str | None = "flat") -> tuple[str | None, dict]:
+    from .specs import parse_param_pairs, parse_spec
+
+    if index_spec is None and params and default is None:
+        raise click.UsageError("--param needs --index")
+    spec = index_spec if index_spec is not None else default
+    if spec is None:
+        return None, {}
+    parsed = parse_spec(spec, parse_param_pairs(params))
+    return parsed.text, dict(parsed.params)
 
 
 lock_timeout_option = click.option(
@@ -79,6 +106,8 @@ def cli() -> None:
       indexer add gallery/ scan.jpg --label invoice     # one more exemplar
       indexer list gallery/
       indexer verify gallery/
+      indexer import big/ vectors.parquet --index auto   # precomputed vectors, any size
+      indexer stats big/                                # index type, parameters, bytes per vector
     """
 
 
@@ -95,10 +124,11 @@ def cli() -> None:
 @click.option("--near-duplicate-bound", type=click.FloatRange(-1.0, 1.0), default=NEAR_DUPLICATE_BOUND,
               show_default=True, help="Cosine at or above which images under different labels count as "
                                       "near-duplicates (stored in the gallery, used by later adds).")
+@index_options
 @lock_timeout_option
 @_errors
 def build(register_dir: Path, out: Path, label_mode: str, model: str | None, force: bool, overwrite: bool,
-          near_duplicate_bound: float, lock_timeout: float) -> None:
+          near_duplicate_bound: float, index_spec: str | None, params: tuple[str, ...], lock_timeout: float) -> None:
     """Encode every image of REGISTER_DIR into a new gallery.
 
     \b
@@ -113,15 +143,18 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
       indexer build register_data/ -o gallery/
       indexer build refs/ -o gallery/ --label-mode file --model my-model.onnx
       indexer build register_data/ -o gallery/ --overwrite --model new-model.onnx
+      indexer build big_register/ -o gallery/ --index auto
+      indexer build big_register/ -o gallery/ --index hnsw --param efSearch=256
     """
     from .labels import scan_register
 
+    spec, spec_params = _spec(index_spec, params)
     enc = _load_encoder(model)
     n = len(scan_register(register_dir, label_mode).entries)
     with _progress(n) as bar:
         g = Gallery.build(register_dir, out, enc, label_mode=label_mode, force=force, overwrite=overwrite,
                           near_duplicate_bound=near_duplicate_bound, lock_timeout=lock_timeout,
-                          progress=bar.update)
+                          progress=bar.update, index_spec=spec, index_params=spec_params)
     assert g.last_result is not None
     _report(g.last_result, "built gallery with", g)
 
@@ -184,6 +217,9 @@ def remove(gallery: Path, labels: tuple[str, ...], ids: tuple[int, ...], lock_ti
     shown = ", ".join(map(str, gone[:20])) + (" ..." if len(gone) > 20 else "")
     click.echo(f"removed {len(gone)} item(s) (ids {shown}); {g.path} now holds {g.count} vector(s), "
                f"{len(g.label_counts())} label(s) (generation {g.generation})")
+    if g.tombstones:
+        click.echo(f"note: the {g.plan.type} index cannot delete: {g.tombstones} removed id(s) are tombstones that "
+                   f"searches exclude; `indexer compact {g.path}` rebuilds without them", err=True)
 
 
 @cli.command(name="list")
@@ -216,7 +252,7 @@ def list_(gallery: Path, as_json: bool, model: str | None) -> None:
 @click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=CHECK_MODEL_HELP)
 @_errors
 def stats(gallery: Path, as_json: bool, model: str | None) -> None:
-    """Show GALLERY's size, encoder, index and generation.
+    """Show GALLERY's size, encoder, index (type, parameters, bytes per vector) and generation.
 
     \b
     Examples:
@@ -230,9 +266,21 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
         return
     enc = s["encoder"]
     sizes = s["sizes"]
+    plan = s["index"]
+    params = ", ".join(f"{k}={v}" for k, v in plan.items() if k not in ("type", "factory", "reason", "trained_on"))
+    exact = s["exact_store"]
     rows = [
         ("gallery", s["gallery"]), ("vectors", s["vectors"]), ("labels", s["labels"]), ("dim", s["dim"]),
-        ("index spec", f"{s['index_spec']} ({s['metric']})"), ("bytes per vector", s["bytes_per_vector"]),
+        ("index spec", f"{s['index_spec']} ({s['metric']})"
+         + (f" {', '.join(f'{k}={v}' for k, v in s['index_params'].items())}" if s["index_params"] else "")),
+        ("index type", f"{s['index_type']}: {plan['factory']} ({s['index_class']})" + (f"; {params}" if params else "")),
+        ("index reason", plan.get("reason", "")),
+        ("bytes per vector", f"{s['bytes_per_vector']} in RAM (index file: {s['index_file_bytes_per_vector']})"),
+        ("tombstones", f"{s['tombstones']}" + (" (run `indexer compact` to drop them)" if s["tombstones"] else "")),
+        ("exact vectors", f"{exact['rows']} rows, {exact['bytes']} bytes ({exact['bytes_per_vector']} per vector, "
+                          f"{exact['segments']} segment(s), memory-mapped) for re-ranking" if exact else "none (index "
+                          "stores exact vectors)"),
+        ("memory-mapped index", s["memory_mapped"]),
         ("encoder", f"{enc['name']} (fingerprint {enc['fingerprint']})"), ("label mode", s["label_mode"]),
         ("generation", f"{s['generation']} (previous: {s['previous_generation']})"), ("next id", s["next_id"]),
         ("near-duplicate bound", s["near_duplicate_bound"]), ("calibrated", s["calibrated"]),
@@ -298,6 +346,88 @@ def export(gallery: Path, out: Path, model: str | None) -> None:
     g = Gallery.open(gallery, _load_encoder(model) if model else None)
     n = export_parquet(g, out)
     click.echo(f"exported {n} vector(s) ({g.dim}-d, encoder {g.encoder_info['name']}) to {out}")
+
+
+@cli.command(name="import")
+@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("vectors", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="ONNX model that made the vectors (default: the encoder named in the file's metadata). "
+                   "The gallery is bound to its fingerprint; no image is read.")
+@click.option("--label-mode", type=click.Choice(LABEL_MODES), default="folder", show_default=True,
+              help="Label mode recorded in a new gallery (for later `indexer add` of directories).")
+@click.option("--force", is_flag=True, help="Accept near-identical vectors under different labels.")
+@click.option("--no-near-duplicate-check", "no_check", is_flag=True,
+              help="Skip the near-duplicate check (big imports: it costs one search per vector).")
+@click.option("--near-duplicate-bound", type=click.FloatRange(-1.0, 1.0), default=None,
+              help=f"Near-duplicate cosine bound (default: the gallery's; {NEAR_DUPLICATE_BOUND} for a new one).")
+@index_options
+@lock_timeout_option
+@_errors
+def import_(gallery: Path, vectors: Path, model: str | None, label_mode: str, force: bool, no_check: bool,
+            near_duplicate_bound: float | None, index_spec: str | None, params: tuple[str, ...],
+            lock_timeout: float) -> None:
+    """Add precomputed vectors from a Parquet file to GALLERY (created if missing): the inverse of export.
+
+    \b
+    Columns: label (string), vector (list of floats, L2-normalised), optional source and sha256.
+    Refused, listing 0-based row numbers, with nothing added: vectors of the wrong dimension,
+    NaN/inf, or not unit length; null vectors or labels.  Refused: a file whose metadata
+    (docretriever.encoder.fingerprint, written by `indexer export`) names another encoder than
+    --model or than the gallery's.  A new gallery takes --index/--param (default flat).
+
+    \b
+    Examples:
+      indexer import gallery/ vectors.parquet --model model.onnx
+      indexer export old/ -o g.parquet && indexer import new/ g.parquet --index auto
+      indexer import big/ part-0001.parquet --no-near-duplicate-check
+    """
+    from .gallery import MANIFEST
+    from .importer import read_vectors_file, resolve_encoder
+
+    exists = (gallery / MANIFEST).is_file()
+    if exists and (index_spec or params):
+        raise click.UsageError(f"{gallery} exists: --index/--param apply to a new gallery; switch index type with "
+                               f"`indexer compact {gallery} --index SPEC`")
+    spec, spec_params = _spec(index_spec, params)
+    g = Gallery.open(gallery, lock_timeout=lock_timeout) if exists else None
+    vf = read_vectors_file(vectors, g.dim if g is not None else None)
+    enc = resolve_encoder(vf, _load_encoder(model) if model else None)
+    if g is None:
+        g = Gallery.create(gallery, enc, label_mode=label_mode, index_spec=spec, index_params=spec_params,
+                           near_duplicate_bound=near_duplicate_bound if near_duplicate_bound is not None
+                           else NEAR_DUPLICATE_BOUND, lock_timeout=lock_timeout)
+    result = g.add_vectors(vf.vectors, vf.labels, sources=vf.sources, sha256=vf.sha256, encoder=enc, force=force,
+                           near_duplicate_bound=near_duplicate_bound, check_near_duplicates=not no_check)
+    _report(result, "imported", g, unit="vector")
+
+
+@cli.command()
+@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@index_options
+@lock_timeout_option
+@_errors
+def compact(gallery: Path, index_spec: str | None, params: tuple[str, ...], lock_timeout: float) -> None:
+    """Rebuild GALLERY's index from its live vectors (a new generation; rollback undoes it).
+
+    Drops HNSW tombstones (removed items an HNSW index keeps until a rebuild), retrains IVF on
+    the current vectors and merges the exact-vector segments.  With --index, switches the
+    gallery to another index type.  A 1M-vector HNSW rebuild takes minutes; IVF seconds.
+
+    \b
+    Examples:
+      indexer compact gallery/
+      indexer compact gallery/ --index auto
+      indexer compact gallery/ --index ivf --param nlist=4096 --param nprobe=32
+    """
+    spec, spec_params = _spec(index_spec, params, default=None)
+    g = Gallery.open(gallery, lock_timeout=lock_timeout)
+    before = g.tombstones
+    result = g.compact(spec, spec_params)
+    for line in result.notes:
+        click.echo(f"note: {line}", err=True)
+    click.echo(f"compacted {g.path}: {g.count} vector(s), {g.plan.type} index {g.plan.factory}, {before} tombstone(s) "
+               f"dropped (generation {g.generation})")
 
 
 @cli.command()

@@ -3,9 +3,16 @@
 On disk (see the shared brief)::
 
     GALLERY/manifest.json          commit point, replaced atomically; names the files below
-    GALLERY/index-000N.faiss       IndexIDMap2(IndexFlatIP(dim)), ids = item ids
+    GALLERY/index-000N.faiss       the FAISS index (flat IndexIDMap2(IndexFlatIP) by default), ids = item ids
     GALLERY/items-000N.parquet     id, label, source, sha256, added_at, page, note
+    GALLERY/exact-000N[.ids].npy   exact float32 vectors beside a lossy (SQ8/PQ) index: see exact.py
     GALLERY/.lock                  writers' lock
+
+Index types (``index_spec``: flat, hnsw, ivf, auto, faiss:<factory>) and the plan actually built
+(``manifest["index"]``) are described in specs.py and index.py.  An index that cannot remove
+(HNSW) keeps removed ids as *tombstones* (``manifest["tombstones"]`` counts them; they are the
+index ids missing from the items table) that every search excludes, until :meth:`Gallery.compact`
+rebuilds.  ``count`` is always the number of live items.
 
 Why the manifest is the commit point: a write creates *new* generation files (tmp + fsync +
 rename), and only then replaces manifest.json.  A writer killed at any moment leaves either the
@@ -27,21 +34,24 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from . import index as idx
 from . import items as items_mod
-from .atomic import TMP_PREFIX, atomic_write, atomic_write_bytes, atomic_write_json, crash_point, fsync_dir
+from . import specs
+from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
+from .exact import ExactStore
+from .importer import EncoderInfo, check_vectors
 from .errors import (EncoderMismatchError, GalleryCorruptError, GalleryError, GalleryLockedError, LabelError,
                      NearDuplicateError, NotAGalleryError, UnknownItemsError)
 from .ingest import (Batch, Entry, file_mode_collisions, near_duplicate_pairs_within, read_and_encode,
                      resolve_inputs)
 from .labels import LABEL_MODES, check_label, scan_register
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
 MANIFEST = "manifest.json"
 LOCK_FILE = ".lock"
 METRIC = "inner_product"
@@ -50,7 +60,17 @@ METRIC = "inner_product"
 NEAR_DUPLICATE_BOUND = 0.97
 DEFAULT_LOCK_TIMEOUT = 10.0  # seconds a writer waits for another writer before giving up
 MAX_LISTED = 50  # problems listed in one error message before "... and N more"
-_GEN_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet)$")
+_GEN_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy)$")
+# Opening maps (instead of reads) index files at least this big (see Gallery.open).
+MMAP_MIN_BYTES = 64 << 20
+# A write copies the index first (readers of this object keep a consistent index; a failed
+# write leaves it untouched) when it is smaller than this; bigger ones are changed in place
+# (a copy of a 1 GB index costs seconds) and reloaded from disk if the write fails.
+CLONE_MAX_BYTES = 256 << 20
+# Near-duplicate checks on an approximate index look at this many neighbours per new vector.
+NEAR_DUP_NEIGHBOURS = 16
+# The check among the new vectors themselves is quadratic; bigger batches skip it (noted).
+NEAR_DUP_BATCH_MAX = 20_000
 
 
 def _now() -> str:
@@ -63,12 +83,16 @@ def _clip(lines: list[str]) -> list[str]:
 
 @dataclass
 class AddResult:
-    """What a build/add did: ids added, inputs skipped (duplicates) and near-duplicates accepted (force)."""
+    """What a build/add did: ids added, inputs skipped (duplicates) and near-duplicates accepted (force).
+
+    ``notes``: other things the caller should know (checks skipped, index rebuilt and why).
+    """
 
     added_ids: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     near_duplicates: list[str] = field(default_factory=list)
     generation: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def added(self) -> int:
@@ -82,37 +106,52 @@ class _State:
     items: pa.Table
     ids: np.ndarray  # items ids, sorted ascending
     labels: np.ndarray  # object array, aligned with ids
+    plan: specs.Plan = field(default_factory=lambda: specs.flat_plan("flat"))
+    dead: idx.Tombstones | None = None  # removed ids still inside an index that cannot remove
+    exact: ExactStore | None = None
+    mapped: bool = False  # index memory-mapped read-only: never add to it
 
     @classmethod
-    def of(cls, manifest: dict[str, Any], index: Any, items: pa.Table) -> "_State":
+    def of(cls, manifest: dict[str, Any], index: Any, items: pa.Table, exact: ExactStore | None = None,
+           mapped: bool = False) -> "_State":
         items = items.sort_by("id")
-        return cls(manifest, index, items, items.column("id").to_numpy().astype(np.int64),
-                   np.asarray(items.column("label").to_pylist(), dtype=object))
+        ids = items.column("id").to_numpy().astype(np.int64)
+        dead = None
+        if index is not None and index.ntotal > len(ids):
+            stored = idx.index_ids(index)
+            dead_ids = stored[~np.isin(stored, ids, assume_unique=False)]
+            dead = idx.Tombstones(dead_ids) if len(dead_ids) else None
+        return cls(manifest, index, items, ids, np.asarray(items.column("label").to_pylist(), dtype=object),
+                   specs.Plan.from_dict(manifest.get("index")), dead, exact, mapped)
 
 
 class Gallery:
     """An opened gallery.  Use :meth:`open` or :meth:`build`; writes go through methods that lock."""
 
     def __init__(self, path: Path, state: _State, encoder: Any = None,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, mmap: bool | None = None) -> None:
         self.path = Path(path)
         self._s = state
         self.encoder = encoder
         self.lock_timeout = lock_timeout
         self.last_result: AddResult | None = None
         self._lock = None
+        self._mmap = mmap
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | os.PathLike, encoder: Any = None,
-             lock_timeout: float = DEFAULT_LOCK_TIMEOUT, strict: bool = True) -> "Gallery":
+             lock_timeout: float = DEFAULT_LOCK_TIMEOUT, strict: bool = True, mmap: bool | None = None) -> "Gallery":
         """Open a gallery for reading (and writing through its methods).
 
         With ``encoder``, refuses a gallery built by another model (fingerprints differ).
         ``strict=False`` opens files whose counts disagree (so ``verify`` can list every problem).
+        ``mmap``: map the index file read-only instead of reading it (fast, memory-frugal opens of
+        big galleries; pages are shared between processes).  None (default) maps files of at least
+        MMAP_MIN_BYTES.  Writes through this object reload the index normally first.
         """
         path = Path(path)
-        g = cls(path, _load_state(path, strict=strict), encoder, lock_timeout)
+        g = cls(path, _load_state(path, strict=strict, mmap=mmap), encoder, lock_timeout, mmap)
         if encoder is not None:
             g._check_encoder(encoder)
         return g
@@ -120,38 +159,47 @@ class Gallery:
     @classmethod
     def create(cls, out: str | os.PathLike, encoder: Any, label_mode: str = "folder",
                index_spec: str = idx.DEFAULT_SPEC, near_duplicate_bound: float = NEAR_DUPLICATE_BOUND,
-               overwrite: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> "Gallery":
-        """An empty gallery at ``out`` (generation 1); see :meth:`build` for ``overwrite``."""
+               overwrite: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+               index_params: dict[str, Any] | None = None) -> "Gallery":
+        """An empty gallery at ``out`` (generation 1); see :meth:`build` for ``overwrite``.
+
+        ``encoder`` may be an :class:`EncoderInfo` (e.g. before importing vectors).
+        """
         return cls._build_from(out, encoder, None, label_mode, index_spec, near_duplicate_bound, overwrite,
-                               lock_timeout, force=False)
+                               lock_timeout, force=False, index_params=index_params)
 
     @classmethod
     def build(cls, register_dir: str | os.PathLike, out: str | os.PathLike, encoder: Any,
               label_mode: str = "folder", index_spec: str = idx.DEFAULT_SPEC, force: bool = False,
               overwrite: bool = False, near_duplicate_bound: float = NEAR_DUPLICATE_BOUND,
               lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-              progress: Callable[[int], None] | None = None) -> "Gallery":
+              progress: Callable[[int], None] | None = None,
+              index_params: dict[str, Any] | None = None) -> "Gallery":
         """Encode every image of ``register_dir`` into a new gallery at ``out``.
 
         ``out`` must not exist, be empty, or (with ``overwrite=True``) be a gallery, which is then
         replaced atomically in place (a new generation; ids continue, never reused).  ``force``
-        accepts near-identical images under different labels.  ``g.last_result`` says what happened.
+        accepts near-identical images under different labels.  ``index_spec``/``index_params``:
+        see specs.py (``flat`` default; ``auto`` for galleries that may grow large).
+        ``g.last_result`` says what happened.
         """
         scan = scan_register(register_dir, label_mode)
         entries = [Entry(p, lab, derived=True) for p, lab in scan.entries]
         return cls._build_from(out, encoder, entries, label_mode, index_spec, near_duplicate_bound, overwrite,
-                               lock_timeout, force=force, progress=progress)
+                               lock_timeout, force=force, progress=progress, index_params=index_params)
 
     @classmethod
     def _build_from(cls, out: str | os.PathLike, encoder: Any, entries: list[Entry] | None, label_mode: str,
                     index_spec: str, bound: float, overwrite: bool, lock_timeout: float, force: bool,
-                    progress: Callable[[int], None] | None = None) -> "Gallery":
+                    progress: Callable[[int], None] | None = None,
+                    index_params: dict[str, Any] | None = None) -> "Gallery":
         if label_mode not in LABEL_MODES:
             raise GalleryError(f"unknown label mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
         if not -1.0 <= bound <= 1.0:
             raise GalleryError(f"near-duplicate bound is a cosine in [-1, 1], not {bound}")
         out = Path(out)
-        idx.make_index(index_spec, encoder.dim)  # fail on a bad spec before encoding anything
+        spec = specs.parse_spec(index_spec, index_params)  # fail on a bad spec before encoding anything
+        idx.create(specs.eventual_plan(spec, int(encoder.dim)), int(encoder.dim))  # FAISS accepts it?
         _check_target(out, overwrite)
         batch = read_and_encode(entries, encoder, {}, progress) if entries else Batch(
             feats=np.zeros((0, encoder.dim), dtype=np.float32))
@@ -169,20 +217,17 @@ class Gallery:
             old = _try_read_manifest(out)
             next_id = int(old.get("next_id", 0)) if old else 0
             ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
-            index = idx.make_index(index_spec, encoder.dim)
-            if len(batch):
-                index.add_with_ids(np.ascontiguousarray(batch.feats), ids)
-            table = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256)
             now = _now()
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint, "dim": int(encoder.dim)},
-                "metric": METRIC, "index_spec": index_spec, "label_mode": label_mode,
-                "created_at": now, "calibration": None, "near_duplicate_bound": float(bound),
-                "next_id": next_id,
+                "metric": METRIC, "index_spec": spec.text, "index_params": dict(spec.params),
+                "label_mode": label_mode, "created_at": now, "calibration": None,
+                "near_duplicate_bound": float(bound), "next_id": next_id,
             }
             g._s = _State.of(old or {}, None, items_mod.empty())
-            g._commit(index, table, {}, next_id=next_id + len(batch), base=manifest)
+            table = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256)
+            g._write_new_index(spec, ids, batch.feats, table, manifest, next_id + len(batch), result)
         result.added_ids = ids.tolist()
         result.generation = g.generation
         g.last_result = result
@@ -190,7 +235,7 @@ class Gallery:
 
     def reload(self) -> "Gallery":
         """Re-read the gallery from disk (another process may have committed a new generation)."""
-        state = _load_state(self.path)
+        state = _load_state(self.path, mmap=self._mmap)
         self._s = state
         return self
 
@@ -202,12 +247,29 @@ class Gallery:
 
     @property
     def items(self) -> pa.Table:
-        """The items table (sorted by id)."""
+        """The items table (sorted by id): the live items."""
         return self._s.items
 
     @property
     def index(self) -> Any:
+        """The FAISS index.  May be memory-mapped read-only (see :meth:`open`): never add to it
+        directly (FAISS aborts the interpreter on an add to mapped flat codes); use the methods."""
         return self._s.index
+
+    @property
+    def plan(self) -> specs.Plan:
+        """The index actually built (type, factory, parameters, why)."""
+        return self._s.plan
+
+    @property
+    def spec(self) -> specs.Spec:
+        m = self._s.manifest
+        return specs.parse_spec(m.get("index_spec", idx.DEFAULT_SPEC), m.get("index_params") or {})
+
+    @property
+    def tombstones(self) -> int:
+        """Removed ids still inside the index (HNSW cannot remove); excluded from every search."""
+        return len(self._s.dead) if self._s.dead is not None else 0
 
     @property
     def calibration(self) -> dict[str, Any] | None:
@@ -220,7 +282,8 @@ class Gallery:
 
     @property
     def count(self) -> int:
-        return int(self._s.index.ntotal)
+        """Live items (tombstoned ones excluded)."""
+        return int(len(self._s.ids))
 
     def __len__(self) -> int:
         return self.count
@@ -252,15 +315,24 @@ class Gallery:
 
     def __repr__(self) -> str:
         return (f"Gallery({str(self.path)!r}, generation={self.generation}, vectors={self.count}, "
-                f"labels={self._s.manifest.get('labels')}, encoder={self._s.manifest['encoder']['name']!r})")
+                f"labels={self._s.manifest.get('labels')}, encoder={self._s.manifest['encoder']['name']!r}, "
+                f"index={self._s.plan.type})")
 
     # ------------------------------------------------------------------ reading
-    def search(self, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, feats: np.ndarray, k: int,
+               params: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` cosine scores and item ids per query row: ``(n, k')`` float32 and int64.
 
         ``k' = min(k, count)``; an empty gallery gives ``(n, k)`` ids of -1 with score
-        ``index.PAD_SCORE`` (-inf).  Query rows should be L2-normalised by the gallery's encoder.
+        ``index.PAD_SCORE`` (-inf); an approximate index may also pad with -1.  Query rows should
+        be L2-normalised by the gallery's encoder.  ``params`` sets search-time parameters for this
+        call only: ``efSearch`` (HNSW), ``nprobe`` (IVF), ``rerank`` (candidates per result
+        re-scored exactly when the index stores compressed codes; 0 = off).  Parameters that do not
+        apply to the index type in use are ignored (an ``ivf`` gallery is flat until trained).
+        Removed items are never returned; scores are exact cosines unless ``rerank=0`` on a
+        compressed index.
         """
+        p = specs.check_search_params(params)
         q = np.asarray(feats, dtype=np.float32)
         if q.ndim == 1:
             q = q.reshape(1, -1)
@@ -275,7 +347,8 @@ class Gallery:
         n = len(q)
         if self.count == 0:
             return np.full((n, k), idx.PAD_SCORE, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
-        return idx.search(self._s.index, np.ascontiguousarray(q), min(k, self.count))
+        s = self._s
+        return idx.search(s.index, np.ascontiguousarray(q), min(k, self.count), s.plan, p, s.dead, s.exact)
 
     def labels_of(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
         """Labels for item ids (any shape); id -1 (padding) gives ""."""
@@ -294,23 +367,47 @@ class Gallery:
         return out.reshape(arr.shape)
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) in items order (ascending id)."""
-        ids, vecs = idx.all_vectors(self._s.index)
+        """(ids, vectors) of the live items in items order (ascending id): the exact vectors."""
+        ids, vecs = self.stored_vectors()
+        keep = np.isin(ids, self._s.ids)
+        ids, vecs = ids[keep], vecs[keep]
         order = np.argsort(ids, kind="stable")
         return ids[order], vecs[order]
 
+    def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, exact vectors) of everything stored, tombstones included: the exact store beside a
+        lossy index, else the index itself."""
+        s = self._s
+        if s.exact is not None:
+            stored = idx.index_ids(s.index)
+            return stored, s.exact.get(stored)
+        return idx.all_vectors(s.index)
+
     def stats(self) -> dict[str, Any]:
         m = self._s.manifest
-        sizes = {}
+        sizes: dict[str, Any] = {}
         for key in ("index_file", "items_file"):
             p = self.path / m[key]
             sizes[key] = p.stat().st_size if p.exists() else None
         sizes["manifest"] = (self.path / MANIFEST).stat().st_size
+        sizes["exact_store"] = sum((self.path / f).stat().st_size for f in self._s.exact.files) \
+            if self._s.exact is not None else 0
         sizes["directory_total"] = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        plan = self._s.plan
+        stored = int(self._s.index.ntotal)
         return {
             "gallery": str(self.path), "generation": self.generation, "vectors": self.count,
             "labels": len(self.label_counts()), "dim": self.dim, "metric": m.get("metric", METRIC),
-            "index_spec": m["index_spec"], "bytes_per_vector": idx.code_bytes_per_vector(self._s.index),
+            "index_spec": m["index_spec"], "index_params": dict(m.get("index_params") or {}),
+            "index_type": plan.type, "index": plan.to_dict(), "index_class": idx.describe(self._s.index),
+            "search_defaults": plan.search_defaults, "stored_vectors": stored, "tombstones": self.tombstones,
+            "bytes_per_vector": idx.code_bytes_per_vector(self._s.index),
+            "index_file_bytes_per_vector": round(sizes["index_file"] / stored, 1) if stored and sizes["index_file"]
+            else None,
+            "exact_store": {"rows": self._s.exact.rows, "bytes": sizes["exact_store"],
+                            "bytes_per_vector": round(sizes["exact_store"] / max(self._s.exact.rows, 1), 1),
+                            "segments": len(self._s.exact.segments)} if self._s.exact is not None else None,
+            "memory_mapped": self._s.mapped,
             "encoder": dict(m["encoder"]), "label_mode": self.label_mode, "next_id": int(m.get("next_id", 0)),
             "near_duplicate_bound": self.near_duplicate_bound, "calibrated": m.get("calibration") is not None,
             "created_at": m.get("created_at"), "updated_at": m.get("updated_at"),
@@ -337,8 +434,7 @@ class Gallery:
                     progress: Callable[[int], None] | None = None) -> AddResult:
         """Register (path, label) entries: the primitive behind :meth:`add`."""
         enc = self._encoder_for_write(encoder)
-        if near_duplicate_bound is not None and not -1.0 <= near_duplicate_bound <= 1.0:
-            raise GalleryError(f"near-duplicate bound is a cosine in [-1, 1], not {near_duplicate_bound}")
+        bound = self._bound(near_duplicate_bound)
         for e in entries:
             check_label(e.label)
         if self.label_mode == "file":
@@ -347,13 +443,73 @@ class Gallery:
                 raise LabelError(collisions, "cannot derive labels (file mode)")
         # Encode outside the lock (slow); re-check everything against fresh state under it.
         batch = read_and_encode(entries, enc, self._known_sha(), progress)
+        return self._add_batch(batch, enc, force, bound, check_near_duplicates=True)
+
+    def add_vectors(self, vectors: np.ndarray, labels: Sequence[str], sources: Sequence[str] | None = None,
+                    sha256: Sequence[str] | None = None, encoder: Any = None, force: bool = False,
+                    near_duplicate_bound: float | None = None, check_near_duplicates: bool = True) -> AddResult:
+        """Register precomputed vectors (no image is read): the primitive behind ``indexer import``.
+
+        ``vectors`` (n, dim) must be finite and unit-norm; every bad row is listed (0-based row
+        numbers) and nothing is added.  ``encoder`` (an Encoder or :class:`EncoderInfo`; default the
+        one this gallery was opened with) names the model that made them and must be the gallery's.
+        ``sources`` default to "vectors#row=<i>"; ``sha256`` (of the source images, if known) makes
+        rows whose image is already registered be skipped, like :meth:`add`.  Near-duplicates are
+        checked as in :meth:`add` unless ``check_near_duplicates=False`` (the check among the new
+        vectors is skipped, with a note, above NEAR_DUP_BATCH_MAX rows: it is quadratic).
+        """
+        enc = self._encoder_for_write(encoder)
+        bound = self._bound(near_duplicate_bound)
+        feats = check_vectors(vectors, self.dim, "vectors")
+        n = len(feats)
+        labels = list(labels)
+        if len(labels) != n:
+            raise GalleryError(f"{len(labels)} labels for {n} vectors")
+        bad = []
+        for i, lab in enumerate(labels):
+            try:
+                check_label(lab)
+            except GalleryError as exc:
+                bad.append(f"row {i}: {exc}")
+        if bad:
+            raise LabelError(_clip(bad), "bad labels; nothing was added")
+        srcs = [str(s) for s in sources] if sources is not None else [f"vectors#row={i}" for i in range(n)]
+        shas = ["" if s is None else str(s) for s in sha256] if sha256 is not None else [""] * n
+        if len(srcs) != n or len(shas) != n:
+            raise GalleryError(f"sources/sha256 must have one entry per vector ({n})")
+        batch = Batch(sources=srcs, labels=labels, sha256=shas, derived=[False] * n, feats=feats)
+        known = self._known_sha()
+        seen: dict[str, int] = {}
+        keep = []
+        for i, sha in enumerate(shas):
+            if sha and sha in known:
+                batch.skipped.append(f"row {i} ({srcs[i]}): same image already registered ({known[sha]}); skipped")
+                keep.append(False)
+            elif sha and sha in seen:
+                batch.skipped.append(f"row {i} ({srcs[i]}): same image as row {seen[sha]}; skipped")
+                keep.append(False)
+            else:
+                if sha:
+                    seen[sha] = i
+                keep.append(True)
+        if not all(keep):
+            batch.keep(keep)
+        return self._add_batch(batch, enc, force, bound, check_near_duplicates)
+
+    def _bound(self, near_duplicate_bound: float | None) -> float | None:
+        if near_duplicate_bound is not None and not -1.0 <= near_duplicate_bound <= 1.0:
+            raise GalleryError(f"near-duplicate bound is a cosine in [-1, 1], not {near_duplicate_bound}")
+        return near_duplicate_bound
+
+    def _add_batch(self, batch: Batch, enc: Any, force: bool, near_duplicate_bound: float | None,
+                   check_near_duplicates: bool) -> AddResult:
         with self._locked():
-            self._reload_if_changed()
+            self._writable()
             self._check_encoder(enc)
             known = self._known_sha()
-            keep = [sha not in known for sha in batch.sha256]
+            keep = [not sha or sha not in known for sha in batch.sha256]
             batch.skipped += [f"{src}: same image bytes already registered ({known[sha]}); skipped"
-                              for src, sha in zip(batch.sources, batch.sha256) if sha in known]
+                              for src, sha in zip(batch.sources, batch.sha256) if sha and sha in known]
             batch.keep(keep)
             result = AddResult(skipped=batch.skipped, generation=self.generation)
             if len(batch) == 0:
@@ -362,19 +518,19 @@ class Gallery:
             if self.label_mode == "file":
                 self._refuse_file_mode_relabel(batch)
             bound = self.near_duplicate_bound if near_duplicate_bound is None else float(near_duplicate_bound)
-            lines = self._near_duplicates(batch, bound)
-            if lines and not force:
-                raise NearDuplicateError(_clip(lines), bound)
-            result.near_duplicates = lines
+            if check_near_duplicates:
+                lines = self._near_duplicates(batch, bound, result.notes)
+                if lines and not force:
+                    raise NearDuplicateError(_clip(lines), bound)
+                result.near_duplicates = lines
+            else:
+                result.notes.append("near-duplicate check skipped (asked)")
             next_id = int(self._s.manifest.get("next_id", 0))
             if self._s.ids.size:
                 next_id = max(next_id, int(self._s.ids.max()) + 1)
             ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
-            index = idx.clone(self._s.index)  # mutate a copy: a failed commit leaves this object intact
-            index.add_with_ids(np.ascontiguousarray(batch.feats), ids)
-            table = pa.concat_tables([self._s.items, items_mod.make_rows(ids, batch.labels, batch.sources,
-                                                                          batch.sha256)])
-            self._commit(index, table, {}, next_id=next_id + len(batch))
+            rows = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256)
+            self._write(ids, batch.feats, rows, np.zeros(0, np.int64), next_id=next_id + len(batch), result=result)
             result.added_ids = ids.tolist()
             result.generation = self.generation
         self.last_result = result
@@ -384,16 +540,17 @@ class Gallery:
         """Remove every item of ``labels`` and the items ``ids``; returns the removed ids.
 
         Unknown labels or ids raise :class:`UnknownItemsError` and remove nothing.  Removed ids
-        are never reused.
+        are never reused and never returned by a search: flat and IVF indexes drop them (one
+        batched call); HNSW keeps them as tombstones that searches exclude until :meth:`compact`.
         """
         labels = [labels] if isinstance(labels, str) else list(labels)
         want_ids = [int(i) for i in ids]
         if not labels and not want_ids:
             raise GalleryError("nothing to remove: give labels and/or ids")
         with self._locked():
-            self._reload_if_changed()
+            self._writable()
             present_labels = set(self._s.labels.tolist())
-            present_ids = set(self._s.ids.tolist())
+            present_ids = set(self._s.ids.tolist()) if want_ids else set()
             unknown = [f"label {lab!r}" for lab in labels if lab not in present_labels]
             unknown += [f"id {i}" for i in want_ids if i not in present_ids]
             if unknown:
@@ -402,14 +559,32 @@ class Gallery:
                 np.zeros(len(self._s.ids), dtype=bool)
             mask |= np.isin(self._s.ids, np.asarray(want_ids, dtype=np.int64))
             gone = self._s.ids[mask]
-            index = idx.clone(self._s.index)
-            removed = index.remove_ids(np.ascontiguousarray(gone, dtype=np.int64))  # one batched call
-            if removed != len(gone):
-                raise GalleryCorruptError(f"{self.path}: index held {removed} of the {len(gone)} ids to remove; "
-                                          "run `indexer verify`")
-            table = self._s.items.filter(pa.array(~mask))
-            self._commit(index, table, {})
+            self._write(np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32), None, gone)
         return sorted(gone.tolist())
+
+    def compact(self, index_spec: str | None = None, index_params: dict[str, Any] | None = None) -> AddResult:
+        """Rebuild the index from the live vectors, as a new generation.
+
+        Drops HNSW tombstones, retrains IVF on the current vectors (and re-plans ``auto``/``ivf``
+        for the current size), merges the exact store into one segment.  ``index_spec`` (with
+        ``index_params``) switches the gallery to another index type.  ``result.notes`` says what
+        was done.
+        """
+        with self._locked():
+            self._writable()
+            changes: dict[str, Any] = {}
+            spec = self.spec
+            if index_spec is not None:
+                spec = specs.parse_spec(index_spec, index_params)
+                changes = {"index_spec": spec.text, "index_params": dict(spec.params)}
+            result = AddResult(generation=self.generation)
+            before = (self._s.plan.type, self.tombstones)
+            self._write(np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32), None, np.zeros(0, np.int64),
+                        result=result, rebuild=f"compact ({before[1]} tombstone(s) dropped)", spec=spec,
+                        changes=changes)
+            result.generation = self.generation
+        self.last_result = result
+        return result
 
     def set_calibration(self, table: dict[str, Any] | None) -> None:
         """Store a calibration dict (threshold table, source, ...) in the manifest, atomically.
@@ -433,19 +608,19 @@ class Gallery:
         are not reused.  Rolling back twice restores the state before the first rollback.
         """
         with self._locked():
-            self._reload_if_changed()
+            self._reload_if_changed(for_write=True)
             cur = self._s.manifest
             prev = cur.get("previous")
             if not prev:
                 raise GalleryError(f"{self.path}: no previous generation to roll back to")
-            for key in ("index_file", "items_file"):
-                if not (self.path / prev[key]).is_file():
-                    raise GalleryCorruptError(f"{self.path}: previous generation file {prev[key]} is missing; "
+            for name in _generation_files(prev):
+                if not (self.path / name).is_file():
+                    raise GalleryCorruptError(f"{self.path}: previous generation file {name} is missing; "
                                               "cannot roll back")
             index = idx.read_index(self.path / prev["index_file"])
             table = items_mod.read(self.path / prev["items_file"])
             base = {k: v for k, v in prev.items() if k != "previous"}
-            self._s = _State.of(cur, index, table)
+            self._s = _State.of(cur, index, table, _open_exact(self.path, prev))
             next_id = max(int(cur.get("next_id", 0)), int(prev.get("next_id", 0)))
             self._commit(None, None, {}, next_id=next_id, base=base)
         return self.generation
@@ -460,6 +635,88 @@ class Gallery:
         g = cls(path, _State.of(_read_manifest(path), None, items_mod.empty()), None, lock_timeout)
         g.rollback()
         return cls.open(path, lock_timeout=lock_timeout)
+
+    # ------------------------------------------------------------------ internals: index writes
+    def _write(self, add_ids: np.ndarray, add_vecs: np.ndarray, add_rows: pa.Table | None, remove_ids: np.ndarray,
+               next_id: int | None = None, result: AddResult | None = None, rebuild: str | None = None,
+               spec: specs.Spec | None = None, changes: dict[str, Any] | None = None) -> None:
+        """Add and/or remove vectors and commit a generation.  Caller holds the lock, state writable.
+
+        Grows the index in place when the plan allows; rebuilds it from every live vector when the
+        plan changes type, an IVF index outgrew its training (specs.rebuild_reason), or ``rebuild``.
+        """
+        s = self._s
+        spec = spec or self.spec
+        notes = result.notes if result is not None else []
+        keep = ~np.isin(s.ids, remove_ids) if len(remove_ids) else np.ones(len(s.ids), bool)
+        table = s.items.filter(pa.array(keep)) if len(remove_ids) else s.items
+        if add_rows is not None:
+            table = pa.concat_tables([table, add_rows])
+        n_after = int(keep.sum()) + len(add_ids)
+        why = rebuild or specs.rebuild_reason(spec, s.plan, n_after)
+        changes = dict(changes or {})
+        if why:
+            live_ids, live_vecs = self._live_vectors(s.ids[keep])
+            all_ids = np.concatenate([live_ids, add_ids])
+            all_vecs = np.concatenate([live_vecs, add_vecs]) if len(add_ids) else live_vecs
+            del live_vecs
+            plan = specs.plan_for(spec, len(all_ids), s.plan)
+            index, plan = idx.build(plan, self.dim, all_ids, all_vecs)
+            gen = self._next_generation()
+            exact = ExactStore([ExactStore.write_segment(self.path, gen, all_ids, all_vecs)], self.dim) \
+                if idx.is_lossy(index) else None
+            notes.append(f"index rebuilt ({why}): now {plan.type} {plan.factory}")
+            changes.update({"index": plan.to_dict(), "exact": exact.describe() if exact else None})
+            self._commit(index, table, changes, next_id=next_id, exact=exact)
+            return
+        in_place = _index_bytes(s.index) > CLONE_MAX_BYTES
+        index = s.index if in_place else idx.clone(s.index)
+        exact = s.exact
+        index_changed = False
+        try:
+            if len(remove_ids):
+                if idx.can_remove(index):
+                    removed = idx.remove(index, remove_ids)
+                    if removed != len(remove_ids):
+                        raise GalleryCorruptError(f"{self.path}: index held {removed} of the {len(remove_ids)} ids to "
+                                                  "remove; run `indexer verify`")
+                    index_changed = True
+                # else: tombstones — the index keeps them; the items table no longer has them
+            if len(add_ids):
+                idx.add(index, add_ids, add_vecs)
+                index_changed = True
+                if exact is not None:
+                    exact = exact.appended(self.path, self._next_generation(), add_ids, add_vecs, live=s.ids[keep])
+                    changes["exact"] = exact.describe()
+            self._commit(index if index_changed else None, table, changes, next_id=next_id, exact=exact)
+        except BaseException:
+            if in_place:  # the in-memory index may be half-changed: the disk is the truth
+                self._s = _load_state(self.path, mmap=False)
+            raise
+
+    def _live_vectors(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, exact vectors) for ``live`` ids (ascending)."""
+        s = self._s
+        if s.exact is not None:
+            return live, s.exact.get(live)
+        ids, vecs = idx.all_vectors(s.index)
+        pos = np.argsort(ids, kind="stable")
+        rows = pos[np.searchsorted(ids, live, sorter=pos)]
+        return live, vecs[rows]
+
+    def _write_new_index(self, spec: specs.Spec, ids: np.ndarray, feats: np.ndarray, table: pa.Table,
+                         manifest: dict[str, Any], next_id: int, result: AddResult) -> None:
+        plan = specs.plan_for(spec, len(ids))
+        index, plan = idx.build(plan, int(manifest["encoder"]["dim"]), ids, feats)
+        exact = ExactStore([ExactStore.write_segment(self.path, self._next_generation(), ids, feats)],
+                           int(manifest["encoder"]["dim"])) if idx.is_lossy(index) else None
+        manifest = {**manifest, "index": plan.to_dict(), "exact": exact.describe() if exact else None}
+        if plan.type != "flat" or spec.kind != "flat":
+            result.notes.append(f"index: {plan.type} ({plan.reason})")
+        self._commit(index, table, {}, next_id=next_id, base=manifest, exact=exact)
+
+    def _next_generation(self) -> int:
+        return int(self._s.manifest.get("generation", 0)) + 1
 
     # ------------------------------------------------------------------ internals
     def _encoder_for_write(self, encoder: Any) -> Any:
@@ -478,11 +735,8 @@ class Gallery:
         if int(encoder.dim) != int(m["dim"]):  # same file, different contract: should not happen
             raise GalleryCorruptError(f"{self.path}: manifest says {m['dim']}-d, encoder gives {encoder.dim}-d")
 
-    def _known_sha(self) -> dict[str, str]:
-        it = self._s.items
-        return {sha: f"id {i}, label {lab!r}, {src}" for sha, i, lab, src in zip(
-            it.column("sha256").to_pylist(), it.column("id").to_pylist(), it.column("label").to_pylist(),
-            it.column("source").to_pylist())}
+    def _known_sha(self) -> "_ShaLookup":
+        return _ShaLookup(self._s.items)
 
     def _refuse_file_mode_relabel(self, batch: Batch) -> None:
         present = {lab: (i, src) for i, lab, src in zip(self._s.ids.tolist(), self._s.labels.tolist(),
@@ -494,14 +748,36 @@ class Gallery:
         if problems:
             raise LabelError(_clip(problems), "label collisions with the gallery (file mode); nothing was added")
 
-    def _near_duplicates(self, batch: Batch, bound: float) -> list[str]:
+    def _neighbours_above(self, feats: np.ndarray, bound: float) -> list[tuple[int, int, float]]:
+        """(new row, stored id, exact cosine) with cosine >= bound.  Exact on a flat index (range
+        search); on an approximate one, among the NEAR_DUP_NEIGHBOURS nearest (a near-duplicate is
+        the nearest neighbour of any usable ANN index)."""
+        s = self._s
+        if self.count == 0 or len(feats) == 0:
+            return []
+        if s.plan.type == "flat" and s.dead is None:
+            return idx.neighbours_above(s.index, feats, bound)
+        out = []
+        for start in range(0, len(feats), 4096):
+            scores, ids = self.search(feats[start:start + 4096], NEAR_DUP_NEIGHBOURS)
+            rows, cols = np.nonzero((scores >= np.float32(bound)) & (ids >= 0))
+            out += [(start + int(r), int(ids[r, c]), float(scores[r, c])) for r, c in zip(rows, cols)]
+        return out
+
+    def _near_duplicates(self, batch: Batch, bound: float, notes: list[str]) -> list[str]:
         lines = []
-        sources = self._s.items.column("source").to_pylist()
-        for row, item_id, score in idx.neighbours_above(self._s.index, batch.feats, bound):
-            pos = int(np.searchsorted(self._s.ids, item_id))
-            if self._s.labels[pos] != batch.labels[row]:
-                lines.append(f"{batch.sources[row]} ({batch.labels[row]!r}) ~ id {item_id} {sources[pos]} "
-                             f"({self._s.labels[pos]!r}): cosine {score:.4f}")
+        hits = self._neighbours_above(batch.feats, bound)
+        if hits:
+            sources = self._s.items.column("source")
+            for row, item_id, score in hits:
+                pos = int(np.searchsorted(self._s.ids, item_id))
+                if self._s.labels[pos] != batch.labels[row]:
+                    lines.append(f"{batch.sources[row]} ({batch.labels[row]!r}) ~ id {item_id} "
+                                 f"{sources[pos].as_py()} ({self._s.labels[pos]!r}): cosine {score:.4f}")
+        if len(batch) > NEAR_DUP_BATCH_MAX:
+            notes.append(f"near-duplicates among the {len(batch)} new vectors were not checked (more than "
+                         f"{NEAR_DUP_BATCH_MAX}: the check is quadratic); each was checked against the gallery")
+            return lines
         for i, j, score in near_duplicate_pairs_within(batch.feats, batch.labels, bound):
             lines.append(f"{batch.sources[i]} ({batch.labels[i]!r}) ~ {batch.sources[j]} ({batch.labels[j]!r}): "
                          f"cosine {score:.4f}")
@@ -522,24 +798,36 @@ class Gallery:
         finally:
             self._lock.release()
 
-    def _reload_if_changed(self) -> None:
+    def _reload_if_changed(self, for_write: bool = False) -> None:
         disk = _read_manifest(self.path)
         if disk != self._s.manifest:
-            self._s = _load_state(self.path)
+            self._s = _load_state(self.path, mmap=False if for_write else self._mmap)
+
+    def _writable(self) -> None:
+        """Fresh state whose index may be changed: never a memory-mapped one (see Gallery.index)."""
+        self._reload_if_changed(for_write=True)
+        if self._s.mapped:
+            self._s = _load_state(self.path, mmap=False)
 
     def _commit(self, index: Any, table: pa.Table | None, changes: dict[str, Any], next_id: int | None = None,
-                base: dict[str, Any] | None = None) -> None:
-        """Write a new generation and switch the manifest to it.  Caller holds the lock."""
+                base: dict[str, Any] | None = None, exact: ExactStore | None | str = "keep") -> None:
+        """Write a new generation and switch the manifest to it.  Caller holds the lock.
+
+        ``exact``: the exact store the new manifest names (its segment files already written);
+        "keep" = the current one, or, with ``base``, the one ``base`` names.
+        """
         old = self._s.manifest
         gen = int(old.get("generation", 0)) + 1
         new = {k: v for k, v in (base if base is not None else old).items() if k != "previous"}
         new.update(changes)
+        mapped = False
         if index is not None:
             new["index_file"] = f"index-{gen:04d}.faiss"
-            atomic_write_bytes(self.path / new["index_file"], idx.serialize(index), sync_dir=False)
+            idx.write_index(index, self.path / new["index_file"])
             crash_point("after-index-write")
         else:
             index = self._s.index
+            mapped = self._s.mapped
         if table is not None:
             new["items_file"] = f"items-{gen:04d}.parquet"
             table = table.sort_by("id")
@@ -547,23 +835,28 @@ class Gallery:
             crash_point("after-items-write")
         else:
             table = self._s.items
+        if isinstance(exact, str):
+            exact = _open_exact(self.path, new) if base is not None else self._s.exact
         labels = table.column("label").to_pylist()
-        new.update({"generation": gen, "count": int(index.ntotal), "labels": len(set(labels)),
-                    "updated_at": _now(), "format_version": FORMAT_VERSION})
+        plan = specs.Plan.from_dict(new.get("index"))
+        tombstones = int(index.ntotal) - len(table)
+        plain = plan.type == "flat" and not new.get("exact") and tombstones == 0
+        new.update({"generation": gen, "count": len(table), "labels": len(set(labels)), "tombstones": tombstones,
+                    "updated_at": _now(), "format_version": 1 if plain else FORMAT_VERSION})
         new["next_id"] = int(next_id if next_id is not None else old.get("next_id", 0))
         new["previous"] = {k: v for k, v in old.items() if k != "previous"} if old.get("generation") else None
         fsync_dir(self.path)  # new generation files durable before the manifest points at them
         crash_point("before-manifest-write")
         atomic_write_json(self.path / MANIFEST, new)
         crash_point("after-manifest-write")
-        self._s = _State.of(new, index, table)
+        self._s = _State.of(new, index, table, exact, mapped)
         self._prune()
 
     def _prune(self) -> None:
         """Delete generation files referenced by neither the current nor the previous manifest."""
         keep = {MANIFEST, LOCK_FILE}
         for m in (self._s.manifest, self._s.manifest.get("previous") or {}):
-            keep.update(m[k] for k in ("index_file", "items_file") if k in m)
+            keep.update(_generation_files(m))
         for p in self.path.iterdir():
             if p.name in keep or not p.is_file():
                 continue
@@ -572,6 +865,51 @@ class Gallery:
                     p.unlink()
                 except FileNotFoundError:
                     pass
+
+
+class _ShaLookup(Mapping[str, str]):
+    """sha256 -> "id N, label 'x', source" for the items table, without building N f-strings
+    (1M items: a dict of row numbers, descriptions formatted only for hits)."""
+
+    def __init__(self, items: pa.Table) -> None:
+        self._items = items
+        col = items.column("sha256").to_pylist()
+        self._row = {sha: i for i, sha in enumerate(col) if sha}
+
+    def __getitem__(self, sha: str) -> str:
+        i = self._row[sha]
+        it = self._items
+        return f"id {it.column('id')[i].as_py()}, label {it.column('label')[i].as_py()!r}, " \
+               f"{it.column('source')[i].as_py()}"
+
+    def __contains__(self, sha: object) -> bool:
+        return sha in self._row
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+
+def _index_bytes(index: Any) -> float:
+    try:
+        return float(index.ntotal) * idx.memory_bytes_per_vector(index)
+    except Exception:  # noqa: BLE001 - unknown index types: assume big (change in place)
+        return float("inf")
+
+
+def _generation_files(m: dict[str, Any]) -> list[str]:
+    out = [m[k] for k in ("index_file", "items_file") if k in m]
+    for seg in m.get("exact") or []:
+        out += [seg["vectors"], seg["ids"]]
+    return out
+
+
+def _open_exact(path: Path, m: dict[str, Any]) -> ExactStore | None:
+    if not m.get("exact"):
+        return None
+    return ExactStore.open(path, m["exact"], int(m["encoder"]["dim"]))
 
 
 # ---------------------------------------------------------------------- loading helpers
@@ -605,36 +943,48 @@ def _try_read_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _load_state(path: Path, attempts: int = 5, strict: bool = True) -> _State:
-    """Manifest, then the files it names; retried if a writer pruned them between the two reads."""
+def _load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | None = False) -> _State:
+    """Manifest, then the files it names; retried if a writer pruned them between the two reads.
+
+    ``mmap``: True maps the index read-only, None maps it if the file has >= MMAP_MIN_BYTES.
+    """
     last: Exception | None = None
     for _ in range(attempts):
         m = _read_manifest(path)
+        plan = specs.Plan.from_dict(m.get("index"))
         try:
-            index = idx.read_index(path / m["index_file"])
+            ipath = path / m["index_file"]
+            use_mmap = bool(mmap) if mmap is not None else ipath.stat().st_size >= MMAP_MIN_BYTES
+            index = idx.read_index(ipath, True, plan.type) if use_mmap else idx.read_index(ipath)
             table = items_mod.read(path / m["items_file"])
+            exact = _open_exact(path, m)
         except FileNotFoundError as exc:
             last = exc
             if _read_manifest(path).get("generation") != m.get("generation"):
                 continue  # a writer moved on meanwhile: read the newer manifest
             break
+        except GalleryCorruptError as exc:
+            raise GalleryCorruptError(f"{path}: {exc}; try `indexer rollback {path}`") from None
         except Exception as exc:  # faiss raises RuntimeError, pyarrow ArrowInvalid, ...
             raise GalleryCorruptError(f"{path}: cannot read generation {m['generation']} files "
                                       f"({type(exc).__name__}: {exc}); try `indexer rollback {path}`") from None
-        if strict and (index.ntotal != len(table) or index.ntotal != int(m.get("count", index.ntotal))):
+        dead = int(m.get("tombstones", 0) or 0)
+        if strict and (index.ntotal != len(table) + dead or len(table) != int(m.get("count", len(table)))):
             raise GalleryCorruptError(
                 f"{path}: {m['index_file']} holds {index.ntotal} vectors, {m['items_file']} {len(table)} rows, "
-                f"manifest says {m.get('count')}; try `indexer rollback {path}`")
+                f"manifest says {m.get('count')}" + (f" + {dead} tombstones" if dead else "")
+                + f"; try `indexer rollback {path}`")
         if strict and index.d != int(m["encoder"]["dim"]):
             raise GalleryCorruptError(f"{path}: {m['index_file']} is {index.d}-d, manifest says "
                                       f"{m['encoder']['dim']}-d")
-        return _State.of(m, index, table)
+        return _State.of(m, index, table, exact, use_mmap)
     name = getattr(last, "filename", None) or str(last)
     raise GalleryCorruptError(f"{path}: file named by the manifest is missing: {name}; "
                               f"try `indexer rollback {path}`")
 
 
-_OWN_FILE = re.compile(r"^(manifest\.json|\.lock|index-\d+\.faiss|items-\d+\.parquet|\.tmp-.*)$")
+_OWN_FILE = re.compile(r"^(manifest\.json|\.lock|index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy|"
+                       r"\.tmp-.*)$")
 
 
 def _check_target(out: Path, overwrite: bool) -> None:

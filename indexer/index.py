@@ -1,10 +1,20 @@
-"""FAISS index construction and I/O, behind one spec string.
+"""FAISS index construction, search and I/O for every index type a gallery can use.
 
-A gallery stores its index *spec* (``manifest["index_spec"]``) and builds the index only through
-:func:`make_index`, so other index types (HNSW, IVF, ...) can be added later by registering a
-builder in ``_BUILDERS`` without touching the gallery code.  Today the only spec is ``"flat"``:
-``IndexIDMap2(IndexFlatIP(dim))`` — exact inner product (= cosine on unit vectors), item ids as
-FAISS ids, vectors reconstructible by id (needed by verify and export), and cheap batched removal.
+A gallery index is built only from a :class:`indexer.specs.Plan` (see specs.py for how a plan
+is chosen).  Ids are the gallery's item ids in every type:
+
+* ``flat``  — ``IndexIDMap2(IndexFlatIP)``: exact, removable, vectors reconstructible by id.
+* ``hnsw``  — ``IndexIDMap2(IndexHNSWFlat/SQ)``.  HNSW cannot remove: removed ids become
+  *tombstones*, filtered at search time with ``SearchParametersHNSW(sel=IDSelectorNot(...))``,
+  until ``indexer compact`` rebuilds without them.
+* ``ivf``   — ``IndexIVF{Flat,SQ8,PQ..}`` with its *own* ids (``add_with_ids``), not wrapped in
+  an IDMap: ``IDMap2(IVF).remove_ids`` compacts the id map while the IVF lists keep the old
+  positions, so later searches return the wrong ids (seen on faiss 1.15.1).  IVF removes natively.
+* ``faiss`` — any factory string; wrapped in IDMap2 unless it is IVF-based; removals are
+  tombstones unless it is IVF-based.
+
+Searches use per-call ``SearchParameters`` (``efSearch``, ``nprobe``, tombstone selector), never
+global index state, so concurrent readers with different parameters do not interfere.
 
 FAISS runs with one OpenMP thread unless ``$DOCRETRIEVER_FAISS_THREADS`` says otherwise: on
 this 2-core shared box two threads measured 4-6x slower for gallery-sized searches.
@@ -12,16 +22,21 @@ this 2-core shared box two threads measured 4-6x slower for gallery-sized search
 from __future__ import annotations
 
 import os
-from typing import Callable
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
 import faiss
 
+from .atomic import TMP_PREFIX, fsync_dir
 from .errors import GalleryError
+from .specs import (IVF_TRAIN_POINTS_PER_LIST, RERANK_MIN, SEARCH_PARAMS, Plan, flat_plan, parse_spec, plan_for,
+                    supported_text)
 
 DEFAULT_SPEC = "flat"
 PAD_SCORE = float("-inf")  # score reported next to a padded id of -1
+TRAIN_SEED = 1234
 
 
 def set_faiss_threads(n: int | None = None) -> int:
@@ -36,82 +51,294 @@ def set_faiss_threads(n: int | None = None) -> int:
 set_faiss_threads()
 
 
-def _flat(dim: int) -> faiss.Index:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-
-
-# spec -> builder.  Builders return an empty index that takes add_with_ids / remove_ids / search
-# with inner-product scores.  A trained index type (IVF) would also need a `train` step here.
-_BUILDERS: dict[str, Callable[[int], faiss.Index]] = {"flat": _flat}
-
-
 def supported_specs() -> list[str]:
-    return sorted(_BUILDERS)
+    return ["auto", "flat", "hnsw", "ivf", "faiss:<factory>"]
 
 
-def make_index(spec: str, dim: int) -> faiss.Index:
-    """The one place a gallery index is created: ``spec`` (e.g. ``"flat"``) for ``dim``-d vectors."""
+def is_supported_spec(spec: str) -> bool:
+    try:
+        parse_spec(spec)
+    except GalleryError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- construction
+def _unwrap(index: Any) -> Any:
+    """The innermost index below IDMap/PreTransform wrappers."""
+    index = faiss.downcast_index(index)
+    while True:
+        if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+            index = faiss.downcast_index(index.index)
+        elif isinstance(index, faiss.IndexPreTransform):
+            index = faiss.downcast_index(index.index)
+        else:
+            return index
+
+
+def _is_id_mapped(index: Any) -> bool:
+    return isinstance(faiss.downcast_index(index), (faiss.IndexIDMap, faiss.IndexIDMap2))
+
+
+def _native_ids(index: Any) -> bool:
+    """IVF indexes store ids themselves; everything else needs an IDMap2 wrapper."""
+    return isinstance(_unwrap(index), faiss.IndexIVF)
+
+
+def create(plan: Plan, dim: int) -> Any:
+    """An empty (possibly untrained) index for ``plan``."""
     if dim < 1:
         raise GalleryError(f"index dimension must be positive, not {dim}")
+    if plan.type == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     try:
-        builder = _BUILDERS[spec]
-    except KeyError:
-        raise GalleryError(
-            f"index spec {spec!r} is not supported by this docretriever (supported: {', '.join(supported_specs())})"
-        ) from None
-    return builder(dim)
+        inner = faiss.index_factory(dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise GalleryError(f"FAISS cannot build index {plan.factory!r}: {str(exc).strip().splitlines()[-1]}") from None
+    base = _unwrap(inner)
+    if isinstance(base, faiss.IndexHNSW) and plan.efConstruction:
+        base.hnsw.efConstruction = int(plan.efConstruction)
+    if isinstance(base, faiss.IndexHNSW) and plan.efSearch:
+        base.hnsw.efSearch = int(plan.efSearch)
+    if isinstance(base, faiss.IndexIVF) and plan.nprobe:
+        base.nprobe = int(plan.nprobe)
+    if _is_id_mapped(inner) or _native_ids(inner):
+        return inner
+    return faiss.IndexIDMap2(inner)
 
 
-def serialize(index: faiss.Index) -> memoryview:
-    return memoryview(faiss.serialize_index(index))
+def make_index(spec: str, dim: int, params: Mapping[str, Any] | None = None) -> Any:
+    """The empty index a new gallery of ``spec`` starts with (``ivf``/``auto``: flat until trained)."""
+    return create(plan_for(parse_spec(spec, params), 0), dim)
 
 
-def clone(index: faiss.Index) -> faiss.Index:
-    """An independent copy (so a failed write never leaves a half-mutated index in memory)."""
+def train(index: Any, plan: Plan, vecs: np.ndarray) -> Plan:
+    """Train ``index`` if it needs it; returns the plan with ``trained_on`` set (None if no training)."""
+    if index.is_trained:
+        return Plan(**{**plan.__dict__, "trained_on": None}) if plan.type == "faiss" else plan
+    if len(vecs) == 0:
+        raise GalleryError(f"{plan.factory!r} must be trained, and there are no vectors yet")
+    base = _unwrap(index)
+    n = len(vecs)
+    cap = n
+    if isinstance(base, faiss.IndexIVF):
+        cap = IVF_TRAIN_POINTS_PER_LIST * int(base.nlist)  # we sample; FAISS then uses all of it
+        base.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST
+    sample = vecs
+    if n > cap:
+        rows = np.sort(np.random.default_rng(TRAIN_SEED).choice(n, size=cap, replace=False))
+        sample = vecs[rows]
     try:
-        return faiss.clone_index(index)
-    except RuntimeError:  # index types clone_index does not know
-        return faiss.deserialize_index(faiss.serialize_index(index))
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    except RuntimeError as exc:
+        raise GalleryError(f"FAISS could not train {plan.factory!r} on {len(sample)} vectors: "
+                           f"{str(exc).strip().splitlines()[-1]}") from None
+    return Plan(**{**plan.__dict__, "trained_on": n if plan.type in ("ivf", "faiss") else None})
 
 
-def read_index(path: str | os.PathLike) -> faiss.Index:
-    """Load an index file (raises OSError/RuntimeError on a missing or corrupt file)."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    return faiss.deserialize_index(data)
+def build(plan: Plan, dim: int, ids: np.ndarray, vecs: np.ndarray) -> tuple[Any, Plan]:
+    """Create, train (on ``vecs`` themselves) and fill an index.  A FAISS factory index that cannot
+    be trained on this few vectors falls back to flat (recorded in the plan's reason)."""
+    index = create(plan, dim)
+    try:
+        plan = train(index, plan, vecs)
+    except GalleryError as exc:
+        if plan.type != "faiss":
+            raise
+        plan = flat_plan(f"{exc}; exact flat search until the gallery is bigger")
+        index = create(plan, dim)
+    add(index, ids, vecs)
+    return index, plan
 
 
-def index_ids(index: faiss.Index) -> np.ndarray:
-    """The ids an ID-mapped index holds, in storage order (int64)."""
-    if not hasattr(index, "id_map"):
-        raise GalleryError(f"index type {type(index).__name__} is not ID-mapped")
-    return faiss.vector_to_array(index.id_map).astype(np.int64, copy=False)
+def add(index: Any, ids: np.ndarray, vecs: np.ndarray) -> None:
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
 
 
-def all_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, vectors) of every stored item, in storage order."""
+def can_remove(index: Any) -> bool:
+    """Flat (IDMap2) and IVF indexes remove ids; others (HNSW, graph/transform factories) cannot."""
+    return _native_ids(index) or isinstance(_unwrap(index), faiss.IndexFlat)
+
+
+def remove(index: Any, ids: np.ndarray) -> int:
+    """Remove ``ids`` natively (flat, IVF) in one batched call; returns how many were removed."""
+    return int(index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+
+
+# ---------------------------------------------------------------------- facts
+def index_ids(index: Any) -> np.ndarray:
+    """The ids an index holds, in storage order (int64); IVF: list by list."""
+    idx = faiss.downcast_index(index)
+    if hasattr(idx, "id_map"):
+        return faiss.vector_to_array(idx.id_map).astype(np.int64, copy=False)
+    base = _unwrap(idx)
+    if isinstance(base, faiss.IndexIVF):
+        inv = base.invlists
+        parts = [faiss.rev_swig_ptr(inv.get_ids(l), inv.list_size(l)).copy()
+                 for l in range(base.nlist) if inv.list_size(l)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    raise GalleryError(f"index type {type(idx).__name__} holds no item ids")
+
+
+def is_lossy(index: Any) -> bool:
+    """True when stored codes are not the float32 vectors (SQ/PQ/transforms): scores are approximate."""
+    base = _unwrap(index)
+    if isinstance(faiss.downcast_index(index), faiss.IndexPreTransform) or \
+            (_is_id_mapped(index) and isinstance(faiss.downcast_index(faiss.downcast_index(index).index),
+                                                 faiss.IndexPreTransform)):
+        return True
+    if isinstance(base, faiss.IndexHNSW):
+        base = faiss.downcast_index(base.storage)
+    if isinstance(base, faiss.IndexFlat):
+        return False
+    if isinstance(base, faiss.IndexIVFFlat):
+        return False
+    return True
+
+
+def all_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of every stored item in storage order — for lossless indexes only."""
     ids = index_ids(index)
+    d = index.d
     if index.ntotal == 0:
-        return ids, np.zeros((0, index.d), dtype=np.float32)
-    inner = faiss.downcast_index(index.index)
-    return ids, inner.reconstruct_n(0, index.ntotal).astype(np.float32, copy=False)
+        return ids, np.zeros((0, d), dtype=np.float32)
+    base = _unwrap(index)
+    if isinstance(base, faiss.IndexHNSW):
+        return ids, faiss.downcast_index(base.storage).reconstruct_n(0, index.ntotal).astype(np.float32, copy=False)
+    if isinstance(base, faiss.IndexFlat):
+        return ids, base.reconstruct_n(0, index.ntotal).astype(np.float32, copy=False)
+    if isinstance(base, faiss.IndexIVFFlat):
+        inv = base.invlists
+        parts = [faiss.rev_swig_ptr(inv.get_codes(l), inv.list_size(l) * inv.code_size).copy().view(np.float32)
+                 .reshape(-1, d) for l in range(base.nlist) if inv.list_size(l)]
+        return ids, np.concatenate(parts)
+    raise GalleryError(f"{type(base).__name__} stores compressed codes; the gallery's exact vector store holds "
+                       "the vectors")
 
 
-def code_bytes_per_vector(index: faiss.Index) -> int:
-    """Bytes each vector costs in the index: its code plus its 8-byte id (ID map)."""
-    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
-    return int(inner.sa_code_size()) + (8 if hasattr(index, "id_map") else 0)
+def memory_bytes_per_vector(index: Any) -> float:
+    """Bytes of RAM each vector costs in the index: code, id, and HNSW graph links."""
+    base = _unwrap(index)
+    ident = 8  # int64 id in the IDMap or the IVF list
+    if isinstance(base, faiss.IndexHNSW):
+        storage = faiss.downcast_index(base.storage)
+        links = (base.hnsw.neighbors.size() * 4 / max(index.ntotal, 1)) if index.ntotal else 2 * base.hnsw.nb_neighbors(0) * 4 / 2
+        return float(storage.sa_code_size() + ident + links)
+    if isinstance(base, faiss.IndexIVF):
+        return float(base.code_size + ident)
+    try:
+        return float(base.sa_code_size() + ident)
+    except RuntimeError:
+        return float("nan")
 
 
-def search(index: faiss.Index, feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, ids); missing results (id -1) get score PAD_SCORE."""
-    scores, ids = index.search(feats, k)
-    scores = scores.astype(np.float32, copy=False)
+def code_bytes_per_vector(index: Any) -> int:
+    """Bytes each vector costs in a flat index: its code plus its 8-byte id (kept for callers)."""
+    return int(round(memory_bytes_per_vector(index)))
+
+
+def describe(index: Any) -> str:
+    base = _unwrap(index)
+    outer = type(faiss.downcast_index(index)).__name__
+    return outer if outer == type(base).__name__ else f"{outer}({type(base).__name__})"
+
+
+# ---------------------------------------------------------------------- search
+class Tombstones:
+    """Removed ids still inside an index that cannot remove (HNSW); excluded from every search."""
+
+    def __init__(self, dead: np.ndarray) -> None:
+        self.ids = np.unique(np.asarray(dead, dtype=np.int64))
+        # built once per generation: IDSelectorBatch hashes every id (~1 ms per 10k ids)
+        self._batch = faiss.IDSelectorBatch(self.ids) if len(self.ids) else None
+        self.selector = faiss.IDSelectorNot(self._batch) if self._batch is not None else None
+
+    def __len__(self) -> int:
+        return int(len(self.ids))
+
+
+def _search_parameters(index: Any, ef: int | None, nprobe: int | None, sel: Any, keep: list) -> Any:
+    """SearchParameters for ``index`` (recursing through wrappers); ``keep`` holds SWIG refs alive."""
+    idx = faiss.downcast_index(index)
+    if isinstance(idx, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        return _search_parameters(idx.index, ef, nprobe, sel, keep)  # IDMap translates sel to its ids
+    if isinstance(idx, faiss.IndexPreTransform):
+        p = faiss.SearchParametersPreTransform()
+        p.index_params = _search_parameters(idx.index, ef, nprobe, sel, keep)
+        keep.append(p.index_params)
+        return p
+    if isinstance(idx, faiss.IndexHNSW):
+        p = faiss.SearchParametersHNSW()
+        if ef is not None:
+            p.efSearch = int(ef)
+        else:
+            p.efSearch = int(idx.hnsw.efSearch)
+    elif isinstance(idx, faiss.IndexIVF):
+        p = faiss.SearchParametersIVF()
+        p.nprobe = int(nprobe if nprobe is not None else idx.nprobe)
+        q = faiss.downcast_index(idx.quantizer)
+        if ef is not None and isinstance(q, faiss.IndexHNSW):
+            qp = faiss.SearchParametersHNSW()
+            qp.efSearch = int(ef)
+            p.quantizer_params = qp
+            keep.append(qp)
+    else:
+        if sel is None:
+            return None
+        p = faiss.SearchParameters()
+    if sel is not None:
+        p.sel = sel
+    return p
+
+
+def search(index: Any, feats: np.ndarray, k: int, plan: Plan | None = None,
+           params: Mapping[str, int] | None = None, dead: Tombstones | None = None,
+           exact: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (scores, ids); missing results (id -1) get score PAD_SCORE.
+
+    ``params`` (efSearch, nprobe, rerank) override the plan's defaults for this call; those that do
+    not apply to this index type are ignored.  ``dead`` ids are never returned.  With ``exact``
+    (an ExactStore) and rerank > 0, ``rerank * k`` candidates are re-scored by exact cosine.
+    """
+    plan = plan or flat_plan("flat")
+    p = {**plan.search_defaults, **dict(params or {})}
+    applies = {key for key, types in SEARCH_PARAMS.items() if plan.type in types}
+    p = {key: v for key, v in p.items() if key in applies}
+    rerank = int(p.get("rerank", 0)) if exact is not None else 0
+    fetch = k
+    if rerank:
+        fetch = min(index.ntotal, max(k * rerank, RERANK_MIN, k))
+    n_dead = len(dead) if dead is not None else 0
+    fetch = min(max(fetch, 1), max(index.ntotal, 1))
+    keep: list = []
+    sp = _search_parameters(index, p.get("efSearch"), p.get("nprobe"), dead.selector if n_dead else None, keep)
+    q = np.ascontiguousarray(feats, dtype=np.float32)
+    if sp is None:
+        scores, ids = index.search(q, fetch)
+    else:
+        scores, ids = index.search(q, fetch, params=sp)
     ids = ids.astype(np.int64, copy=False)
+    scores = scores.astype(np.float32, copy=False)
+    if n_dead:  # the selector already excludes them; this is a guard, not the mechanism
+        hit = np.isin(ids, dead.ids)
+        if hit.any():
+            ids = np.where(hit, -1, ids)
+            scores = np.where(hit, np.float32(PAD_SCORE), scores)
+    if rerank:
+        scores, ids = exact.rerank(q, ids, k)
+    elif fetch > k:
+        scores, ids = scores[:, :k], ids[:, :k]
+    if ids.shape[1] < k:  # fewer stored than asked
+        pad = k - ids.shape[1]
+        ids = np.concatenate([ids, np.full((len(ids), pad), -1, np.int64)], 1)
+        scores = np.concatenate([scores, np.full((len(ids), pad), PAD_SCORE, np.float32)], 1)
+    scores = np.array(scores, dtype=np.float32)
     scores[ids < 0] = PAD_SCORE
     return scores, ids
 
 
-def neighbours_above(index: faiss.Index, feats: np.ndarray, bound: float) -> list[tuple[int, int, float]]:
+def neighbours_above(index: Any, feats: np.ndarray, bound: float) -> list[tuple[int, int, float]]:
     """All (query row, stored id, score) with score >= bound — exact for the flat index."""
     if index.ntotal == 0 or len(feats) == 0:
         return []
@@ -124,3 +351,58 @@ def neighbours_above(index: faiss.Index, feats: np.ndarray, bound: float) -> lis
             if dist[j] >= np.float32(bound):
                 out.append((row, int(ids[j]), float(dist[j])))
     return out
+
+
+# ---------------------------------------------------------------------- io
+def serialize(index: Any) -> memoryview:
+    return memoryview(faiss.serialize_index(index))
+
+
+def clone(index: Any) -> Any:
+    """An independent copy (so a failed write never leaves a half-mutated index in memory)."""
+    try:
+        return faiss.clone_index(index)
+    except RuntimeError:  # index types clone_index does not know
+        return faiss.deserialize_index(faiss.serialize_index(index))
+
+
+def write_index(index: Any, path: str | os.PathLike) -> None:
+    """Write atomically: faiss streams to a temp file (no second in-memory copy), fsync, rename."""
+    target = Path(path)
+    tmp = target.with_name(f"{TMP_PREFIX}{target.name}.{os.getpid()}")
+    try:
+        faiss.write_index(index, str(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_index(path: str | os.PathLike, mmap: bool = False, plan_type: str = "flat") -> Any:
+    """Load an index file (OSError/RuntimeError on a missing or corrupt file).
+
+    ``mmap=True`` maps instead of reading, where FAISS can: IVF lists with IO_FLAG_MMAP (read-only
+    lists: add() raises), flat codes (flat, HNSW storage) with IO_FLAG_MMAP_IFC.  An IFC-mapped
+    index must never be added to — FAISS aborts the whole interpreter — so the gallery reloads
+    without mmap before every write.
+    """
+    path = Path(path)
+    if not mmap:
+        data = np.fromfile(str(path), dtype=np.uint8)
+        return faiss.deserialize_index(data)
+    os.stat(path)  # FileNotFoundError for a missing file (faiss would raise a bare RuntimeError)
+    flag = faiss.IO_FLAG_MMAP if plan_type in ("ivf", "faiss") else faiss.IO_FLAG_MMAP_IFC
+    return faiss.read_index(str(path), flag)
+
+
+def fsync_parent(path: Path) -> None:
+    fsync_dir(path.parent)

@@ -18,7 +18,7 @@ from encoders.preprocess import preprocess
 
 from . import index as idx
 from .atomic import TMP_PREFIX
-from .gallery import MANIFEST, Gallery, _GEN_FILE
+from .gallery import MANIFEST, Gallery, _GEN_FILE, _generation_files
 
 COSINE_TOLERANCE = 1e-4  # re-encoded vs stored vector: cosine must be >= 1 - this
 NORM_TOLERANCE = 1e-3
@@ -42,12 +42,21 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
     items = gallery.items
     index = gallery.index
     item_ids = items.column("id").to_numpy()
-    stored_ids, vecs = idx.all_vectors(index)
+    try:
+        stored_ids, vecs = gallery.stored_vectors()
+    except Exception as exc:  # noqa: BLE001 - a broken exact store is one more problem to list
+        rep.problems.append(f"cannot read the stored vectors: {exc}")
+        stored_ids, vecs = idx.index_ids(index), np.zeros((0, index.d), np.float32)
+    dead = int(m.get("tombstones", 0) or 0)
+    tomb = f" + {dead} tombstones" if dead else ""
 
-    if len(item_ids) != index.ntotal:
-        rep.problems.append(f"{m['items_file']} has {len(item_ids)} rows but {m['index_file']} {index.ntotal} vectors")
-    if m.get("count") != index.ntotal:
-        rep.problems.append(f"{MANIFEST} says count {m.get('count')}, index holds {index.ntotal}")
+    if len(item_ids) + dead != index.ntotal:
+        rep.problems.append(f"{m['items_file']} has {len(item_ids)} rows{tomb} but {m['index_file']} {index.ntotal} "
+                            "vectors")
+    if m.get("count", 0) + dead != index.ntotal:
+        rep.problems.append(f"{MANIFEST} says count {m.get('count')}{tomb}, index holds {index.ntotal}")
+    if dead and idx.can_remove(index):
+        rep.problems.append(f"{MANIFEST} records {dead} tombstones but the {gallery.plan.type} index removes ids")
     if len(np.unique(item_ids)) != len(item_ids):
         rep.problems.append(f"{m['items_file']} has duplicate ids")
     if len(np.unique(stored_ids)) != len(stored_ids):
@@ -56,8 +65,9 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
     only_index = sorted(set(stored_ids.tolist()) - set(item_ids.tolist()))
     if only_items:
         rep.problems.append(f"ids in {m['items_file']} but not in {m['index_file']}: {only_items[:20]}")
-    if only_index:
-        rep.problems.append(f"ids in {m['index_file']} but not in {m['items_file']}: {only_index[:20]}")
+    if only_index and len(only_index) != dead:  # ids only in the index are tombstones, if counted
+        rep.problems.append(f"ids in {m['index_file']} but not in {m['items_file']}: {only_index[:20]}"
+                            + (f" ({dead} tombstones recorded)" if dead else ""))
     n_labels = len(set(items.column("label").to_pylist()))
     if m.get("labels") != n_labels:
         rep.problems.append(f"{MANIFEST} says {m.get('labels')} labels, {m['items_file']} has {n_labels}")
@@ -66,8 +76,12 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
                             "(ids could be reused)")
     if index.d != m["encoder"]["dim"]:
         rep.problems.append(f"{m['index_file']} is {index.d}-d, manifest says {m['encoder']['dim']}-d")
-    if m.get("index_spec") not in idx.supported_specs():
+    if not idx.is_supported_spec(str(m.get("index_spec"))):
         rep.problems.append(f"unknown index spec {m.get('index_spec')!r}")
+    if m.get("exact") and gallery._s.exact is not None:
+        missing = sorted(set(item_ids.tolist()) - set(gallery._s.exact.ids.tolist()))
+        if missing:
+            rep.problems.append(f"exact vector store lacks ids {missing[:20]}")
     if len(vecs):
         norms = np.linalg.norm(vecs, axis=1)
         bad = stored_ids[np.abs(norms - 1.0) > NORM_TOLERANCE]
@@ -75,13 +89,13 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
             rep.problems.append(f"vectors not unit length for ids {bad[:20].tolist()}")
 
     prev = m.get("previous") or {}
-    referenced = {m["index_file"], m["items_file"], prev.get("index_file"), prev.get("items_file")}
+    referenced = set(_generation_files(m)) | set(_generation_files(prev))
     for p in sorted(gallery.path.iterdir()):
         if (_GEN_FILE.match(p.name) or p.name.startswith(TMP_PREFIX)) and p.name not in referenced:
             rep.notes.append(f"leftover file from an interrupted write: {p.name} (the next write removes it)")
-    for key in ("index_file", "items_file"):
-        if prev and not (gallery.path / prev[key]).is_file():
-            rep.notes.append(f"previous generation file {prev[key]} is missing (rollback impossible)")
+    for name in _generation_files(prev):
+        if not (gallery.path / name).is_file():
+            rep.notes.append(f"previous generation file {name} is missing (rollback impossible)")
 
     if sample > 0 and len(item_ids):
         _reencode(gallery, encoder, sample, seed, dict(zip(stored_ids.tolist(), range(len(stored_ids)))), vecs, rep)
@@ -103,9 +117,13 @@ def _reencode(gallery: Gallery, encoder: Any, sample: int, seed: int, row_of: di
     ids = items.column("id").to_pylist()
     sources = items.column("source").to_pylist()
     shas = items.column("sha256").to_pylist()
-    existing = [i for i, s in enumerate(sources) if Path(s).is_file()]
-    if len(existing) < len(sources):
-        rep.notes.append(f"{len(sources) - len(existing)} sources no longer exist; not re-encoded")
+    existing = [i for i, s in enumerate(sources) if shas[i] and Path(s).is_file()]
+    if not all(shas):
+        rep.notes.append(f"{sum(1 for h in shas if not h)} items were imported as vectors (no image hash); "
+                         "not re-encoded")
+    gone = sum(1 for i, s in enumerate(sources) if shas[i] and not Path(s).is_file())
+    if gone:
+        rep.notes.append(f"{gone} sources no longer exist; not re-encoded")
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(existing, size=min(sample, len(existing)), replace=False).tolist()) if existing else []
     for i in pick:

@@ -1,0 +1,163 @@
+"""Exact float32 vectors kept beside a lossy index (SQ8/PQ codes), for re-ranking and export.
+
+Why: an IVF-SQ8 index stores 1 byte per dimension, so its scores are approximations of the
+cosine; accept/reject thresholds were calibrated on exact cosines.  The gallery asks the lossy
+index for ``rerank * k`` candidates and re-scores them against these vectors, so every score it
+returns is the exact cosine (and export/verify see the vectors that were registered).
+
+Layout: the store is a list of immutable *segments*; each segment is two ``.npy`` files,
+``exact-000N.npy`` (float32, rows x dim) and ``exact-000N.ids.npy`` (int64 item ids, ascending).
+Every new segment holds ids larger than all earlier ones (ids are never reused), so the
+concatenated ids are sorted and one ``searchsorted`` finds any row.  An add writes only a new
+segment (no copy of the existing gigabyte at 1M vectors); when there are more than
+MAX_SEGMENTS the writer merges them into one, dropping removed ids.  Files are never modified
+after the manifest names them, so readers can memory-map them safely (a pruned file stays
+readable through an existing mapping).  The vectors are memory-mapped read-only: re-ranking
+touches only the candidate rows (page cache, shared between processes), not 1 KB per vector of
+private RAM.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .atomic import atomic_write
+from .errors import GalleryCorruptError
+
+MAX_SEGMENTS = 8
+
+
+@dataclass
+class Segment:
+    vectors_file: str
+    ids_file: str
+    ids: np.ndarray  # int64, ascending
+    vectors: np.ndarray  # float32 (rows, dim), memory-mapped
+
+    def describe(self) -> dict[str, Any]:
+        return {"vectors": self.vectors_file, "ids": self.ids_file, "rows": int(len(self.ids))}
+
+
+class ExactStore:
+    """Read access to the exact vectors of a gallery generation (see module doc)."""
+
+    def __init__(self, segments: Sequence[Segment], dim: int) -> None:
+        self.segments = list(segments)
+        self.dim = int(dim)
+        self.ids = np.concatenate([s.ids for s in self.segments]) if self.segments else np.zeros(0, np.int64)
+        self._starts = np.cumsum([0] + [len(s.ids) for s in self.segments])
+        if len(self.ids) > 1 and not np.all(np.diff(self.ids) > 0):
+            raise GalleryCorruptError("exact vector store ids are not strictly increasing across segments")
+
+    # ------------------------------------------------------------------ io
+    @classmethod
+    def open(cls, root: Path, described: Sequence[dict[str, Any]] | None, dim: int) -> "ExactStore":
+        segs = []
+        for d in described or []:
+            ids = np.load(root / d["ids"], allow_pickle=False)
+            vecs = np.load(root / d["vectors"], mmap_mode="r", allow_pickle=False)
+            if vecs.ndim != 2 or vecs.shape != (len(ids), dim) or vecs.dtype != np.float32 or \
+                    ids.dtype != np.int64 or len(ids) != int(d.get("rows", len(ids))):
+                raise GalleryCorruptError(f"{root / d['vectors']}: exact vectors {vecs.shape} {vecs.dtype} do not "
+                                          f"match {d['ids']} ({len(ids)} ids, {dim}-d)")
+            segs.append(Segment(d["vectors"], d["ids"], ids, vecs))
+        return cls(segs, dim)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [s.describe() for s in self.segments]
+
+    @property
+    def files(self) -> list[str]:
+        return [f for s in self.segments for f in (s.vectors_file, s.ids_file)]
+
+    @property
+    def rows(self) -> int:
+        return int(len(self.ids))
+
+    def nbytes(self) -> int:
+        return int(self.rows * (self.dim * 4 + 8))
+
+    @staticmethod
+    def write_segment(root: Path, generation: int, ids: np.ndarray, vecs: np.ndarray, tag: str = "") -> Segment:
+        """Write one segment atomically (tmp + fsync + rename each file); ``ids`` ascending."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        if len(ids) > 1 and not np.all(np.diff(ids) > 0):
+            order = np.argsort(ids, kind="stable")
+            ids, vecs = ids[order], vecs[order]
+        stem = f"exact-{generation:04d}{tag}"
+        vname, iname = f"{stem}.npy", f"{stem}.ids.npy"
+        atomic_write(root / vname, lambda fh: np.save(fh, vecs, allow_pickle=False), sync_dir=False)
+        atomic_write(root / iname, lambda fh: np.save(fh, ids, allow_pickle=False), sync_dir=False)
+        return Segment(vname, iname, ids, np.load(root / vname, mmap_mode="r"))
+
+    def appended(self, root: Path, generation: int, ids: np.ndarray, vecs: np.ndarray,
+                 live: np.ndarray | None = None) -> "ExactStore":
+        """A new store = this one + a segment for ``ids`` (merged into one segment, keeping only
+        ``live`` ids, when that would exceed MAX_SEGMENTS)."""
+        if len(ids) == 0:
+            return self
+        if len(self.ids) and int(np.min(ids)) <= int(self.ids[-1]):
+            raise GalleryCorruptError(f"new ids must be above the exact store's largest id {int(self.ids[-1])}")
+        if len(self.segments) + 1 > MAX_SEGMENTS:
+            keep_ids, keep_vecs = self.lookup_all(live)
+            return ExactStore([self.write_segment(root, generation, np.concatenate([keep_ids, ids]),
+                                                  np.concatenate([keep_vecs, vecs]))], self.dim)
+        return ExactStore(self.segments + [self.write_segment(root, generation, ids, vecs)], self.dim)
+
+    # ------------------------------------------------------------------ reading
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row numbers of ``ids`` (any shape); raises if one is missing."""
+        flat = np.asarray(ids, dtype=np.int64).reshape(-1)
+        pos = np.searchsorted(self.ids, flat)
+        pos_c = np.minimum(pos, max(len(self.ids) - 1, 0))
+        ok = (pos < len(self.ids)) & (self.ids[pos_c] == flat) if len(self.ids) else np.zeros(flat.shape, bool)
+        if not ok.all():
+            raise GalleryCorruptError(f"exact vector store lacks ids {sorted(set(flat[~ok].tolist()))[:20]}; "
+                                      "run `indexer verify`")
+        return pos_c.reshape(np.shape(ids))
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        """Exact vectors for ``ids`` (1-d), float32 (len(ids), dim)."""
+        rows = self.rows_of(np.asarray(ids, dtype=np.int64).reshape(-1))
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        if len(rows) == 0:
+            return out
+        seg = np.searchsorted(self._starts, rows, side="right") - 1
+        for s in np.unique(seg):
+            m = seg == s
+            out[m] = self.segments[s].vectors[rows[m] - self._starts[s]]
+        return out
+
+    def lookup_all(self, live: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every row, or only of ``live`` ids (ascending)."""
+        if live is None:
+            if not self.segments:
+                return self.ids.copy(), np.zeros((0, self.dim), np.float32)
+            return self.ids.copy(), np.concatenate([np.asarray(s.vectors) for s in self.segments])
+        live = np.asarray(live, dtype=np.int64)
+        return live, self.get(live)
+
+    def rerank(self, queries: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Re-score candidate ``ids`` (n, c; -1 = none) by exact inner product; best ``k`` first."""
+        n, c = ids.shape
+        valid = ids >= 0
+        scores = np.full((n, c), -np.inf, dtype=np.float32)
+        if valid.any():
+            vecs = self.get(ids[valid])
+            rows = np.nonzero(valid)[0]
+            scores[valid] = np.einsum("ij,ij->i", vecs, queries[rows], dtype=np.float32)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(np.where(valid, ids, -1), order, 1)
+
+
+def remove_files(root: Path, names: Sequence[str]) -> None:
+    for n in names:
+        try:
+            os.unlink(root / n)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,295 @@
+"""Index specs (what the user asked for) and plans (what is built now, for this many vectors).
+
+A gallery records two things in its manifest:
+
+* ``index_spec`` + ``index_params`` — the user's choice at ``indexer build --index`` (with
+  ``--param KEY=VALUE`` overrides): ``flat``, ``hnsw``, ``ivf``, ``auto``, or
+  ``faiss:<factory string>`` for experts (e.g. ``faiss:IVF4096_HNSW32,SQ8``).
+* ``index`` — the :class:`Plan` actually built for the current gallery size: its type, FAISS
+  factory string and parameters, and why it was chosen (``reason``).
+
+Why separate them: ``auto`` and ``ivf`` are *policies*.  An IVF index cannot be trained on a
+handful of vectors, so an ``ivf`` gallery is exact flat until it holds enough vectors to train
+``nlist`` lists; an ``auto`` gallery is flat while exact search is sub-millisecond and IVF above;
+and an IVF index trained on N vectors is retrained once the gallery grows past
+``IVF_RETRAIN_FACTOR * N`` (its lists were cut for a different distribution and size).  Every
+write re-plans (:func:`plan_for`), and the gallery rebuilds the index when the plan changes type
+or asks for a retrain (:func:`rebuild_reason`).
+
+The numbers below come from ``scripts/bench_index.py`` on this 2-core box (1 FAISS thread,
+256-d features clustered around real encoder features); see the README table and the comments.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from .errors import GalleryError
+
+KINDS = ("flat", "hnsw", "ivf", "auto")
+FAISS_PREFIX = "faiss:"
+
+# --- auto: exact search while it is sub-millisecond --------------------------------------------
+# Exact (flat) single-query top-10 on 1 thread grows linearly with N. bench_index.py measured
+# (flat sweep, 2026 run on this box, under the training job's load) p99 < 1 ms up to ~25k
+# vectors and ~2 ms at 50k; p50 0.15 ms at 10k and ~5 ms at 100k (also measured-physics.md §3).
+# Above AUTO_FLAT_MAX an auto gallery becomes IVF; it goes back to flat only below
+# AUTO_FLAT_MAX * AUTO_SHRINK_HYSTERESIS, so a gallery hovering at the threshold does not flip
+# (each flip is a full rebuild).
+AUTO_FLAT_MAX = 20_000
+AUTO_SHRINK_HYSTERESIS = 0.5
+
+# --- IVF -----------------------------------------------------------------------------------------
+# k-means needs training points per centroid; FAISS warns below 39.  A gallery smaller than
+# IVF_MIN_POINTS_PER_LIST * nlist is served by an exact flat index until it is big enough.
+IVF_MIN_POINTS_PER_LIST = 39
+# Training sample cap per list: 64 points/list trains nlist=1024 in ~4 s on one core
+# (FAISS's default 256 would take ~4x longer for the same recall on this data).
+IVF_TRAIN_POINTS_PER_LIST = 64
+# Retrain (rebuild) when the gallery has grown past this factor of the size it was trained on.
+IVF_RETRAIN_FACTOR = 2.0
+# nlist = IVF_NLIST_PER_SQRT * sqrt(N), rounded to a power of two, clamped to [16, 65536].
+# bench_index.py: at 1M, nlist 1024 with nprobe 16 met the bar (p99 < 1 ms, label@1 >= 0.99)
+# and trains in seconds; nlist 4096 took ~1 min to train on one core for no recall gain.
+IVF_NLIST_PER_SQRT = 4.0
+IVF_NLIST_MIN, IVF_NLIST_MAX = 16, 65_536
+# nprobe 16 at nlist 1024: smallest setting with top-1 label agreement >= 0.99 against exact
+# search on the clustered real-feature data at 1M (nprobe 4/8 reached 0.97-0.98).
+IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 16, "codec": "sq8", "rerank": 4}
+IVF_CODECS = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16", "pq8": "PQ8", "pq16": "PQ16",
+              "pq32": "PQ32", "pq64": "PQ64"}
+
+# --- HNSW ----------------------------------------------------------------------------------------
+# M=32 / efConstruction=80: measured-physics.md §3 (recall@1 0.991 at efSearch 128 at 1M, but
+# ~6 minutes to build 1M on one core and no removal: tombstones + `indexer compact`).
+HNSW_DEFAULTS: dict[str, Any] = {"M": 32, "efConstruction": 80, "efSearch": 128, "codec": "flat", "rerank": 4}
+HNSW_CODECS = {"flat": "Flat", "sq8": "SQ8"}
+# HNSW over SQ8 codes must learn the per-dimension ranges first: flat below this many vectors.
+HNSW_SQ_MIN_TRAIN = 256
+
+# Exact re-ranking: a lossy index (SQ8/PQ codes) returns rerank*k candidates (at least
+# RERANK_MIN), re-scored by exact cosine against the float vectors kept beside the index.
+RERANK_MIN = 32
+
+# Per-query search parameters and which plan types they apply to.
+SEARCH_PARAMS = {"efSearch": ("hnsw", "faiss"), "nprobe": ("ivf", "faiss"), "rerank": ("hnsw", "ivf", "faiss")}
+
+_PARAMS: dict[str, dict[str, type]] = {
+    "flat": {},
+    "hnsw": {"M": int, "efConstruction": int, "efSearch": int, "codec": str, "rerank": int},
+    "ivf": {"nlist": int, "nprobe": int, "codec": str, "rerank": int},
+    "auto": {"flat_max": int, "nlist": int, "nprobe": int, "codec": str, "rerank": int},
+    "faiss": {"efSearch": int, "nprobe": int, "rerank": int},
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The user's choice: ``kind`` in KINDS or "faiss" (then ``factory`` is set), plus overrides."""
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    factory: str | None = None
+
+    @property
+    def text(self) -> str:
+        """What the manifest stores as ``index_spec``."""
+        return FAISS_PREFIX + self.factory if self.kind == "faiss" else self.kind
+
+
+@dataclass
+class Plan:
+    """The index built now.  Stored as ``manifest["index"]``."""
+
+    type: str  # flat | hnsw | ivf | faiss
+    factory: str  # FAISS factory string of the inner index (ids are mapped by IDMap2 or IVF)
+    rerank: int = 0  # candidates factor for exact re-ranking; 0 = scores are already exact
+    M: int | None = None
+    efConstruction: int | None = None
+    efSearch: int | None = None
+    nlist: int | None = None
+    nprobe: int | None = None
+    codec: str | None = None
+    trained_on: int | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "Plan":
+        if not d:  # galleries written before index plans existed are flat
+            return flat_plan("flat")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def search_defaults(self) -> dict[str, int]:
+        out = {}
+        if self.efSearch is not None:
+            out["efSearch"] = int(self.efSearch)
+        if self.nprobe is not None:
+            out["nprobe"] = int(self.nprobe)
+        if self.rerank:
+            out["rerank"] = int(self.rerank)
+        return out
+
+
+def supported_text() -> str:
+    return "auto, flat, hnsw, ivf, or faiss:<factory string> (e.g. faiss:HNSW32,Flat)"
+
+
+def parse_spec(text: str, params: Mapping[str, Any] | None = None) -> Spec:
+    """Validate ``text`` (+ ``params``) into a :class:`Spec`; raises GalleryError naming the problem."""
+    text = str(text).strip()
+    if text.startswith(FAISS_PREFIX):
+        factory = text[len(FAISS_PREFIX):].strip()
+        if not factory:
+            raise GalleryError(f"index spec {text!r}: give a FAISS factory string after 'faiss:'")
+        kind = "faiss"
+    elif text in KINDS:
+        kind, factory = text, None
+    else:
+        raise GalleryError(f"index spec {text!r} is not supported by this docretriever "
+                           f"(supported: {supported_text()})")
+    return Spec(kind, _check_params(kind, dict(params or {})), factory)
+
+
+def parse_param_pairs(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """CLI ``--param KEY=VALUE`` strings -> dict (ints where they look like ints)."""
+    out: dict[str, Any] = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise GalleryError(f"index parameter {p!r} is not KEY=VALUE (e.g. efSearch=128)")
+        v = value.strip()
+        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
+
+def _check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    allowed = _PARAMS[kind]
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in allowed:
+            raise GalleryError(f"index parameter {key!r} does not apply to index {kind!r} "
+                               f"(parameters: {', '.join(sorted(allowed)) or 'none'})")
+        want = allowed[key]
+        if want is int:
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise GalleryError(f"index parameter {key}={value!r} must be an integer") from None
+            if value < (0 if key == "rerank" else 1):
+                raise GalleryError(f"index parameter {key}={value} must be {'>= 0' if key == 'rerank' else '>= 1'}")
+        else:
+            value = str(value).lower()
+            codecs = HNSW_CODECS if kind == "hnsw" else IVF_CODECS
+            if key == "codec" and value not in codecs:
+                raise GalleryError(f"index parameter codec={value!r} for {kind!r}: choose one of "
+                                   f"{', '.join(codecs)}")
+        out[key] = value
+    return out
+
+
+def check_search_params(params: Mapping[str, Any] | None) -> dict[str, int]:
+    """Per-query parameters: known keys, integers >= 1 (``rerank`` >= 0; 0 = no re-ranking)."""
+    out: dict[str, int] = {}
+    for key, value in (params or {}).items():
+        if key not in SEARCH_PARAMS:
+            raise GalleryError(f"unknown search parameter {key!r} (known: {', '.join(SEARCH_PARAMS)})")
+        low = 0 if key == "rerank" else 1
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() \
+                or int(value) < low:
+            raise GalleryError(f"search parameter {key}={value!r} must be an integer >= {low}")
+        out[key] = int(value)
+    return out
+
+
+def auto_nlist(n: int) -> int:
+    """nlist for ``n`` vectors: IVF_NLIST_PER_SQRT * sqrt(n) as a power of two, clamped to
+    [IVF_NLIST_MIN, IVF_NLIST_MAX] and to what ``n`` vectors can train (IVF_MIN_POINTS_PER_LIST each)."""
+    raw = max(1.0, IVF_NLIST_PER_SQRT * math.sqrt(max(n, 1)))
+    p = 2 ** round(math.log2(raw))
+    trainable = 2 ** int(math.log2(max(n // IVF_MIN_POINTS_PER_LIST, 1)))
+    return int(min(IVF_NLIST_MAX, max(IVF_NLIST_MIN, min(p, trainable))))
+
+
+def ivf_min_vectors(nlist: int) -> int:
+    return IVF_MIN_POINTS_PER_LIST * nlist
+
+
+def flat_plan(reason: str) -> Plan:
+    return Plan(type="flat", factory="Flat", reason=reason)
+
+
+def _ivf_plan(params: Mapping[str, Any], n: int, who: str) -> Plan:
+    p = {**IVF_DEFAULTS, **{k: v for k, v in params.items() if k in IVF_DEFAULTS}}
+    nlist = int(p["nlist"]) if p.get("nlist") else auto_nlist(n)
+    codec = str(p["codec"])
+    need = ivf_min_vectors(nlist)
+    if codec.startswith("pq"):  # each sub-quantizer learns 256 centroids
+        need = max(need, IVF_MIN_POINTS_PER_LIST * 256)
+    if n < need:
+        return flat_plan(f"{who}: {n} vector(s) are too few to train IVF{nlist},{IVF_CODECS[codec]} (needs >= "
+                         f"{need}: {IVF_MIN_POINTS_PER_LIST} per centroid); exact flat search until then")
+    lossy = codec != "flat"
+    return Plan(type="ivf", factory=f"IVF{nlist},{IVF_CODECS[codec]}", nlist=nlist, nprobe=int(p["nprobe"]),
+                codec=codec, rerank=int(p["rerank"]) if lossy else 0, trained_on=n,
+                reason=f"{who}: IVF nlist={nlist} trained on {n} vectors; retrained past "
+                       f"{int(IVF_RETRAIN_FACTOR * n)}")
+
+
+def plan_for(spec: Spec, n: int, current: Plan | None = None) -> Plan:
+    """The index to build for ``n`` vectors under ``spec`` (``current``: the plan now on disk)."""
+    if spec.kind == "flat":
+        return flat_plan("flat: exact search")
+    if spec.kind == "hnsw":
+        p = {**HNSW_DEFAULTS, **spec.params}
+        lossy = p["codec"] != "flat"
+        if lossy and n < HNSW_SQ_MIN_TRAIN:
+            return flat_plan(f"hnsw: {n} vector(s) are too few to train {p['codec']} codes (needs >= "
+                             f"{HNSW_SQ_MIN_TRAIN}); exact flat search until then")
+        return Plan(type="hnsw", factory=f"HNSW{int(p['M'])},{HNSW_CODECS[p['codec']]}", M=int(p["M"]),
+                    efConstruction=int(p["efConstruction"]), efSearch=int(p["efSearch"]), codec=p["codec"],
+                    rerank=int(p["rerank"]) if lossy else 0, reason="hnsw: removals are tombstones until compact")
+    if spec.kind == "ivf":
+        return _ivf_plan(spec.params, n, "ivf")
+    if spec.kind == "auto":
+        flat_max = int(spec.params.get("flat_max", AUTO_FLAT_MAX))
+        stay_ivf = current is not None and current.type == "ivf" and n >= flat_max * AUTO_SHRINK_HYSTERESIS
+        if n <= flat_max and not stay_ivf:
+            return flat_plan(f"auto: {n} <= {flat_max} vectors, exact search is sub-millisecond")
+        if stay_ivf and n <= flat_max:
+            return current  # type: ignore[return-value]
+        return _ivf_plan(spec.params, n, f"auto: {n} > {flat_max} vectors")
+    assert spec.kind == "faiss" and spec.factory
+    return Plan(type="faiss", factory=spec.factory, efSearch=spec.params.get("efSearch"),
+                nprobe=spec.params.get("nprobe"), rerank=int(spec.params.get("rerank", 4)),
+                trained_on=n, reason="faiss factory string given by the user")
+
+
+def eventual_plan(spec: Spec, dim: int) -> Plan:
+    """The plan ``spec`` leads to once the gallery is big (to validate a spec before any data)."""
+    return plan_for(spec, max(10**6, ivf_min_vectors(int(spec.params.get("nlist") or IVF_NLIST_MIN))))
+
+
+def rebuild_reason(spec: Spec, current: Plan, n: int) -> str | None:
+    """Why the index must be rebuilt before holding ``n`` vectors, or None if it can grow in place.
+
+    Rebuilds: the plan's type changes (flat -> IVF once an ``ivf``/``auto`` gallery is big enough
+    to train, IVF -> flat when an ``auto`` gallery shrank below the hysteresis bound), or a
+    trained index (IVF, or a trained FAISS factory index) is asked to hold more than
+    IVF_RETRAIN_FACTOR times its training size.  A trained IVF index keeps serving a gallery that
+    shrank below its training minimum (searching needs no training).
+    """
+    if current.trained_on and n > IVF_RETRAIN_FACTOR * current.trained_on:
+        return (f"{current.type} index trained on {current.trained_on} vectors would hold {n} "
+                f"(> {IVF_RETRAIN_FACTOR:g}x its training size): retrain")
+    want = plan_for(spec, n, current)
+    if current.type == "ivf" and want.type == "flat" and spec.kind == "ivf":
+        return None
+    if want.type != current.type:
+        return f"index type changes: {current.type} -> {want.type} ({want.reason})"
+    return None

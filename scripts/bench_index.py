@@ -1,0 +1,445 @@
+#!/usr/bin/env python
+"""Benchmark gallery index types at 10k / 100k / 1M vectors (a script, not a timed test).
+
+Prints one JSON object per configuration on stdout, then a markdown table (for the README).
+The numbers set ``indexer.specs``'s ``auto`` thresholds and IVF/HNSW parameters.
+
+Data: 256-d features clustered like real ones.  A few hundred documents are rendered
+(30 synthetic families x 10 templates) and encoded with the shipped model: their clean
+features are the *anchors*; the differences between two fills of one template, between a
+render and its simulated capture, and between templates of one family give three real
+variation covariances.  Synthetic document types are anchors moved by template-like noise
+(many types per anchor: confusable siblings); exemplars are a type's centre plus fill-like
+(70%) or capture-like (30%) noise, with ~10% near-duplicates; queries are capture-like draws.
+The 600 real clean features are gallery items too, and their 300 real captures are queries.
+
+Metrics (against exact FlatIP search of the same gallery): recall@1 (same top-1 id), recall@10
+(top-10 overlap / 10), label_agreement_at_1 (top-1 has the exact top-1's label: what
+classification needs).  Latency: single-query top-10 on 1 FAISS thread through
+``indexer.index.search`` (the gallery's own search path: parameters, tombstone filter, exact
+re-ranking), p50/p99 over --queries queries (200 for exact search at 1M); qps: one batch of
+1024 queries.  add_10k_s: adding 10k more vectors to the built index (HNSW/IVF insert cost).
+bytes_per_vector: RAM of the index per vector (codes + ids + graph); exact_store_bytes_per_vector:
+the float32 copy kept on disk (memory-mapped) for re-ranking lossy codes.
+``--gallery`` also measures the Gallery API for the ``auto`` spec: import, open (mmap), search,
+add 10k (full atomic commit), remove, compact.
+
+The box is shared with a training job: every row reports the load average and the CPU used by
+other processes during the measurement ("others_cores").
+
+    python scripts/bench_index.py --sizes 10000,100000            # minutes
+    nohup python scripts/bench_index.py > bench.jsonl 2> bench.log &   # 1M too: ~30+ minutes
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import faiss  # noqa: E402
+
+from indexer import index as idx  # noqa: E402
+from indexer.exact import ExactStore  # noqa: E402
+from indexer.specs import Plan, auto_nlist  # noqa: E402
+
+DIM = 256
+K = 10
+N_FAMILIES_TEMPLATES = 10  # templates rendered per synthetic family
+EXEMPLARS_PER_TYPE = 50  # mean; lognormal spread
+FILL_SHARE = 0.7
+NEAR_DUP_SHARE = 0.1
+TEMPLATE_SCALE = 0.7  # synthetic type centre = anchor + this * template-like noise
+CENTROIDS: dict[tuple[int, int | None], tuple[np.ndarray, float]] = {}  # (n, nlist) -> (k-means centroids, train s)
+
+
+# ---------------------------------------------------------------------------- load / contention
+class Meter:
+    """Wall time, own CPU time and other processes' CPU (cores) over a block."""
+
+    def __enter__(self) -> "Meter":
+        self.t, self.cpu, self.busy = time.perf_counter(), time.process_time(), _busy_jiffies()
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        self.wall = time.perf_counter() - self.t
+        own = time.process_time() - self.cpu
+        busy = (_busy_jiffies() - self.busy) / os.sysconf("SC_CLK_TCK")
+        self.others = max(0.0, (busy - own) / self.wall) if self.wall > 0 else 0.0
+
+
+def _busy_jiffies() -> int:
+    with open("/proc/stat") as fh:
+        parts = [int(v) for v in fh.readline().split()[1:]]
+    return sum(parts) - parts[3] - parts[4]  # minus idle and iowait
+
+
+def loadavg() -> float:
+    return float(open("/proc/loadavg").read().split()[0])
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- data
+def real_anchors(cache: Path, n_families: int | None) -> dict[str, np.ndarray]:
+    """Render + encode documents with the shipped model (cached: it takes ~1 minute)."""
+    import encoders
+
+    enc = encoders.load(threads=1)
+    path = cache / f"anchors-{enc.fingerprint[:16]}.npz"
+    if path.is_file():
+        z = np.load(path)
+        return {k: z[k] for k in z.files}
+    import cv2
+
+    cv2.setNumThreads(1)
+    from encoders.training.capture import simulate_capture
+    from encoders.training.synth import FAMILIES, render_document
+
+    fams = sorted(FAMILIES)[:n_families]
+    f0, f1, fc, fam = [], [], [], []
+    for fi, name in enumerate(fams):
+        r0 = [render_document(name, ts, 0) for ts in range(N_FAMILIES_TEMPLATES)]
+        r1 = [render_document(name, ts, 1) for ts in range(N_FAMILIES_TEMPLATES)]
+        caps = [simulate_capture(im, np.random.default_rng(fi * 100 + ts), "eval") for ts, im in enumerate(r0)]
+        f0.append(enc.encode(r0))
+        f1.append(enc.encode(r1))
+        fc.append(enc.encode(caps))
+        fam += [fi] * N_FAMILIES_TEMPLATES
+        log(f"anchors: {name} ({len(fam)} documents)")
+    out = {"f0": np.concatenate(f0), "f1": np.concatenate(f1), "fc": np.concatenate(fc), "fam": np.asarray(fam)}
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **out)
+    return out
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    faiss.normalize_L2(x)
+    return x
+
+
+class Generator:
+    """Synthetic types around real anchors, noise drawn from real variation (see module doc)."""
+
+    def __init__(self, anchors: dict[str, np.ndarray], seed: int) -> None:
+        self.a = anchors
+        self.rng = np.random.default_rng(seed)
+        f0, f1, fc, fam = anchors["f0"], anchors["f1"], anchors["fc"], anchors["fam"]
+        fam_mean = np.stack([f0[fam == f].mean(0) for f in fam])
+        self.d_fill, self.d_cap, self.d_tmpl = (f1 - f0), (fc - f0), (f0 - fam_mean)
+
+    def noise(self, deltas: np.ndarray, n: int) -> np.ndarray:
+        """Gaussian with the deltas' second moment: random combinations of observed deltas."""
+        w = self.rng.standard_normal((n, len(deltas)), dtype=np.float32) / np.sqrt(len(deltas))
+        return w @ deltas.astype(np.float32)
+
+    def gallery(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vectors, labels (int type ids; real anchors first), centres of the synthetic types)."""
+        real = np.concatenate([self.a["f0"], self.a["f1"]])
+        real_lab = np.concatenate([np.arange(len(self.a["f0"]))] * 2)
+        m = max(0, n - len(real))
+        n_types = max(1, m // EXEMPLARS_PER_TYPE)
+        base = self.rng.integers(0, len(self.a["f0"]), n_types)
+        centres = _normalise(self.a["f0"][base] + TEMPLATE_SCALE * self.noise(self.d_tmpl, n_types))
+        weights = self.rng.lognormal(0.0, 0.8, n_types)
+        counts = np.maximum(1, np.floor(weights / weights.sum() * m)).astype(int)
+        while counts.sum() < m:
+            counts[self.rng.integers(0, n_types)] += 1
+        while counts.sum() > m:
+            j = self.rng.integers(0, n_types)
+            counts[j] -= counts[j] > 1
+        lab = np.repeat(np.arange(n_types), counts)[:m]
+        out = np.empty((m, DIM), np.float32)
+        step = 100_000
+        for s in range(0, m, step):
+            e = min(m, s + step)
+            is_fill = self.rng.random(e - s) < FILL_SHARE
+            noise = np.where(is_fill[:, None], self.noise(self.d_fill, e - s), self.noise(self.d_cap, e - s))
+            out[s:e] = _normalise(centres[lab[s:e]] + noise)
+        dup = self.rng.random(m) < NEAR_DUP_SHARE
+        src = self.rng.integers(0, m, int(dup.sum()))
+        out[dup] = _normalise(out[src] + 0.2 * self.noise(self.d_fill, int(dup.sum())))
+        lab[dup] = lab[src]
+        offset = len(self.a["f0"])
+        vecs = np.concatenate([real, out]) if n >= len(real) else real[:n]
+        labels = np.concatenate([real_lab, lab + offset]) if n >= len(real) else real_lab[:n]
+        self._centres, self._offset = centres, offset
+        return vecs[:n], labels[:n], centres
+
+    def queries(self, labels: np.ndarray, nq: int) -> np.ndarray:
+        """Real captures of the real types first, then capture-like draws of synthetic types."""
+        real = self.a["fc"][: min(len(self.a["fc"]), nq // 3)]
+        m = nq - len(real)
+        syn = labels[labels >= self._offset] - self._offset
+        if len(syn) == 0:
+            return real
+        pick = syn[self.rng.integers(0, len(syn), m)]
+        return np.concatenate([real, _normalise(self._centres[pick] + self.noise(self.d_cap, m))])
+
+    def more(self, n: int) -> np.ndarray:
+        t = self.rng.integers(0, len(self._centres), n)
+        return _normalise(self._centres[t] + self.noise(self.d_fill, n))
+
+
+# ---------------------------------------------------------------------------- measurements
+def latency(fn: Callable[[np.ndarray], Any], queries: np.ndarray, n: int) -> tuple[float, float, float]:
+    """Single-query p50/p99 wall ms, and p99 of the thread's CPU ms (wall minus preemption by others)."""
+    wall, cpu = [], []
+    for i in range(n):
+        q = queries[i % len(queries)][None]
+        t, c = time.perf_counter(), time.thread_time()
+        fn(q)
+        cpu.append(time.thread_time() - c)
+        wall.append(time.perf_counter() - t)
+    ms, cms = np.asarray(wall) * 1e3, np.asarray(cpu) * 1e3
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(np.percentile(cms, 99))
+
+
+def exact_topk(vecs: np.ndarray, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Exact top-k ids by blocked matrix products (ids = row numbers), skipping ``exclude`` rows."""
+    best_s = np.full((len(queries), k), -np.inf, np.float32)
+    best_i = np.full((len(queries), k), -1, np.int64)
+    for s in range(0, len(vecs), 100_000):
+        sims = queries @ vecs[s:s + 100_000].T
+        if exclude is not None:
+            ex = exclude[(exclude >= s) & (exclude < s + 100_000)] - s
+            sims[:, ex] = -np.inf
+        part = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, :k]
+        s_all = np.concatenate([best_s, np.take_along_axis(sims, part, 1)], 1)
+        i_all = np.concatenate([best_i, part + s], 1)
+        o = np.argsort(-s_all, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(s_all, o, 1), np.take_along_axis(i_all, o, 1)
+    return best_i
+
+
+def qps(fn: Callable[[np.ndarray], Any], queries: np.ndarray, repeats: int) -> float:
+    batch = np.ascontiguousarray(np.resize(queries, (1024, DIM)))
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(batch)
+        rates.append(len(batch) / (time.perf_counter() - t))
+    return float(np.median(rates))
+
+
+def quality(ids: np.ndarray, exact_ids: np.ndarray, labels_of: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+    r1 = float(np.mean(ids[:, 0] == exact_ids[:, 0]))
+    r10 = float(np.mean([len(set(a[a >= 0]) & set(b)) / K for a, b in zip(ids, exact_ids)]))
+    ok = ids[:, 0] >= 0
+    agree = np.zeros(len(ids), bool)
+    agree[ok] = labels_of(ids[ok, 0]) == labels_of(exact_ids[ok, 0])
+    return {"recall_at_1": round(r1, 4), "recall_at_10": round(r10, 4), "label_agreement_at_1": round(float(agree.mean()), 4)}
+
+
+def rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def emit(row: dict[str, Any]) -> dict[str, Any]:
+    row = {"load": round(loadavg(), 2), **row}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def bench_index(name: str, plan: Plan, sweep_key: str | None, sweep: list[int], extra: dict[str, Any],
+                vecs: np.ndarray, labels: np.ndarray, queries: np.ndarray, exact_ids: np.ndarray,
+                more: np.ndarray, args: argparse.Namespace, tmp: Path, tombstones: float = 0.0) -> list[dict]:
+    n = len(vecs)
+    ids = np.arange(n, dtype=np.int64)
+    log(f"{name} n={n}: building {plan.factory}")
+    with Meter() as mb:
+        index = idx.create(plan, DIM)
+        t = time.perf_counter()
+        key = (n, plan.nlist)
+        if plan.type == "ivf" and key in CENTROIDS:  # same coarse quantizer for every codec: train k-means once
+            faiss.downcast_index(index).quantizer.add(CENTROIDS[key][0])
+        plan = idx.train(index, plan, vecs)
+        train_s = time.perf_counter() - t
+        if plan.type == "ivf":
+            if key in CENTROIDS:
+                train_s += CENTROIDS[key][1]  # report the full training cost
+            else:
+                q = faiss.downcast_index(faiss.downcast_index(index).quantizer)
+                CENTROIDS[key] = (q.reconstruct_n(0, q.ntotal), train_s)
+        t = time.perf_counter()
+        idx.add(index, ids, vecs)
+        add_s = time.perf_counter() - t
+    store = None
+    exact_bpv = 0.0
+    if plan.rerank:
+        store = ExactStore([ExactStore.write_segment(tmp, 1, ids, vecs)], DIM)
+        exact_bpv = store.nbytes() / n
+    dead = None
+    if tombstones:
+        pick = np.random.default_rng(7).choice(n, int(n * tombstones), replace=False)
+        dead = idx.Tombstones(pick)
+        exact_live = exact_topk(vecs, queries, K, dead.ids)  # ground truth without the removed items
+    labels_of = lambda i: labels[i]  # noqa: E731  ids are positions
+    rows = []
+    is_flat = plan.type == "flat"
+    n_lat = min(args.queries, 200) if is_flat and n >= 500_000 else args.queries
+    for value in (sweep or [None]):
+        params = dict(extra)
+        if sweep_key:
+            params[sweep_key] = value
+        fn = lambda q: idx.search(index, q, K, plan, params, dead, store)  # noqa: E731
+        with Meter() as ms:
+            fn(queries[:8])  # warm up
+            p50, p99, p99cpu = latency(fn, queries, n_lat)
+            rate = qps(fn, queries, 1 if is_flat and n >= 500_000 else 3)
+            _, got = fn(queries)
+        q = quality(got, exact_ids if dead is None else exact_live, labels_of)
+        if dead is not None:
+            q["dead_returned"] = int(np.isin(got, dead.ids).sum())
+        config = ",".join(f"{k}={v}" for k, v in {**{k: getattr(plan, k) for k in ("M", "efConstruction", "nlist")
+                                                       if getattr(plan, k)}, **params}.items())
+        rows.append(emit({
+            "index": name, "factory": plan.factory, "config": config, "n": n, "p50_ms": round(p50, 3),
+            "p99_ms": round(p99, 3), "p99_cpu_ms": round(p99cpu, 3), "qps": round(rate, 1), **q,
+            "bytes_per_vector": round(idx.memory_bytes_per_vector(index), 1),
+            "exact_store_bytes_per_vector": round(exact_bpv, 1), "train_s": round(train_s, 2),
+            "add_s": round(add_s, 2), "build_others_cores": round(mb.others, 2),
+            "search_others_cores": round(ms.others, 2), "tombstones": len(dead) if dead is not None else 0,
+        }))
+    if len(more):
+        with Meter():
+            t = time.perf_counter()
+            idx.add(index, np.arange(n, n + len(more), dtype=np.int64), more)
+            add10k = time.perf_counter() - t
+        for r in rows:
+            r["add_10k_s"] = round(add10k, 3)
+        emit({"index": name, "factory": plan.factory, "n": n, "add_10k_s": round(add10k, 3), "kind": "add"})
+    del index, store
+    gc.collect()
+    return rows
+
+
+def configs(n: int, args: argparse.Namespace) -> list[tuple[str, Plan, str | None, list[int], dict[str, Any], float]]:
+    nl = auto_nlist(n)
+    out: list[tuple[str, Plan, str | None, list[int], dict[str, Any], float]] = [
+        ("flat", Plan(type="flat", factory="Flat"), None, [], {}, 0.0)]
+    if "ivf" in args.types:
+        for nlist in sorted({nl, *[int(v) for v in args.extra_nlist if int(v) * 39 <= n]}):
+            probes = [p for p in args.nprobe if p <= nlist]
+            out.append(("ivf-sq8+rerank", Plan(type="ivf", factory=f"IVF{nlist},SQ8", nlist=nlist, nprobe=8,
+                                               codec="sq8", rerank=4), "nprobe", probes, {"rerank": 4}, 0.0))
+            out.append(("ivf-sq8", Plan(type="ivf", factory=f"IVF{nlist},SQ8", nlist=nlist, nprobe=8, codec="sq8",
+                                        rerank=4), "nprobe", probes[-2:], {"rerank": 0}, 0.0))
+            if "ivf-flat" in args.types:
+                out.append(("ivf-flat", Plan(type="ivf", factory=f"IVF{nlist},Flat", nlist=nlist, nprobe=8), "nprobe",
+                            probes, {}, 0.0))
+    if "auto" in args.types:
+        from indexer.specs import parse_spec, plan_for
+
+        plan = plan_for(parse_spec("auto"), n)
+        out.append(("auto", plan, None, [], {}, 0.0))
+    if "hnsw" in args.types:
+        out.append(("hnsw", Plan(type="hnsw", factory="HNSW32,Flat", M=32, efConstruction=80, efSearch=128),
+                    "efSearch", args.ef_search, {}, 0.0))
+        out.append(("hnsw+1%tombstones", Plan(type="hnsw", factory="HNSW32,Flat", M=32, efConstruction=80,
+                                               efSearch=128), "efSearch", [128], {}, 0.01))
+    return out
+
+
+def flat_sweep(gen: Generator, args: argparse.Namespace) -> None:
+    """Exact search latency at sizes between the main ones: where it stops being sub-millisecond."""
+    for n in args.flat_sweep:
+        vecs, labels, _ = gen.gallery(n)
+        q = gen.queries(labels, 200)
+        index = idx.create(Plan(type="flat", factory="Flat"), DIM)
+        idx.add(index, np.arange(n, dtype=np.int64), vecs)
+        fn = lambda x: idx.search(index, x, K)  # noqa: E731
+        fn(q[:8])
+        with Meter() as m:
+            p50, p99, p99cpu = latency(fn, q, args.queries)
+        emit({"index": "flat", "kind": "flat_sweep", "n": n, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+              "p99_cpu_ms": round(p99cpu, 3),
+              "search_others_cores": round(m.others, 2)})
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = ("| n | index | config | p50 ms | p99 ms | p99 CPU ms | QPS (batch 1024) | recall@1 | recall@10 | label@1 | "
+            "bytes/vec (RAM) | exact store B/vec | build s | add 10k s | load |")
+    lines = [head, "|" + "|".join(["---:"] * 15) + "|"]
+    for r in rows:
+        if "p50_ms" not in r or r.get("kind"):
+            continue
+        lines.append(f"| {r['n']:,} | {r['index']} | {r.get('config', '')} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+                     f"{r['p99_cpu_ms']:.3f} | {r['qps']:,.0f} | {r['recall_at_1']:.3f} | {r['recall_at_10']:.3f} | "
+                     f"{r['label_agreement_at_1']:.3f} | {r['bytes_per_vector']:,.0f} | "
+                     f"{r['exact_store_bytes_per_vector']:,.0f} | {r['train_s'] + r['add_s']:.1f} | "
+                     f"{r.get('add_10k_s', float('nan')):.2f} | {r['load']:.1f} |")
+    return "\n".join(lines)
+
+
+def bench_gallery(*a: Any) -> list[dict[str, Any]]:
+    return []
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000", help="Gallery sizes, comma-separated.")
+    ap.add_argument("--queries", type=int, default=1000, help="Queries for latency and recall.")
+    ap.add_argument("--types", default="ivf,hnsw,auto",
+                    help="Index families to run: ivf (SQ8 with/without re-ranking), ivf-flat, hnsw, auto.")
+    ap.add_argument("--extra-nlist", default="", help="More IVF nlist values to try, e.g. 1024,2048.")
+    ap.add_argument("--nprobe", default="8,16,32,64,128", help="IVF nprobe values to sweep.")
+    ap.add_argument("--ef-search", default="64,128,256,512", help="HNSW efSearch values to sweep.")
+    ap.add_argument("--flat-sweep", default="10000,20000,30000,50000",
+                    help="Sizes for the exact-search latency sweep ('' to skip).")
+    ap.add_argument("--families", type=int, default=None, help="Rendered families (default all 30).")
+    ap.add_argument("--gallery", action="store_true", help="Also measure the Gallery API with --index auto.")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "docretriever-bench")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    args.types = [t for t in args.types.split(",") if t]
+    args.extra_nlist = [v for v in args.extra_nlist.split(",") if v]
+    args.flat_sweep = [int(v) for v in args.flat_sweep.split(",") if v]
+    args.nprobe = [int(v) for v in args.nprobe.split(",") if v]
+    args.ef_search = [int(v) for v in args.ef_search.split(",") if v]
+    idx.set_faiss_threads(1)
+    log(f"load average {loadavg():.2f} on {os.cpu_count()} cores; faiss {faiss.__version__}, 1 thread")
+    anchors = real_anchors(args.cache, args.families)
+    rows: list[dict[str, Any]] = []
+    if args.flat_sweep:
+        flat_sweep(Generator(anchors, args.seed + 99), args)
+    for n in [int(s) for s in args.sizes.split(",") if s]:
+        gen = Generator(anchors, args.seed + n)
+        vecs, labels, _ = gen.gallery(n)
+        queries = gen.queries(labels, args.queries)
+        more = gen.more(10_000)
+        log(f"n={n}: {len(np.unique(labels))} types; exact ground truth")
+        exact_ids = exact_topk(vecs, queries, K)
+        top1 = np.sum(vecs[exact_ids[:, 0]] * queries, 1)
+        emit({"kind": "data", "n": n, "types": int(len(np.unique(labels))), "queries": len(queries),
+              "exact_top1_cosine_p50": round(float(np.median(top1)), 4),
+              "exact_top1_top2_gap_p50": round(float(np.median(top1 - np.sum(vecs[exact_ids[:, 1]] * queries, 1))), 4)})
+        with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
+            for name, plan, key, sweep, extra, dead in configs(n, args):
+                rows += bench_index(name, plan, key, sweep, extra, vecs, labels, queries, exact_ids, more, args,
+                                    Path(tmp), dead)
+            if args.gallery:
+                rows += bench_gallery(vecs, labels, queries, exact_ids, more, Path(tmp))
+        del vecs, labels, queries
+        gc.collect()
+    print("\n" + markdown(rows))
+    log(f"done; load average {loadavg():.2f}")
+
+
+if __name__ == "__main__":
+    main()
