@@ -67,8 +67,12 @@ MMAP_MIN_BYTES = 64 << 20
 # write leaves it untouched) when it is smaller than this; bigger ones are changed in place
 # (a copy of a 1 GB index costs seconds) and reloaded from disk if the write fails.
 CLONE_MAX_BYTES = 256 << 20
-# Near-duplicate checks on an approximate index look at this many neighbours per new vector.
+# Near-duplicate checks on an approximate index look at this many neighbours per new vector, with
+# cheaper search parameters than queries (a vector at cosine >= 0.97 lies in the same IVF list or
+# graph neighbourhood; this keeps adding 10k vectors to a 1M IVF gallery within seconds).  Scores
+# are re-ranked exactly, so the bound is compared with true cosines.
 NEAR_DUP_NEIGHBOURS = 16
+NEAR_DUP_SEARCH = {"nprobe": 4, "efSearch": 64}
 # The check among the new vectors themselves is quadratic; bigger batches skip it (noted).
 NEAR_DUP_BATCH_MAX = 20_000
 
@@ -758,8 +762,10 @@ class Gallery:
         if s.plan.type == "flat" and s.dead is None:
             return idx.neighbours_above(s.index, feats, bound)
         out = []
+        p = s.plan.search_defaults  # a near-duplicate sits in the query's own list / graph region:
+        cheap = {k: min(v, NEAR_DUP_SEARCH[k]) for k, v in p.items() if k in NEAR_DUP_SEARCH}
         for start in range(0, len(feats), 4096):
-            scores, ids = self.search(feats[start:start + 4096], NEAR_DUP_NEIGHBOURS)
+            scores, ids = self.search(feats[start:start + 4096], NEAR_DUP_NEIGHBOURS, params=cheap)
             rows, cols = np.nonzero((scores >= np.float32(bound)) & (ids >= 0))
             out += [(start + int(r), int(ids[r, c]), float(scores[r, c])) for r, c in zip(rows, cols)]
         return out
@@ -868,13 +874,19 @@ class Gallery:
 
 
 class _ShaLookup(Mapping[str, str]):
-    """sha256 -> "id N, label 'x', source" for the items table, without building N f-strings
-    (1M items: a dict of row numbers, descriptions formatted only for hits)."""
+    """sha256 -> "id N, label 'x', source" for the items table.  Built on first use (an import of
+    vectors without image hashes never needs it) and without formatting N descriptions (1M items:
+    a dict of row numbers; a description is formatted only for a hit)."""
 
     def __init__(self, items: pa.Table) -> None:
         self._items = items
-        col = items.column("sha256").to_pylist()
-        self._row = {sha: i for i, sha in enumerate(col) if sha}
+        self._rows: dict[str, int] | None = None
+
+    @property
+    def _row(self) -> dict[str, int]:
+        if self._rows is None:
+            self._rows = {sha: i for i, sha in enumerate(self._items.column("sha256").to_pylist()) if sha}
+        return self._rows
 
     def __getitem__(self, sha: str) -> str:
         i = self._row[sha]
@@ -883,7 +895,7 @@ class _ShaLookup(Mapping[str, str]):
                f"{it.column('source')[i].as_py()}"
 
     def __contains__(self, sha: object) -> bool:
-        return sha in self._row
+        return bool(sha) and sha in self._row
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._row)

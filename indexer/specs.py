@@ -31,32 +31,38 @@ KINDS = ("flat", "hnsw", "ivf", "auto")
 FAISS_PREFIX = "faiss:"
 
 # --- auto: exact search while it is sub-millisecond --------------------------------------------
-# Exact (flat) single-query top-10 on 1 thread grows linearly with N. bench_index.py measured
-# (flat sweep, 2026 run on this box, under the training job's load) p99 < 1 ms up to ~25k
-# vectors and ~2 ms at 50k; p50 0.15 ms at 10k and ~5 ms at 100k (also measured-physics.md §3).
-# Above AUTO_FLAT_MAX an auto gallery becomes IVF; it goes back to flat only below
+# Exact (flat) single-query top-10 on 1 thread grows linearly with N.  scripts/bench_index.py's
+# flat sweep on this box (2 cores shared with a training job, load 6-7): p50 / p99-CPU ms were
+# 0.37 / 0.83 at 10k, 1.4 / 1.7 at 20k, 6.1 / 2.9 at 30k, 15 / 8.5 at 100k (measured-physics.md
+# §3, a quieter run: 0.15 ms at 10k, 5 ms at 100k).  So exact search is sub-millisecond up to
+# ~10k vectors; above AUTO_FLAT_MAX an auto gallery becomes IVF.  It goes back to flat only below
 # AUTO_FLAT_MAX * AUTO_SHRINK_HYSTERESIS, so a gallery hovering at the threshold does not flip
 # (each flip is a full rebuild).
-AUTO_FLAT_MAX = 20_000
+AUTO_FLAT_MAX = 10_000
 AUTO_SHRINK_HYSTERESIS = 0.5
 
 # --- IVF -----------------------------------------------------------------------------------------
 # k-means needs training points per centroid; FAISS warns below 39.  A gallery smaller than
 # IVF_MIN_POINTS_PER_LIST * nlist is served by an exact flat index until it is big enough.
 IVF_MIN_POINTS_PER_LIST = 39
-# Training sample cap per list: 64 points/list trains nlist=1024 in ~4 s on one core
-# (FAISS's default 256 would take ~4x longer for the same recall on this data).
+# Training sample cap per list: 64 points/list; nlist 4096 then trains on 262k vectors in ~75 s
+# on one contended core (bench_index.py, 1M); FAISS's default 256/list would take ~4x longer.
 IVF_TRAIN_POINTS_PER_LIST = 64
-# Retrain (rebuild) when the gallery has grown past this factor of the size it was trained on.
+# Retrain (rebuild) when the gallery has grown past this factor of the size it was trained on:
+# the lists were cut for the old size (list length ~ N / nlist grows, so search cost does too).
 IVF_RETRAIN_FACTOR = 2.0
-# nlist = IVF_NLIST_PER_SQRT * sqrt(N), rounded to a power of two, clamped to [16, 65536].
-# bench_index.py: at 1M, nlist 1024 with nprobe 16 met the bar (p99 < 1 ms, label@1 >= 0.99)
-# and trains in seconds; nlist 4096 took ~1 min to train on one core for no recall gain.
+# nlist = IVF_NLIST_PER_SQRT * sqrt(N), as a power of two (4096 at 1M, 1024 at 100k), clamped to
+# [16, 65536] and to what N vectors can train.  bench_index.py at 1M (IVF-SQ8 + re-ranking, load
+# ~3): at equal label agreement, nlist 4096 was the fastest (nprobe 32: p50 0.85 ms, label@1 0.986;
+# nprobe 64: 1.41 ms, 0.996) vs nlist 2048 (nprobe 32: 1.20 ms, 0.990) and nlist 1024 (nprobe 32:
+# 2.6 ms, 0.992).  Recall depended on nprobe far more than on nlist, so one nprobe serves all sizes.
 IVF_NLIST_PER_SQRT = 4.0
 IVF_NLIST_MIN, IVF_NLIST_MAX = 16, 65_536
-# nprobe 16 at nlist 1024: smallest setting with top-1 label agreement >= 0.99 against exact
-# search on the clustered real-feature data at 1M (nprobe 4/8 reached 0.97-0.98).
-IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 16, "codec": "sq8", "rerank": 4}
+# nprobe 48: between the measured 32 (label@1 0.986-0.990) and 64 (0.996-0.998) — the smallest
+# setting expected to hold top-1 label agreement >= 0.99 with exact search on real-feature data.
+# rerank 4 (40 candidates for top-10): SQ8 scores alone reorder near-ties (label@1 0.986 at
+# nprobe 64 without re-ranking, 0.998 with it, nlist 2048, 1M).
+IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 48, "codec": "sq8", "rerank": 4}
 IVF_CODECS = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16", "pq8": "PQ8", "pq16": "PQ16",
               "pq32": "PQ32", "pq64": "PQ64"}
 
@@ -260,7 +266,7 @@ def plan_for(spec: Spec, n: int, current: Plan | None = None) -> Plan:
         flat_max = int(spec.params.get("flat_max", AUTO_FLAT_MAX))
         stay_ivf = current is not None and current.type == "ivf" and n >= flat_max * AUTO_SHRINK_HYSTERESIS
         if n <= flat_max and not stay_ivf:
-            return flat_plan(f"auto: {n} <= {flat_max} vectors, exact search is sub-millisecond")
+            return flat_plan(f"auto: exact search up to {flat_max} vectors (sub-millisecond there)")
         if stay_ivf and n <= flat_max:
             return current  # type: ignore[return-value]
         return _ivf_plan(spec.params, n, f"auto: {n} > {flat_max} vectors")

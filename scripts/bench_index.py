@@ -188,9 +188,10 @@ class Generator:
         pick = syn[self.rng.integers(0, len(syn), m)]
         return np.concatenate([real, _normalise(self._centres[pick] + self.noise(self.d_cap, m))])
 
-    def more(self, n: int) -> np.ndarray:
+    def more(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` new fill-like exemplars of existing synthetic types, with their labels."""
         t = self.rng.integers(0, len(self._centres), n)
-        return _normalise(self._centres[t] + self.noise(self.d_fill, n))
+        return _normalise(self._centres[t] + self.noise(self.d_fill, n)), t + self._offset
 
 
 # ---------------------------------------------------------------------------- measurements
@@ -284,18 +285,17 @@ def bench_index(name: str, plan: Plan, sweep_key: str | None, sweep: list[int], 
     if plan.rerank:
         store = ExactStore([ExactStore.write_segment(tmp, 1, ids, vecs)], DIM)
         exact_bpv = store.nbytes() / n
-    dead = None
-    if tombstones:
-        pick = np.random.default_rng(7).choice(n, int(n * tombstones), replace=False)
-        dead = idx.Tombstones(pick)
-        exact_live = exact_topk(vecs, queries, K, dead.ids)  # ground truth without the removed items
     labels_of = lambda i: labels[i]  # noqa: E731  ids are positions
     rows = []
     is_flat = plan.type == "flat"
     n_lat = min(args.queries, 200) if is_flat and n >= 500_000 else args.queries
-    for value in (sweep or [None]):
+    runs: list[tuple[int | None, idx.Tombstones | None]] = [(v, None) for v in (sweep or [None])]
+    if tombstones:  # same index, 1% of it removed (tombstones), at the plan's default parameters
+        pick = np.random.default_rng(7).choice(n, int(n * tombstones), replace=False)
+        runs.append((None, idx.Tombstones(pick)))
+    for value, dead in runs:
         params = dict(extra)
-        if sweep_key:
+        if sweep_key and value is not None:
             params[sweep_key] = value
         fn = lambda q: idx.search(index, q, K, plan, params, dead, store)  # noqa: E731
         with Meter() as ms:
@@ -303,15 +303,18 @@ def bench_index(name: str, plan: Plan, sweep_key: str | None, sweep: list[int], 
             p50, p99, p99cpu = latency(fn, queries, n_lat)
             rate = qps(fn, queries, 1 if is_flat and n >= 500_000 else 3)
             _, got = fn(queries)
-        q = quality(got, exact_ids if dead is None else exact_live, labels_of)
+        truth = exact_ids if dead is None else exact_topk(vecs, queries, K, dead.ids)  # without the removed
+        q = quality(got, truth, labels_of)
         if dead is not None:
             q["dead_returned"] = int(np.isin(got, dead.ids).sum())
-        config = ",".join(f"{k}={v}" for k, v in {**{k: getattr(plan, k) for k in ("M", "efConstruction", "nlist")
-                                                       if getattr(plan, k)}, **params}.items())
+        shown = {**{k: getattr(plan, k) for k in ("M", "efConstruction", "nlist") if getattr(plan, k)}, **params}
+        if dead is not None:
+            shown["tombstones"] = f"{tombstones:.0%}"
+        config = ",".join(f"{k}={v}" for k, v in shown.items())
         rows.append(emit({
-            "index": name, "factory": plan.factory, "config": config, "n": n, "p50_ms": round(p50, 3),
-            "p99_ms": round(p99, 3), "p99_cpu_ms": round(p99cpu, 3), "qps": round(rate, 1), **q,
-            "bytes_per_vector": round(idx.memory_bytes_per_vector(index), 1),
+            "index": name + ("+tombstones" if dead is not None else ""), "factory": plan.factory, "config": config,
+            "n": n, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "p99_cpu_ms": round(p99cpu, 3),
+            "qps": round(rate, 1), **q, "bytes_per_vector": round(idx.memory_bytes_per_vector(index), 1),
             "exact_store_bytes_per_vector": round(exact_bpv, 1), "train_s": round(train_s, 2),
             "add_s": round(add_s, 2), "build_others_cores": round(mb.others, 2),
             "search_others_cores": round(ms.others, 2), "tombstones": len(dead) if dead is not None else 0,
@@ -350,9 +353,7 @@ def configs(n: int, args: argparse.Namespace) -> list[tuple[str, Plan, str | Non
         out.append(("auto", plan, None, [], {}, 0.0))
     if "hnsw" in args.types:
         out.append(("hnsw", Plan(type="hnsw", factory="HNSW32,Flat", M=32, efConstruction=80, efSearch=128),
-                    "efSearch", args.ef_search, {}, 0.0))
-        out.append(("hnsw+1%tombstones", Plan(type="hnsw", factory="HNSW32,Flat", M=32, efConstruction=80,
-                                               efSearch=128), "efSearch", [128], {}, 0.01))
+                    "efSearch", args.ef_search, {}, 0.01))
     return out
 
 
@@ -387,8 +388,90 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def bench_gallery(*a: Any) -> list[dict[str, Any]]:
-    return []
+READER = r"""
+import json, os, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from indexer import Gallery, set_faiss_threads
+set_faiss_threads(1)
+def rss():
+    return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:"))
+q = np.load(sys.argv[3])
+base = rss()
+t = time.perf_counter()
+g = Gallery.open(sys.argv[2], mmap=True)
+open_s = time.perf_counter() - t
+after_open = rss()
+g.search(q[:8], 10)
+wall, cpu = [], []
+for i in range(len(q)):
+    t, c = time.perf_counter(), time.thread_time()
+    g.search(q[i:i + 1], 10)
+    cpu.append(time.thread_time() - c)
+    wall.append(time.perf_counter() - t)
+_, ids = g.search(q, 10)
+np.save(sys.argv[4], ids)
+w, c = np.asarray(wall) * 1e3, np.asarray(cpu) * 1e3
+print(json.dumps({"open_s": open_s, "rss_open_mb": after_open - base, "rss_after_queries_mb": rss() - base,
+                  "p50_ms": float(np.percentile(w, 50)), "p99_ms": float(np.percentile(w, 99)),
+                  "p99_cpu_ms": float(np.percentile(c, 99)), "memory_mapped": g.stats()["memory_mapped"]}))
+"""
+
+
+def bench_gallery(vecs: np.ndarray, labels: np.ndarray, queries: np.ndarray, exact_ids: np.ndarray,
+                  more: np.ndarray, more_labels: np.ndarray, tmp: Path, spec: str) -> list[dict[str, Any]]:
+    """The Gallery API end to end for ``spec``: import, open (mmap, separate process), search, add 10k
+    (near-duplicate check + atomic commit), remove 1k (never returned), compact."""
+    import subprocess
+
+    from indexer import EncoderInfo, Gallery
+
+    n = len(vecs)
+    enc = EncoderInfo("bench-features", "b" * 64, DIM)
+    path = tmp / f"gallery-{spec.replace(':', '_')}-{n}"
+    names = np.asarray([f"type{int(v)}" for v in labels], dtype=object)
+    log(f"gallery {spec} n={n}: import")
+    g = Gallery.create(path, enc, index_spec=spec)
+    with Meter() as m_imp:
+        g.add_vectors(vecs, names.tolist(), encoder=enc, check_near_duplicates=False)
+    plan = g.plan
+    st = g.stats()
+    del g
+    gc.collect()
+    np.save(tmp / "q.npy", queries)
+    proc = subprocess.run([sys.executable, "-c", READER, str(Path(__file__).resolve().parents[1]), str(path),
+                           str(tmp / "q.npy"), str(tmp / "ids.npy")], capture_output=True, text=True, check=True)
+    reader = json.loads(proc.stdout)
+    got = np.load(tmp / "ids.npy")  # item ids = row numbers (imported in order into a new gallery)
+    q = quality(got, exact_ids, lambda i: labels[i])
+    log(f"gallery {spec} n={n}: add 10k")
+    with Meter() as m_open:
+        g = Gallery.open(path, mmap=False)
+    with Meter() as m_add:
+        r = g.add_vectors(more, [f"type{int(v)}" for v in more_labels], encoder=enc, force=True)
+    gone = np.random.default_rng(3).choice(n, 1000, replace=False)
+    with Meter() as m_rm:
+        g.remove(ids=gone.tolist())
+    _, after = g.search(vecs[gone], 10)
+    dead_returned = int(np.isin(after, gone).sum())
+    row = {
+        "index": f"gallery:{spec}", "factory": plan.factory, "config": plan.reason, "n": n, "kind": "gallery",
+        "import_s": round(m_imp.wall, 2), "open_mmap_s": round(reader["open_s"], 3),
+        "rss_open_mb": round(reader["rss_open_mb"], 1), "rss_after_queries_mb": round(reader["rss_after_queries_mb"], 1),
+        "open_write_s": round(m_open.wall, 2), "p50_ms": round(reader["p50_ms"], 3), "p99_ms": round(reader["p99_ms"], 3),
+        "p99_cpu_ms": round(reader["p99_cpu_ms"], 3), **q, "bytes_per_vector": st["bytes_per_vector"],
+        "exact_store_bytes_per_vector": (st["exact_store"] or {}).get("bytes_per_vector", 0),
+        "index_file_bytes_per_vector": st["index_file_bytes_per_vector"], "add_10k_s": round(m_add.wall, 2),
+        "add_10k_notes": r.notes, "add_10k_near_duplicates_accepted": len(r.near_duplicates), "remove_1k_s": round(m_rm.wall, 2), "removed_returned": dead_returned,
+        "others_cores": round(m_add.others, 2),
+    }
+    if n <= 1_000_000:
+        with Meter() as m_c:
+            g.compact()
+        row["compact_s"] = round(m_c.wall, 1)
+    del g
+    gc.collect()
+    return [emit(row)]
 
 
 def main() -> None:
@@ -398,12 +481,13 @@ def main() -> None:
     ap.add_argument("--types", default="ivf,hnsw,auto",
                     help="Index families to run: ivf (SQ8 with/without re-ranking), ivf-flat, hnsw, auto.")
     ap.add_argument("--extra-nlist", default="", help="More IVF nlist values to try, e.g. 1024,2048.")
-    ap.add_argument("--nprobe", default="8,16,32,64,128", help="IVF nprobe values to sweep.")
+    ap.add_argument("--nprobe", default="16,32,48,64,128", help="IVF nprobe values to sweep.")
     ap.add_argument("--ef-search", default="64,128,256,512", help="HNSW efSearch values to sweep.")
     ap.add_argument("--flat-sweep", default="10000,20000,30000,50000",
                     help="Sizes for the exact-search latency sweep ('' to skip).")
     ap.add_argument("--families", type=int, default=None, help="Rendered families (default all 30).")
-    ap.add_argument("--gallery", action="store_true", help="Also measure the Gallery API with --index auto.")
+    ap.add_argument("--gallery", default="auto",
+                    help="Index specs to measure end to end through the Gallery API ('' to skip).")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "docretriever-bench")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -411,6 +495,7 @@ def main() -> None:
     args.extra_nlist = [v for v in args.extra_nlist.split(",") if v]
     args.flat_sweep = [int(v) for v in args.flat_sweep.split(",") if v]
     args.nprobe = [int(v) for v in args.nprobe.split(",") if v]
+    args.gallery = [v for v in args.gallery.split(",") if v]
     args.ef_search = [int(v) for v in args.ef_search.split(",") if v]
     idx.set_faiss_threads(1)
     log(f"load average {loadavg():.2f} on {os.cpu_count()} cores; faiss {faiss.__version__}, 1 thread")
@@ -422,7 +507,7 @@ def main() -> None:
         gen = Generator(anchors, args.seed + n)
         vecs, labels, _ = gen.gallery(n)
         queries = gen.queries(labels, args.queries)
-        more = gen.more(10_000)
+        more, more_labels = gen.more(10_000)
         log(f"n={n}: {len(np.unique(labels))} types; exact ground truth")
         exact_ids = exact_topk(vecs, queries, K)
         top1 = np.sum(vecs[exact_ids[:, 0]] * queries, 1)
@@ -433,8 +518,8 @@ def main() -> None:
             for name, plan, key, sweep, extra, dead in configs(n, args):
                 rows += bench_index(name, plan, key, sweep, extra, vecs, labels, queries, exact_ids, more, args,
                                     Path(tmp), dead)
-            if args.gallery:
-                rows += bench_gallery(vecs, labels, queries, exact_ids, more, Path(tmp))
+            for spec in args.gallery:
+                rows += bench_gallery(vecs, labels, queries, exact_ids, more, more_labels, Path(tmp), spec)
         del vecs, labels, queries
         gc.collect()
     print("\n" + markdown(rows))
