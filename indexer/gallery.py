@@ -384,6 +384,8 @@ class Gallery:
         s = self._s
         if s.exact is not None:
             stored = idx.index_ids(s.index)
+            if s.dead is not None:  # a segment merge may have dropped tombstoned ids' rows
+                stored = stored[np.isin(stored, s.exact.ids)]
             return stored, s.exact.get(stored)
         return idx.all_vectors(s.index)
 

@@ -149,6 +149,20 @@ def test_hnsw_tombstones_survive_reopen_rollback_and_compact(tmp_path, tiny):
         g.remove(ids=[5])  # a tombstone is gone for good
 
 
+def test_hnsw_sq8_tombstones_with_exact_store_segment_merges(tmp_path, tiny):
+    g = make(tmp_path, tiny, "hnsw", {"M": 8, "codec": "sq8"})
+    x, _ = clustered(600)
+    dead = np.arange(0, 60)
+    g.remove(ids=dead.tolist())
+    for i in range(MAX_SEGMENTS + 1):  # forces a merge that keeps only live rows
+        g.add_vectors(*clustered(3, seed=200 + i), encoder=tiny, check_near_duplicates=False)
+    assert len(g.manifest["exact"]) < MAX_SEGMENTS and g.tombstones == 60
+    assert never_returns(g, dead, x[dead]) and verify(g, sample=0).ok
+    scores, ids = g.search(x[100:110], 3)
+    np.testing.assert_allclose(scores, np.einsum("ijk,ik->ij", g.vectors()[1][np.searchsorted(g.vectors()[0], ids)],
+                                                 x[100:110]), atol=1e-5)
+
+
 def test_ivf_too_small_is_flat_trains_when_big_enough_and_retrains_past_factor(tmp_path, tiny):
     assert specs.IVF_RETRAIN_FACTOR == 2.0
     g = Gallery.create(tmp_path / "gal", tiny, index_spec="ivf", index_params={"nlist": 8})  # trains from 312
