@@ -18,7 +18,6 @@ private RAM.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -165,10 +164,3 @@ class ExactStore:
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(np.where(valid, ids, -1), order, 1)
 
-
-def remove_files(root: Path, names: Sequence[str]) -> None:
-    for n in names:
-        try:
-            os.unlink(root / n)
-        except FileNotFoundError:
-            pass

@@ -29,10 +29,9 @@ import numpy as np
 
 import faiss
 
-from .atomic import TMP_PREFIX, fsync_dir
+from .atomic import TMP_PREFIX
 from .errors import GalleryError
-from .specs import (IVF_TRAIN_POINTS_PER_LIST, RERANK_MIN, SEARCH_PARAMS, Plan, flat_plan, parse_spec, plan_for,
-                    supported_text)
+from .specs import IVF_TRAIN_POINTS_PER_LIST, RERANK_MIN, SEARCH_PARAMS, Plan, flat_plan, parse_spec, plan_for
 
 DEFAULT_SPEC = "flat"
 PAD_SCORE = float("-inf")  # score reported next to a padded id of -1
@@ -182,19 +181,17 @@ def index_ids(index: Any) -> np.ndarray:
 
 
 def is_lossy(index: Any) -> bool:
-    """True when stored codes are not the float32 vectors (SQ/PQ/transforms): scores are approximate."""
-    base = _unwrap(index)
-    if isinstance(faiss.downcast_index(index), faiss.IndexPreTransform) or \
-            (_is_id_mapped(index) and isinstance(faiss.downcast_index(faiss.downcast_index(index).index),
-                                                 faiss.IndexPreTransform)):
+    """True when stored codes are not the float32 vectors (SQ/PQ codes, transforms): scores are
+    approximate, so the gallery keeps the exact vectors beside the index (exact.py)."""
+    idx = faiss.downcast_index(index)
+    if _is_id_mapped(idx):
+        idx = faiss.downcast_index(idx.index)
+    if isinstance(idx, faiss.IndexPreTransform):
         return True
+    base = _unwrap(idx)
     if isinstance(base, faiss.IndexHNSW):
         base = faiss.downcast_index(base.storage)
-    if isinstance(base, faiss.IndexFlat):
-        return False
-    if isinstance(base, faiss.IndexIVFFlat):
-        return False
-    return True
+    return not isinstance(base, (faiss.IndexFlat, faiss.IndexIVFFlat))
 
 
 def all_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -218,13 +215,13 @@ def all_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def memory_bytes_per_vector(index: Any) -> float:
-    """Bytes of RAM each vector costs in the index: code, id, and HNSW graph links."""
+    """Bytes of RAM each vector costs in the index: code, 8-byte id, and HNSW graph links."""
     base = _unwrap(index)
     ident = 8  # int64 id in the IDMap or the IVF list
     if isinstance(base, faiss.IndexHNSW):
-        storage = faiss.downcast_index(base.storage)
-        links = (base.hnsw.neighbors.size() * 4 / max(index.ntotal, 1)) if index.ntotal else 2 * base.hnsw.nb_neighbors(0) * 4 / 2
-        return float(storage.sa_code_size() + ident + links)
+        code = faiss.downcast_index(base.storage).sa_code_size()
+        links = base.hnsw.neighbors.size() / index.ntotal if index.ntotal else base.hnsw.nb_neighbors(0)
+        return float(code + ident + 4 * links)  # int32 neighbour ids
     if isinstance(base, faiss.IndexIVF):
         return float(base.code_size + ident)
     try:
@@ -403,6 +400,3 @@ def read_index(path: str | os.PathLike, mmap: bool = False, plan_type: str = "fl
     flag = faiss.IO_FLAG_MMAP if plan_type in ("ivf", "faiss") else faiss.IO_FLAG_MMAP_IFC
     return faiss.read_index(str(path), flag)
 
-
-def fsync_parent(path: Path) -> None:
-    fsync_dir(path.parent)

@@ -244,13 +244,6 @@ def quality(ids: np.ndarray, exact_ids: np.ndarray, labels_of: Callable[[np.ndar
     return {"recall_at_1": round(r1, 4), "recall_at_10": round(r10, 4), "label_agreement_at_1": round(float(agree.mean()), 4)}
 
 
-def rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def emit(row: dict[str, Any]) -> dict[str, Any]:
     row = {"load": round(loadavg(), 2), **row}
     print(json.dumps(row), flush=True)
