@@ -14,7 +14,7 @@ Index types (``index_spec``: flat, hnsw, ivf, auto, faiss:<factory>) and the pla
 index ids missing from the items table) that every search excludes, until :meth:`Gallery.compact`
 rebuilds.  ``count`` is always the number of live items.
 
-Why the manifest is the commit point: a write creates *new* generation files (tmp + fsync +
+Loading a generation from disk lives in state.py.  Why the manifest is the commit point: a write creates *new* generation files (tmp + fsync +
 rename), and only then replaces manifest.json.  A writer killed at any moment leaves either the
 old manifest (naming old, intact files) or the new one (naming new, complete files).  Readers
 only ever open files through the manifest.  The previous manifest is embedded under
@@ -44,15 +44,16 @@ from . import items as items_mod
 from . import specs
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
 from .exact import ExactStore
-from .importer import EncoderInfo, check_vectors
+from .importer import EncoderInfo, check_vectors  # noqa: F401  (EncoderInfo: re-exported for callers)
 from .errors import (EncoderMismatchError, GalleryCorruptError, GalleryError, GalleryLockedError, LabelError,
-                     NearDuplicateError, NotAGalleryError, UnknownItemsError)
+                     NearDuplicateError, UnknownItemsError)
+from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, MMAP_MIN_BYTES, State as _State,  # noqa: F401
+                    generation_files as _generation_files, load_state as _load_state, open_exact as _open_exact,
+                    read_manifest as _read_manifest, try_read_manifest as _try_read_manifest)
 from .ingest import (Batch, Entry, file_mode_collisions, near_duplicate_pairs_within, read_and_encode,
                      resolve_inputs)
 from .labels import LABEL_MODES, check_label, scan_register
 
-FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
-MANIFEST = "manifest.json"
 LOCK_FILE = ".lock"
 METRIC = "inner_product"
 # Two images of *different* document types this similar (cosine) would make both labels
@@ -60,9 +61,6 @@ METRIC = "inner_product"
 NEAR_DUPLICATE_BOUND = 0.97
 DEFAULT_LOCK_TIMEOUT = 10.0  # seconds a writer waits for another writer before giving up
 MAX_LISTED = 50  # problems listed in one error message before "... and N more"
-_GEN_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy)$")
-# Opening maps (instead of reads) index files at least this big (see Gallery.open).
-MMAP_MIN_BYTES = 64 << 20
 # A write copies the index first (readers of this object keep a consistent index; a failed
 # write leaves it untouched) when it is smaller than this; bigger ones are changed in place
 # (a copy of a 1 GB index costs seconds) and reloaded from disk if the write fails.
@@ -101,32 +99,6 @@ class AddResult:
     @property
     def added(self) -> int:
         return len(self.added_ids)
-
-
-@dataclass
-class _State:
-    manifest: dict[str, Any]
-    index: Any  # faiss.Index
-    items: pa.Table
-    ids: np.ndarray  # items ids, sorted ascending
-    labels: np.ndarray  # object array, aligned with ids
-    plan: specs.Plan = field(default_factory=lambda: specs.flat_plan("flat"))
-    dead: idx.Tombstones | None = None  # removed ids still inside an index that cannot remove
-    exact: ExactStore | None = None
-    mapped: bool = False  # index memory-mapped read-only: never add to it
-
-    @classmethod
-    def of(cls, manifest: dict[str, Any], index: Any, items: pa.Table, exact: ExactStore | None = None,
-           mapped: bool = False) -> "_State":
-        items = items.sort_by("id")
-        ids = items.column("id").to_numpy().astype(np.int64)
-        dead = None
-        if index is not None and index.ntotal > len(ids):
-            stored = idx.index_ids(index)
-            dead_ids = stored[~np.isin(stored, ids, assume_unique=False)]
-            dead = idx.Tombstones(dead_ids) if len(dead_ids) else None
-        return cls(manifest, index, items, ids, np.asarray(items.column("label").to_pylist(), dtype=object),
-                   specs.Plan.from_dict(manifest.get("index")), dead, exact, mapped)
 
 
 class Gallery:
@@ -911,90 +883,6 @@ def _index_bytes(index: Any) -> float:
         return float(index.ntotal) * idx.memory_bytes_per_vector(index)
     except Exception:  # noqa: BLE001 - unknown index types: assume big (change in place)
         return float("inf")
-
-
-def _generation_files(m: dict[str, Any]) -> list[str]:
-    out = [m[k] for k in ("index_file", "items_file") if k in m]
-    for seg in m.get("exact") or []:
-        out += [seg["vectors"], seg["ids"]]
-    return out
-
-
-def _open_exact(path: Path, m: dict[str, Any]) -> ExactStore | None:
-    if not m.get("exact"):
-        return None
-    return ExactStore.open(path, m["exact"], int(m["encoder"]["dim"]))
-
-
-# ---------------------------------------------------------------------- loading helpers
-def _read_manifest(path: Path) -> dict[str, Any]:
-    mpath = path / MANIFEST
-    if not path.is_dir():
-        raise NotAGalleryError(f"gallery not found: {path} is not a directory (create one with `indexer build`)")
-    try:
-        text = mpath.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotAGalleryError(f"not a gallery: {mpath} does not exist (create one with `indexer build`)") from None
-    try:
-        m = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GalleryCorruptError(f"{mpath}: not valid JSON ({exc})") from None
-    if not isinstance(m, dict) or "format_version" not in m:
-        raise GalleryCorruptError(f"{mpath}: not a docretriever gallery manifest (no format_version)")
-    if int(m["format_version"]) > FORMAT_VERSION:
-        raise GalleryError(f"{mpath}: gallery format {m['format_version']} is newer than this docretriever "
-                           f"understands ({FORMAT_VERSION}); upgrade docretriever")
-    missing = [k for k in ("generation", "index_file", "items_file", "encoder", "index_spec") if k not in m]
-    if missing:
-        raise GalleryCorruptError(f"{mpath}: manifest lacks {missing}")
-    return m
-
-
-def _try_read_manifest(path: Path) -> dict[str, Any] | None:
-    try:
-        return _read_manifest(path)
-    except GalleryError:
-        return None
-
-
-def _load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | None = False) -> _State:
-    """Manifest, then the files it names; retried if a writer pruned them between the two reads.
-
-    ``mmap``: True maps the index read-only, None maps it if the file has >= MMAP_MIN_BYTES.
-    """
-    last: Exception | None = None
-    for _ in range(attempts):
-        m = _read_manifest(path)
-        plan = specs.Plan.from_dict(m.get("index"))
-        try:
-            ipath = path / m["index_file"]
-            use_mmap = bool(mmap) if mmap is not None else ipath.stat().st_size >= MMAP_MIN_BYTES
-            index = idx.read_index(ipath, True, plan.type) if use_mmap else idx.read_index(ipath)
-            table = items_mod.read(path / m["items_file"])
-            exact = _open_exact(path, m)
-        except FileNotFoundError as exc:
-            last = exc
-            if _read_manifest(path).get("generation") != m.get("generation"):
-                continue  # a writer moved on meanwhile: read the newer manifest
-            break
-        except GalleryCorruptError as exc:
-            raise GalleryCorruptError(f"{path}: {exc}; try `indexer rollback {path}`") from None
-        except Exception as exc:  # faiss raises RuntimeError, pyarrow ArrowInvalid, ...
-            raise GalleryCorruptError(f"{path}: cannot read generation {m['generation']} files "
-                                      f"({type(exc).__name__}: {exc}); try `indexer rollback {path}`") from None
-        dead = int(m.get("tombstones", 0) or 0)
-        if strict and (index.ntotal != len(table) + dead or len(table) != int(m.get("count", len(table)))):
-            raise GalleryCorruptError(
-                f"{path}: {m['index_file']} holds {index.ntotal} vectors, {m['items_file']} {len(table)} rows, "
-                f"manifest says {m.get('count')}" + (f" + {dead} tombstones" if dead else "")
-                + f"; try `indexer rollback {path}`")
-        if strict and index.d != int(m["encoder"]["dim"]):
-            raise GalleryCorruptError(f"{path}: {m['index_file']} is {index.d}-d, manifest says "
-                                      f"{m['encoder']['dim']}-d")
-        return _State.of(m, index, table, exact, use_mmap)
-    name = getattr(last, "filename", None) or str(last)
-    raise GalleryCorruptError(f"{path}: file named by the manifest is missing: {name}; "
-                              f"try `indexer rollback {path}`")
 
 
 _OWN_FILE = re.compile(r"^(manifest\.json|\.lock|index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy|"

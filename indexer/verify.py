@@ -18,7 +18,8 @@ from encoders.preprocess import preprocess
 
 from . import index as idx
 from .atomic import TMP_PREFIX
-from .gallery import MANIFEST, Gallery, _GEN_FILE, _generation_files
+from .gallery import Gallery
+from .state import _GEN_FILE, MANIFEST, generation_files as _generation_files
 
 COSINE_TOLERANCE = 1e-4  # re-encoded vs stored vector: cosine must be >= 1 - this
 NORM_TOLERANCE = 1e-3

@@ -1,0 +1,139 @@
+"""A gallery generation on disk -> in memory: the manifest, then the files it names.
+
+Readers only ever reach gallery files through the manifest (the commit point, see gallery.py);
+a reader racing a writer that prunes old generations re-reads the newer manifest.  Big index
+files are memory-mapped read-only where FAISS allows (index.read_index), so opening a
+million-vector gallery costs a few hundred ms and shares pages between processes.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import index as idx
+from . import items as items_mod
+from . import specs
+from .errors import GalleryCorruptError, GalleryError, NotAGalleryError
+from .exact import ExactStore
+
+FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
+MANIFEST = "manifest.json"
+_GEN_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy)$")
+# Opening maps (instead of reads) index files at least this big (see Gallery.open).
+MMAP_MIN_BYTES = 64 << 20
+
+
+@dataclass
+class State:
+    manifest: dict[str, Any]
+    index: Any  # faiss.Index
+    items: pa.Table
+    ids: np.ndarray  # items ids, sorted ascending
+    labels: np.ndarray  # object array, aligned with ids
+    plan: specs.Plan = field(default_factory=lambda: specs.flat_plan("flat"))
+    dead: idx.Tombstones | None = None  # removed ids still inside an index that cannot remove
+    exact: ExactStore | None = None
+    mapped: bool = False  # index memory-mapped read-only: never add to it
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any], index: Any, items: pa.Table, exact: ExactStore | None = None,
+           mapped: bool = False) -> "State":
+        items = items.sort_by("id")
+        ids = items.column("id").to_numpy().astype(np.int64)
+        dead = None
+        if index is not None and index.ntotal > len(ids):
+            stored = idx.index_ids(index)
+            dead_ids = stored[~np.isin(stored, ids, assume_unique=False)]
+            dead = idx.Tombstones(dead_ids) if len(dead_ids) else None
+        return cls(manifest, index, items, ids, np.asarray(items.column("label").to_pylist(), dtype=object),
+                   specs.Plan.from_dict(manifest.get("index")), dead, exact, mapped)
+
+
+def generation_files(m: dict[str, Any]) -> list[str]:
+    out = [m[k] for k in ("index_file", "items_file") if k in m]
+    for seg in m.get("exact") or []:
+        out += [seg["vectors"], seg["ids"]]
+    return out
+
+
+def open_exact(path: Path, m: dict[str, Any]) -> ExactStore | None:
+    if not m.get("exact"):
+        return None
+    return ExactStore.open(path, m["exact"], int(m["encoder"]["dim"]))
+
+
+# ---------------------------------------------------------------------- loading helpers
+def read_manifest(path: Path) -> dict[str, Any]:
+    mpath = path / MANIFEST
+    if not path.is_dir():
+        raise NotAGalleryError(f"gallery not found: {path} is not a directory (create one with `indexer build`)")
+    try:
+        text = mpath.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotAGalleryError(f"not a gallery: {mpath} does not exist (create one with `indexer build`)") from None
+    try:
+        m = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GalleryCorruptError(f"{mpath}: not valid JSON ({exc})") from None
+    if not isinstance(m, dict) or "format_version" not in m:
+        raise GalleryCorruptError(f"{mpath}: not a docretriever gallery manifest (no format_version)")
+    if int(m["format_version"]) > FORMAT_VERSION:
+        raise GalleryError(f"{mpath}: gallery format {m['format_version']} is newer than this docretriever "
+                           f"understands ({FORMAT_VERSION}); upgrade docretriever")
+    missing = [k for k in ("generation", "index_file", "items_file", "encoder", "index_spec") if k not in m]
+    if missing:
+        raise GalleryCorruptError(f"{mpath}: manifest lacks {missing}")
+    return m
+
+
+def try_read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        return read_manifest(path)
+    except GalleryError:
+        return None
+
+
+def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | None = False) -> State:
+    """Manifest, then the files it names; retried if a writer pruned them between the two reads.
+
+    ``mmap``: True maps the index read-only, None maps it if the file has >= MMAP_MIN_BYTES.
+    """
+    last: Exception | None = None
+    for _ in range(attempts):
+        m = read_manifest(path)
+        plan = specs.Plan.from_dict(m.get("index"))
+        try:
+            ipath = path / m["index_file"]
+            use_mmap = bool(mmap) if mmap is not None else ipath.stat().st_size >= MMAP_MIN_BYTES
+            index = idx.read_index(ipath, True, plan.type) if use_mmap else idx.read_index(ipath)
+            table = items_mod.read(path / m["items_file"])
+            exact = open_exact(path, m)
+        except FileNotFoundError as exc:
+            last = exc
+            if read_manifest(path).get("generation") != m.get("generation"):
+                continue  # a writer moved on meanwhile: read the newer manifest
+            break
+        except GalleryCorruptError as exc:
+            raise GalleryCorruptError(f"{path}: {exc}; try `indexer rollback {path}`") from None
+        except Exception as exc:  # faiss raises RuntimeError, pyarrow ArrowInvalid, ...
+            raise GalleryCorruptError(f"{path}: cannot read generation {m['generation']} files "
+                                      f"({type(exc).__name__}: {exc}); try `indexer rollback {path}`") from None
+        dead = int(m.get("tombstones", 0) or 0)
+        if strict and (index.ntotal != len(table) + dead or len(table) != int(m.get("count", len(table)))):
+            raise GalleryCorruptError(
+                f"{path}: {m['index_file']} holds {index.ntotal} vectors, {m['items_file']} {len(table)} rows, "
+                f"manifest says {m.get('count')}" + (f" + {dead} tombstones" if dead else "")
+                + f"; try `indexer rollback {path}`")
+        if strict and index.d != int(m["encoder"]["dim"]):
+            raise GalleryCorruptError(f"{path}: {m['index_file']} is {index.d}-d, manifest says "
+                                      f"{m['encoder']['dim']}-d")
+        return State.of(m, index, table, exact, use_mmap)
+    name = getattr(last, "filename", None) or str(last)
+    raise GalleryCorruptError(f"{path}: file named by the manifest is missing: {name}; "
+                              f"try `indexer rollback {path}`")
