@@ -387,16 +387,17 @@ def write_index(index: Any, path: str | os.PathLike) -> None:
 def read_index(path: str | os.PathLike, mmap: bool = False, plan_type: str = "flat") -> Any:
     """Load an index file (OSError/RuntimeError on a missing or corrupt file).
 
-    ``mmap=True`` maps instead of reading, where FAISS can: IVF lists with IO_FLAG_MMAP (read-only
-    lists: add() raises), flat codes (flat, HNSW storage) with IO_FLAG_MMAP_IFC.  An IFC-mapped
-    index must never be added to — FAISS aborts the whole interpreter — so the gallery reloads
-    without mmap before every write.
+    ``mmap=True`` maps the file read-only instead of reading it (IO_FLAG_MMAP_IFC): flat codes,
+    HNSW storage and IVF inverted lists then live in the page cache, shared between processes,
+    and a 1M-vector index opens in milliseconds.  For IVF this beats IO_FLAG_MMAP, whose
+    OnDiskInvertedLists searched 2.4x slower (1.84 vs 0.77 ms CPU per query, IVF1024,SQ8, 300k
+    vectors, nprobe 48) while IFC kept full speed.  Any add/remove on an IFC-mapped index fails a
+    C++ assertion that aborts the whole interpreter, so the gallery reloads without mmap before
+    every write (Gallery._writable).  ``plan_type`` is informational (all types map the same way).
     """
     path = Path(path)
     if not mmap:
         data = np.fromfile(str(path), dtype=np.uint8)
         return faiss.deserialize_index(data)
     os.stat(path)  # FileNotFoundError for a missing file (faiss would raise a bare RuntimeError)
-    flag = faiss.IO_FLAG_MMAP if plan_type in ("ivf", "faiss") else faiss.IO_FLAG_MMAP_IFC
-    return faiss.read_index(str(path), flag)
-
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
