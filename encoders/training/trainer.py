@@ -150,7 +150,7 @@ def train(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
             loss = pfc(emb, y)
             if distill is not None:
                 kd = distill(emb, teacher_t[idx])
-                kd_sum += float(kd) * len(idx)
+                kd_sum += kd.item() * len(idx)
                 loss = loss + cfg.distill_weight * kd
             opt.zero_grad(set_to_none=True)
             opt_c.zero_grad(set_to_none=True)
@@ -160,9 +160,9 @@ def train(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
             opt_c.step()
             step += 1
             seen += len(idx)
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             if b % 50 == 0:
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2e}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
             if bar.disable and b % 200 == 0 and b:  # no terminal: periodic log lines instead
                 log(f"epoch {epoch + 1} step {b}/{steps_per_epoch} loss {loss_sum / seen:.4f} "
                     f"{seen / (time.time() - t0):.0f} samples/s")
