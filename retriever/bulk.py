@@ -224,7 +224,7 @@ def _already_complete(out: Path, specs: Sequence[str], identity: dict[str, Any],
                         "or rerun with --overwrite to replace it")
     if not resume:
         raise BulkError(f"{out} already holds finished results; rerun with --overwrite to replace them")
-    diffs = identity_differences(meta.get("identity") or {}, identity)
+    diffs = identity_differences(meta.get("identity") or {}, identity, then="finished run")
     if diffs:
         raise ResumeRefusedError(f"{out} holds finished results of another run: " + "; ".join(diffs) +
                                  ". Rerun with --overwrite to replace them, or choose another output path")

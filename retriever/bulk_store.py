@@ -67,25 +67,26 @@ def parts_dir_for(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human descriptions of what differs between two run identities (empty: same run)."""
+def identity_differences(old: dict[str, Any], new: dict[str, Any], then: str = "interrupted run") -> list[str]:
+    """Human descriptions of what differs between two run identities (empty: same run);
+    ``then`` names the old run in the messages."""
     diffs = []
     if old.get("inputs") != new.get("inputs"):
-        diffs.append(f"the inputs differ (interrupted run: {_short(old.get('inputs'))}; now: {_short(new.get('inputs'))})")
+        diffs.append(f"the inputs differ ({then}: {_short(old.get('inputs'))}; now: {_short(new.get('inputs'))})")
     om, nm = old.get("model") or {}, new.get("model") or {}
     if om.get("fingerprint") != nm.get("fingerprint"):
-        diffs.append(f"the model differs (interrupted run: {om.get('name')} {str(om.get('fingerprint'))[:12]}; "
+        diffs.append(f"the model differs ({then}: {om.get('name')} {str(om.get('fingerprint'))[:12]}; "
                      f"now: {nm.get('name')} {str(nm.get('fingerprint'))[:12]})")
     og, ng = old.get("gallery") or {}, new.get("gallery") or {}
     if og.get("path") != ng.get("path"):
-        diffs.append(f"the gallery differs (interrupted run: {og.get('path')}; now: {ng.get('path')})")
+        diffs.append(f"the gallery differs ({then}: {og.get('path')}; now: {ng.get('path')})")
     elif og.get("generation") != ng.get("generation"):
-        diffs.append(f"the gallery generation differs (interrupted run: generation {og.get('generation')}; "
+        diffs.append(f"the gallery generation differs ({then}: generation {og.get('generation')}; "
                      f"now: generation {ng.get('generation')}; the gallery changed since)")
     for key, what in (("threshold", "threshold"), ("top_k", "top-k"), ("with_features", "feature column setting"),
                       ("schema_version", "output schema version")):
         if old.get(key) != new.get(key):
-            diffs.append(f"the {what} differs (interrupted run: {old.get(key)}; now: {new.get(key)})")
+            diffs.append(f"the {what} differs ({then}: {old.get(key)}; now: {new.get(key)})")
     return diffs
 
 
