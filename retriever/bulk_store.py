@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexer.atomic import atomic_write, atomic_write_json, fsync_dir
+from indexer.atomic import atomic_write, atomic_write_json
 
 from .bulk_batch import SEQ
 
