@@ -18,6 +18,7 @@ private RAM.
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +29,20 @@ from .atomic import atomic_write
 from .errors import GalleryCorruptError
 
 MAX_SEGMENTS = 8
+
+
+def _map(path: Path) -> np.ndarray:
+    """Memory-map a segment's vectors read-only, advising random access: re-ranking reads scattered
+    1 KB rows, and the kernel's default fault-around/readahead would page in ~64 KB around each
+    (measured: 1.6 GB of RSS after 1,000 queries on a 1M-vector store instead of the rows used)."""
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    mm = getattr(arr, "_mmap", None)
+    if mm is not None and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            mm.madvise(mmap.MADV_RANDOM)
+        except (OSError, ValueError):  # pragma: no cover - platforms without madvise
+            pass
+    return arr
 
 
 @dataclass
@@ -58,7 +73,7 @@ class ExactStore:
         segs = []
         for d in described or []:
             ids = np.load(root / d["ids"], allow_pickle=False)
-            vecs = np.load(root / d["vectors"], mmap_mode="r", allow_pickle=False)
+            vecs = _map(root / d["vectors"])
             if vecs.ndim != 2 or vecs.shape != (len(ids), dim) or vecs.dtype != np.float32 or \
                     ids.dtype != np.int64 or len(ids) != int(d.get("rows", len(ids))):
                 raise GalleryCorruptError(f"{root / d['vectors']}: exact vectors {vecs.shape} {vecs.dtype} do not "
@@ -92,7 +107,7 @@ class ExactStore:
         vname, iname = f"{stem}.npy", f"{stem}.ids.npy"
         atomic_write(root / vname, lambda fh: np.save(fh, vecs, allow_pickle=False), sync_dir=False)
         atomic_write(root / iname, lambda fh: np.save(fh, ids, allow_pickle=False), sync_dir=False)
-        return Segment(vname, iname, ids, np.load(root / vname, mmap_mode="r"))
+        return Segment(vname, iname, ids, _map(root / vname))
 
     def appended(self, root: Path, generation: int, ids: np.ndarray, vecs: np.ndarray,
                  live: np.ndarray | None = None) -> "ExactStore":

@@ -71,6 +71,10 @@ CLONE_MAX_BYTES = 256 << 20
 # are re-ranked exactly, so the bound is compared with true cosines.
 NEAR_DUP_NEIGHBOURS = 16
 NEAR_DUP_SEARCH = {"nprobe": 4, "efSearch": 64}
+# On compressed codes the check reads code scores (no re-ranking of every candidate: 10k new
+# vectors x 64 candidates would gather 650 MB of exact rows) and re-scores exactly only those
+# within this margin of the bound; SQ8 cosine errors on unit vectors are ~0.01 at most.
+NEAR_DUP_CODE_ERROR = 0.05
 # The check among the new vectors themselves is quadratic; bigger batches skip it (noted).
 NEAR_DUP_BATCH_MAX = 20_000
 
@@ -738,10 +742,21 @@ class Gallery:
         out = []
         p = s.plan.search_defaults  # a near-duplicate sits in the query's own list / graph region:
         cheap = {k: min(v, NEAR_DUP_SEARCH[k]) for k, v in p.items() if k in NEAR_DUP_SEARCH}
+        lossy = s.exact is not None
+        if lossy:  # approximate code scores first; only candidates within the code error get exact ones
+            cheap["rerank"] = 0
         for start in range(0, len(feats), 4096):
-            scores, ids = self.search(feats[start:start + 4096], NEAR_DUP_NEIGHBOURS, params=cheap)
-            rows, cols = np.nonzero((scores >= np.float32(bound)) & (ids >= 0))
-            out += [(start + int(r), int(ids[r, c]), float(scores[r, c])) for r, c in zip(rows, cols)]
+            chunk = feats[start:start + 4096]
+            scores, ids = self.search(chunk, NEAR_DUP_NEIGHBOURS, params=cheap)
+            floor = np.float32(bound - NEAR_DUP_CODE_ERROR) if lossy else np.float32(bound)
+            rows, cols = np.nonzero((scores >= floor) & (ids >= 0))
+            if lossy and len(rows):
+                exact = np.einsum("ij,ij->i", s.exact.get(ids[rows, cols]), chunk[rows])
+                keep = exact >= np.float32(bound)
+                rows, cols, found = rows[keep], cols[keep], exact[keep]
+            else:
+                found = scores[rows, cols]
+            out += [(start + int(r), int(ids[r, c]), float(v)) for r, c, v in zip(rows, cols, found)]
         return out
 
     def _near_duplicates(self, batch: Batch, bound: float, notes: list[str]) -> list[str]:

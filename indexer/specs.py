@@ -45,23 +45,26 @@ AUTO_SHRINK_HYSTERESIS = 0.5
 # k-means needs training points per centroid; FAISS warns below 39.  A gallery smaller than
 # IVF_MIN_POINTS_PER_LIST * nlist is served by an exact flat index until it is big enough.
 IVF_MIN_POINTS_PER_LIST = 39
-# Training sample cap per list: 64 points/list; nlist 4096 then trains on 262k vectors in ~75 s
-# on one contended core (bench_index.py, 1M); FAISS's default 256/list would take ~4x longer.
+# Training sample cap per list: 64 points/list; FAISS's default 256/list would train ~4x longer
+# (bench_index.py at 1M: nlist 2048 trained in 19 s, nlist 4096 in 90 s, one contended core).
 IVF_TRAIN_POINTS_PER_LIST = 64
 # Retrain (rebuild) when the gallery has grown past this factor of the size it was trained on:
 # the lists were cut for the old size (list length ~ N / nlist grows, so search cost does too).
 IVF_RETRAIN_FACTOR = 2.0
-# nlist = IVF_NLIST_PER_SQRT * sqrt(N), as a power of two (4096 at 1M, 1024 at 100k), clamped to
-# [16, 65536] and to what N vectors can train.  bench_index.py at 1M (IVF-SQ8 + re-ranking, load
-# ~3): at equal label agreement, nlist 4096 was the fastest (nprobe 32: p50 0.85 ms, label@1 0.986;
-# nprobe 64: 1.41 ms, 0.996) vs nlist 2048 (nprobe 32: 1.20 ms, 0.990) and nlist 1024 (nprobe 32:
-# 2.6 ms, 0.992).  Recall depended on nprobe far more than on nlist, so one nprobe serves all sizes.
-IVF_NLIST_PER_SQRT = 4.0
+# nlist = IVF_NLIST_PER_SQRT * sqrt(N) as a power of two (2048 at 1M, 512 at 100k, 256 at 10k),
+# clamped to [16, 65536] and to what N vectors can train.  bench_index.py (IVF-SQ8 + re-ranking,
+# real-feature data, 1 thread, load 3.5-4.5), top-1 label agreement with exact search / p50 ms:
+#   1M    nlist 2048: nprobe 32 0.987 / 1.13, nprobe 48 0.995 / 1.66, nprobe 64 0.998 / 5.05*
+#         nlist 4096: nprobe 32 0.981 / 0.94, nprobe 48 0.989 / 1.17, nprobe 64 0.992 / 1.48
+#   100k  nlist 1024: nprobe 32 0.991 / 0.41, nprobe 48 0.994 / 0.43;  nlist 2048: nprobe 48 0.985
+#   (* a load spike).  Agreement depends on the fraction of lists probed; at equal latency
+#   nlist 2048 and 4096 are alike, and 2048 trains 4.7x faster (retraining and compact at 1M).
+IVF_NLIST_PER_SQRT = 2.0
 IVF_NLIST_MIN, IVF_NLIST_MAX = 16, 65_536
-# nprobe 48: between the measured 32 (label@1 0.986-0.990) and 64 (0.996-0.998) — the smallest
-# setting expected to hold top-1 label agreement >= 0.99 with exact search on real-feature data.
-# rerank 4 (40 candidates for top-10): SQ8 scores alone reorder near-ties (label@1 0.986 at
-# nprobe 64 without re-ranking, 0.998 with it, nlist 2048, 1M).
+# nprobe 48 with nlist ~2*sqrt(N): >= 0.99 top-1 label agreement at 10k, 100k and 1M (above).
+# rerank 4 (40 candidates for top-10): SQ8 scores alone reorder near-ties (1M, nlist 2048,
+# nprobe 64: label@1 0.977 without re-ranking, 0.998 with it).  SQ4 codes were slower (decoding)
+# at equal agreement; PQ fast-scan (PQ32x4fs/PQ64x4fs) missed true neighbours even re-ranking 100.
 IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 48, "codec": "sq8", "rerank": 4}
 IVF_CODECS = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16", "pq8": "PQ8", "pq16": "PQ16",
               "pq32": "PQ32", "pq64": "PQ64"}

@@ -327,8 +327,9 @@ def bench_index(name: str, plan: Plan, sweep_key: str | None, sweep: list[int], 
 
 def configs(n: int, args: argparse.Namespace) -> list[tuple[str, Plan, str | None, list[int], dict[str, Any], float]]:
     nl = auto_nlist(n)
-    out: list[tuple[str, Plan, str | None, list[int], dict[str, Any], float]] = [
-        ("flat", Plan(type="flat", factory="Flat"), None, [], {}, 0.0)]
+    out: list[tuple[str, Plan, str | None, list[int], dict[str, Any], float]] = []
+    if "flat" in args.types:
+        out.append(("flat", Plan(type="flat", factory="Flat"), None, [], {}, 0.0))
     if "ivf" in args.types:
         for nlist in sorted({nl, *[int(v) for v in args.extra_nlist if int(v) * 39 <= n]}):
             probes = [p for p in args.nprobe if p <= nlist]
@@ -367,18 +368,37 @@ def flat_sweep(gen: Generator, args: argparse.Namespace) -> None:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
+    """Three tables: index types (per configuration), the Gallery API end to end, exact-search sweep."""
+    add = {(r["n"], r["index"], r.get("factory")): r["add_10k_s"] for r in rows if r.get("kind") == "add"}
     head = ("| n | index | config | p50 ms | p99 ms | p99 CPU ms | QPS (batch 1024) | recall@1 | recall@10 | label@1 | "
-            "bytes/vec (RAM) | exact store B/vec | build s | add 10k s | load |")
-    lines = [head, "|" + "|".join(["---:"] * 15) + "|"]
+            "RAM B/vec | exact store B/vec | build s | add 10k s | load |")
+    out = [head, "|" + "|".join(["---:"] * 15) + "|"]
     for r in rows:
         if "p50_ms" not in r or r.get("kind"):
             continue
-        lines.append(f"| {r['n']:,} | {r['index']} | {r.get('config', '')} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
-                     f"{r['p99_cpu_ms']:.3f} | {r['qps']:,.0f} | {r['recall_at_1']:.3f} | {r['recall_at_10']:.3f} | "
-                     f"{r['label_agreement_at_1']:.3f} | {r['bytes_per_vector']:,.0f} | "
-                     f"{r['exact_store_bytes_per_vector']:,.0f} | {r['train_s'] + r['add_s']:.1f} | "
-                     f"{r.get('add_10k_s', float('nan')):.2f} | {r['load']:.1f} |")
-    return "\n".join(lines)
+        a = r.get("add_10k_s", add.get((r["n"], r["index"].replace("+tombstones", ""), r.get("factory")), float("nan")))
+        out.append(f"| {r['n']:,} | {r['index']} | {r.get('config', '')} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+                   f"{r['p99_cpu_ms']:.3f} | {r['qps']:,.0f} | {r['recall_at_1']:.3f} | {r['recall_at_10']:.3f} | "
+                   f"{r['label_agreement_at_1']:.3f} | {r['bytes_per_vector']:,.0f} | "
+                   f"{r['exact_store_bytes_per_vector']:,.0f} | {r['train_s'] + r['add_s']:.1f} | {a:.2f} | "
+                   f"{r['load']:.1f} |")
+    gal = [r for r in rows if r.get("kind") == "gallery"]
+    if gal:
+        out += ["", "| n | gallery (Gallery API) | index | import s | open (mmap) s | RSS after open / 1k queries MB | "
+                "p50 ms | p99 ms | p99 CPU ms | label@1 | add 10k s | remove 1k s | removed returned | compact s | load |",
+                "|" + "|".join(["---:"] * 15) + "|"]
+        for r in gal:
+            out.append(f"| {r['n']:,} | {r['index']} | {r['factory']} | {r['import_s']:.1f} | {r['open_mmap_s']:.2f} | "
+                       f"{r['rss_open_mb']:.0f} / {r['rss_after_queries_mb']:.0f} | {r['p50_ms']:.3f} | "
+                       f"{r['p99_ms']:.3f} | {r['p99_cpu_ms']:.3f} | {r['label_agreement_at_1']:.3f} | "
+                       f"{r['add_10k_s']:.2f} | {r['remove_1k_s']:.2f} | {r['removed_returned']} | "
+                       f"{r.get('compact_s', float('nan')):.1f} | {r['load']:.1f} |")
+    sweep = [r for r in rows if r.get("kind") == "flat_sweep"]
+    if sweep:
+        out += ["", "| n | exact (flat) search | p50 ms | p99 ms | p99 CPU ms | load |", "|---:|---|---:|---:|---:|---:|"]
+        out += [f"| {r['n']:,} | flat | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p99_cpu_ms']:.3f} | {r['load']:.1f} |"
+                for r in sweep]
+    return "\n".join(out)
 
 
 READER = r"""
@@ -387,14 +407,18 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 from indexer import Gallery, set_faiss_threads
 set_faiss_threads(1)
-def rss():
-    return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:"))
+def rss(key="VmRSS:"):
+    return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(key))
 q = np.load(sys.argv[3])
+import pyarrow.dataset  # noqa: F401  (lazily imported by the first parquet read: not the gallery's memory)
 base = rss()
 t = time.perf_counter()
 g = Gallery.open(sys.argv[2], mmap=True)
 open_s = time.perf_counter() - t
 after_open = rss()
+t = time.perf_counter()
+Gallery.open(sys.argv[2], mmap=True)
+reopen_s = time.perf_counter() - t
 g.search(q[:8], 10)
 wall, cpu = [], []
 for i in range(len(q)):
@@ -405,7 +429,8 @@ for i in range(len(q)):
 _, ids = g.search(q, 10)
 np.save(sys.argv[4], ids)
 w, c = np.asarray(wall) * 1e3, np.asarray(cpu) * 1e3
-print(json.dumps({"open_s": open_s, "rss_open_mb": after_open - base, "rss_after_queries_mb": rss() - base,
+print(json.dumps({"open_s": open_s, "reopen_s": reopen_s, "rss_open_mb": after_open - base,
+                  "rss_after_queries_mb": rss() - base, "rss_anon_mb": rss("RssAnon:"), "rss_file_mb": rss("RssFile:"),
                   "p50_ms": float(np.percentile(w, 50)), "p99_ms": float(np.percentile(w, 99)),
                   "p99_cpu_ms": float(np.percentile(c, 99)), "memory_mapped": g.stats()["memory_mapped"]}))
 """
@@ -450,7 +475,9 @@ def bench_gallery(vecs: np.ndarray, labels: np.ndarray, queries: np.ndarray, exa
     row = {
         "index": f"gallery:{spec}", "factory": plan.factory, "config": plan.reason, "n": n, "kind": "gallery",
         "import_s": round(m_imp.wall, 2), "open_mmap_s": round(reader["open_s"], 3),
+        "reopen_mmap_s": round(reader["reopen_s"], 3),
         "rss_open_mb": round(reader["rss_open_mb"], 1), "rss_after_queries_mb": round(reader["rss_after_queries_mb"], 1),
+        "rss_anon_mb": round(reader["rss_anon_mb"], 1), "rss_file_mb": round(reader["rss_file_mb"], 1),
         "open_write_s": round(m_open.wall, 2), "p50_ms": round(reader["p50_ms"], 3), "p99_ms": round(reader["p99_ms"], 3),
         "p99_cpu_ms": round(reader["p99_cpu_ms"], 3), **q, "bytes_per_vector": st["bytes_per_vector"],
         "exact_store_bytes_per_vector": (st["exact_store"] or {}).get("bytes_per_vector", 0),
@@ -471,8 +498,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000", help="Gallery sizes, comma-separated.")
     ap.add_argument("--queries", type=int, default=1000, help="Queries for latency and recall.")
-    ap.add_argument("--types", default="ivf,hnsw,auto",
-                    help="Index families to run: ivf (SQ8 with/without re-ranking), ivf-flat, hnsw, auto.")
+    ap.add_argument("--types", default="flat,ivf,hnsw,auto",
+                    help="Index families to run: flat, ivf (SQ8 with/without re-ranking), ivf-flat, hnsw, auto.")
     ap.add_argument("--extra-nlist", default="", help="More IVF nlist values to try, e.g. 1024,2048.")
     ap.add_argument("--nprobe", default="16,32,48,64,128", help="IVF nprobe values to sweep.")
     ap.add_argument("--ef-search", default="64,128,256,512", help="HNSW efSearch values to sweep.")
@@ -483,7 +510,13 @@ def main() -> None:
                     help="Index specs to measure end to end through the Gallery API ('' to skip).")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "docretriever-bench")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--from-jsonl", nargs="*", type=Path, default=None,
+                    help="Only print the markdown tables of earlier runs' JSON lines (files are concatenated).")
     args = ap.parse_args()
+    if args.from_jsonl is not None:
+        rows = [json.loads(line) for f in args.from_jsonl for line in f.read_text().splitlines() if line.startswith("{")]
+        print(markdown(rows))
+        return
     args.types = [t for t in args.types.split(",") if t]
     args.extra_nlist = [v for v in args.extra_nlist.split(",") if v]
     args.flat_sweep = [int(v) for v in args.flat_sweep.split(",") if v]
