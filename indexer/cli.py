@@ -273,7 +273,8 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
         ("gallery", s["gallery"]), ("vectors", s["vectors"]), ("labels", s["labels"]), ("dim", s["dim"]),
         ("index spec", f"{s['index_spec']} ({s['metric']})"
          + (f" {', '.join(f'{k}={v}' for k, v in s['index_params'].items())}" if s["index_params"] else "")),
-        ("index type", f"{s['index_type']}: {plan['factory']} ({s['index_class']})" + (f"; {params}" if params else "")),
+        ("index type", f"{s['index_type']}: {plan['factory']} ({s['index_class']})"
+         + (f"; {params}" if params else "")),
         ("index reason", plan.get("reason", "")),
         ("bytes per vector", f"{s['bytes_per_vector']} in RAM (index file: {s['index_file_bytes_per_vector']})"),
         ("tombstones", f"{s['tombstones']}" + (" (run `indexer compact` to drop them)" if s["tombstones"] else "")),

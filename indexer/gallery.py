@@ -14,7 +14,8 @@ Index types (``index_spec``: flat, hnsw, ivf, auto, faiss:<factory>) and the pla
 index ids missing from the items table) that every search excludes, until :meth:`Gallery.compact`
 rebuilds.  ``count`` is always the number of live items.
 
-Loading a generation from disk lives in state.py.  Why the manifest is the commit point: a write creates *new* generation files (tmp + fsync +
+Loading a generation from disk lives in state.py.
+Why the manifest is the commit point: a write creates *new* generation files (tmp + fsync +
 rename), and only then replaces manifest.json.  A writer killed at any moment leaves either the
 old manifest (naming old, intact files) or the new one (naming new, complete files).  Readers
 only ever open files through the manifest.  The previous manifest is embedded under

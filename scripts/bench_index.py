@@ -241,7 +241,8 @@ def quality(ids: np.ndarray, exact_ids: np.ndarray, labels_of: Callable[[np.ndar
     ok = ids[:, 0] >= 0
     agree = np.zeros(len(ids), bool)
     agree[ok] = labels_of(ids[ok, 0]) == labels_of(exact_ids[ok, 0])
-    return {"recall_at_1": round(r1, 4), "recall_at_10": round(r10, 4), "label_agreement_at_1": round(float(agree.mean()), 4)}
+    return {"recall_at_1": round(r1, 4), "recall_at_10": round(r10, 4),
+            "label_agreement_at_1": round(float(agree.mean()), 4)}
 
 
 def emit(row: dict[str, Any]) -> dict[str, Any]:
@@ -385,7 +386,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     gal = [r for r in rows if r.get("kind") == "gallery"]
     if gal:
         out += ["", "| n | gallery (Gallery API) | index | import s | open (mmap) s | RSS after open / 1k queries MB | "
-                "p50 ms | p99 ms | p99 CPU ms | label@1 | add 10k s | remove 1k s | removed returned | compact s | load |",
+                "p50 ms | p99 ms | p99 CPU ms | label@1 | add 10k s | remove 1k s | removed returned | compact s | "
+                "load |",
                 "|" + "|".join(["---:"] * 15) + "|"]
         for r in gal:
             out.append(f"| {r['n']:,} | {r['index']} | {r['factory']} | {r['import_s']:.1f} | {r['open_mmap_s']:.2f} | "
@@ -395,9 +397,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                        f"{r.get('compact_s', float('nan')):.1f} | {r['load']:.1f} |")
     sweep = [r for r in rows if r.get("kind") == "flat_sweep"]
     if sweep:
-        out += ["", "| n | exact (flat) search | p50 ms | p99 ms | p99 CPU ms | load |", "|---:|---|---:|---:|---:|---:|"]
-        out += [f"| {r['n']:,} | flat | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p99_cpu_ms']:.3f} | {r['load']:.1f} |"
-                for r in sweep]
+        out += ["", "| n | exact (flat) search | p50 ms | p99 ms | p99 CPU ms | load |",
+                "|---:|---|---:|---:|---:|---:|"]
+        out += [f"| {r['n']:,} | flat | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p99_cpu_ms']:.3f} | "
+                f"{r['load']:.1f} |" for r in sweep]
     return "\n".join(out)
 
 
@@ -476,13 +479,16 @@ def bench_gallery(vecs: np.ndarray, labels: np.ndarray, queries: np.ndarray, exa
         "index": f"gallery:{spec}", "factory": plan.factory, "config": plan.reason, "n": n, "kind": "gallery",
         "import_s": round(m_imp.wall, 2), "open_mmap_s": round(reader["open_s"], 3),
         "reopen_mmap_s": round(reader["reopen_s"], 3),
-        "rss_open_mb": round(reader["rss_open_mb"], 1), "rss_after_queries_mb": round(reader["rss_after_queries_mb"], 1),
+        "rss_open_mb": round(reader["rss_open_mb"], 1),
+        "rss_after_queries_mb": round(reader["rss_after_queries_mb"], 1),
         "rss_anon_mb": round(reader["rss_anon_mb"], 1), "rss_file_mb": round(reader["rss_file_mb"], 1),
-        "open_write_s": round(m_open.wall, 2), "p50_ms": round(reader["p50_ms"], 3), "p99_ms": round(reader["p99_ms"], 3),
+        "open_write_s": round(m_open.wall, 2), "p50_ms": round(reader["p50_ms"], 3),
+        "p99_ms": round(reader["p99_ms"], 3),
         "p99_cpu_ms": round(reader["p99_cpu_ms"], 3), **q, "bytes_per_vector": st["bytes_per_vector"],
         "exact_store_bytes_per_vector": (st["exact_store"] or {}).get("bytes_per_vector", 0),
         "index_file_bytes_per_vector": st["index_file_bytes_per_vector"], "add_10k_s": round(m_add.wall, 2),
-        "add_10k_notes": r.notes, "add_10k_near_duplicates_accepted": len(r.near_duplicates), "remove_1k_s": round(m_rm.wall, 2), "removed_returned": dead_returned,
+        "add_10k_notes": r.notes, "add_10k_near_duplicates_accepted": len(r.near_duplicates),
+        "remove_1k_s": round(m_rm.wall, 2), "removed_returned": dead_returned,
         "others_cores": round(m_add.others, 2),
     }
     if n <= 1_000_000:
@@ -514,7 +520,8 @@ def main() -> None:
                     help="Only print the markdown tables of earlier runs' JSON lines (files are concatenated).")
     args = ap.parse_args()
     if args.from_jsonl is not None:
-        rows = [json.loads(line) for f in args.from_jsonl for line in f.read_text().splitlines() if line.startswith("{")]
+        rows = [json.loads(line) for f in args.from_jsonl for line in f.read_text().splitlines()
+                if line.startswith("{")]
         print(markdown(rows))
         return
     args.types = [t for t in args.types.split(",") if t]

@@ -59,7 +59,8 @@ def write_vectors(path: Path, vecs, labels, meta: dict[bytes, bytes] | None = No
 
 
 def meta_of(enc) -> dict[bytes, bytes]:
-    return {b"docretriever.encoder.name": enc.name.encode(), b"docretriever.encoder.fingerprint": enc.fingerprint.encode(),
+    return {b"docretriever.encoder.name": enc.name.encode(),
+            b"docretriever.encoder.fingerprint": enc.fingerprint.encode(),
             b"docretriever.encoder.dim": str(enc.dim).encode()}
 
 
@@ -337,15 +338,21 @@ from indexer import Gallery
 import encoders
 enc = encoders.load(sys.argv[2])
 for name in sys.argv[3:]:
-    g = Gallery.open(sys.argv[1] + "/" + name, enc, mmap=True)
+    path = sys.argv[1] + "/" + name
+    g = Gallery.open(path, enc, mmap=True)
     assert g.stats()["memory_mapped"], name
-    x, _ = g.vectors()
-    before = g.search(g.vectors()[1][:5], 3)[1]
-    v = g.vectors()[1][:2] * 0.5 + g.vectors()[1][2:4] * 0.5
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    g.add_vectors(v, ["new", "new"], check_near_duplicates=False)  # must reload unmapped, not abort
-    assert not g.stats()["memory_mapped"] and g.count == 602
-    assert Gallery.open(sys.argv[1] + "/" + name, mmap=True).search(g.vectors()[1][:5], 3)[1].tolist() == before.tolist()
+    ids, vecs = g.vectors()
+    assert g.search(vecs[:5], 1)[1][:, 0].tolist() == ids[:5].tolist()
+    g.remove(ids=[int(ids[0])])  # writes reload the index unmapped: an add/remove on a mapped one aborts
+    assert not g.stats()["memory_mapped"] and g.count == 599
+    g = Gallery.open(path, enc, mmap=True)
+    v = vecs[1:3] * 0.5 + vecs[3:5] * 0.5
+    g.add_vectors(v / np.linalg.norm(v, axis=1, keepdims=True), ["new", "new"], check_near_duplicates=False)
+    assert not g.stats()["memory_mapped"] and g.count == 601
+    again = Gallery.open(path, mmap=True)
+    assert again.stats()["memory_mapped"] and again.count == 601
+    _, got = again.search(vecs[:5], 3)
+    assert got[1:, 0].tolist() == ids[1:5].tolist() and not (got == ids[0]).any()
 print("ok")
 """
 
