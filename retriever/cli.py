@@ -2,7 +2,7 @@
 
 Exit status: 0 all inputs classified (accepted or rejected), 3 some inputs could not be read
 (each has an error line; the others are still classified), 1 the setup failed (gallery, model,
-threshold), 2 bad usage.  The bulk job (``retriever run``) comes later.
+threshold), 2 bad usage.  ``retriever run`` (bulk jobs, resumable Parquet) also exits 130 when interrupted.
 """
 from __future__ import annotations
 
