@@ -22,6 +22,7 @@ The numbers below come from ``scripts/bench_index.py`` on this 2-core box (1 FAI
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -32,12 +33,12 @@ FAISS_PREFIX = "faiss:"
 
 # --- auto: exact search while it is sub-millisecond --------------------------------------------
 # Exact (flat) single-query top-10 on 1 thread grows linearly with N.  scripts/bench_index.py's
-# flat sweep on this box (2 cores shared with a training job, load 6-7): p50 / p99-CPU ms were
-# 0.37 / 0.83 at 10k, 1.4 / 1.7 at 20k, 6.1 / 2.9 at 30k, 15 / 8.5 at 100k (measured-physics.md
-# §3, a quieter run: 0.15 ms at 10k, 5 ms at 100k).  So exact search is sub-millisecond up to
-# ~10k vectors; above AUTO_FLAT_MAX an auto gallery becomes IVF.  It goes back to flat only below
-# AUTO_FLAT_MAX * AUTO_SHRINK_HYSTERESIS, so a gallery hovering at the threshold does not flip
-# (each flip is a full rebuild).
+# flat sweep on this box (2 cores shared with a training job, load ~4; scripts/results/): p50 /
+# p99-CPU ms were 0.28 / 0.69 at 10k, 1.2 / 1.6 at 20k, 2.1 / 2.6 at 30k, 4.7 / 5.1 at 50k,
+# 12 / 9 at 100k (measured-physics.md §3, a quieter run: 0.15 ms at 10k, 5 ms at 100k).  So
+# exact search is sub-millisecond up to ~10k vectors; above AUTO_FLAT_MAX an auto gallery becomes
+# IVF.  It goes back to flat only below AUTO_FLAT_MAX * AUTO_SHRINK_HYSTERESIS, so a gallery
+# hovering at the threshold does not flip (each flip is a full rebuild).
 AUTO_FLAT_MAX = 10_000
 AUTO_SHRINK_HYSTERESIS = 0.5
 
@@ -45,8 +46,9 @@ AUTO_SHRINK_HYSTERESIS = 0.5
 # k-means needs training points per centroid; FAISS warns below 39.  A gallery smaller than
 # IVF_MIN_POINTS_PER_LIST * nlist is served by an exact flat index until it is big enough.
 IVF_MIN_POINTS_PER_LIST = 39
-# Training sample cap per list: 64 points/list; FAISS's default 256/list would train ~4x longer
-# (bench_index.py at 1M: nlist 2048 trained in 19 s, nlist 4096 in 90 s, one contended core).
+# Training sample cap per list: 64 points/list (FAISS's default is 256/list: 4x the points, and
+# k-means time is linear in them; bench_index.py at 1M: nlist 2048 trained in 19 s, nlist 4096 in
+# 90 s on one contended core).
 IVF_TRAIN_POINTS_PER_LIST = 64
 # Retrain (rebuild) when the gallery has grown past this factor of the size it was trained on:
 # the lists were cut for the old size (list length ~ N / nlist grows, so search cost does too).
@@ -72,8 +74,11 @@ IVF_CODECS = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16", "pq8
               "pq32": "PQ32", "pq64": "PQ64"}
 
 # --- HNSW ----------------------------------------------------------------------------------------
-# M=32 / efConstruction=80: measured-physics.md §3 (recall@1 0.991 at efSearch 128 at 1M, but
-# ~6 minutes to build 1M on one core and no removal: tombstones + `indexer compact`).
+# M=32 / efConstruction=80: measured-physics.md §3 (isotropic clusters: recall@1 0.991 at
+# efSearch 128 at 1M).  On real-feature data (bench_index.py) HNSW degraded with size: top-1 label
+# agreement 0.996 at 10k (efSearch 128), 0.988 at 100k and 0.938 at 1M even at efSearch 512; it
+# took 317 s to build 1M on one core and cannot remove (tombstones + `indexer compact`).  So auto
+# never picks it; it stays available for galleries where it measures better.
 HNSW_DEFAULTS: dict[str, Any] = {"M": 32, "efConstruction": 80, "efSearch": 128, "codec": "flat", "rerank": 4}
 HNSW_CODECS = {"flat": "Flat", "sq8": "SQ8"}
 # HNSW over SQ8 codes must learn the per-dimension ranges first: flat below this many vectors.
@@ -211,8 +216,8 @@ def check_search_params(params: Mapping[str, Any] | None) -> dict[str, int]:
         if key not in SEARCH_PARAMS:
             raise GalleryError(f"unknown search parameter {key!r} (known: {', '.join(SEARCH_PARAMS)})")
         low = 0 if key == "rerank" else 1
-        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() \
-                or int(value) < low:
+        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)) or \
+                not str(value).strip().isdigit() or int(value) < low:
             raise GalleryError(f"search parameter {key}={value!r} must be an integer >= {low}")
         out[key] = int(value)
     return out
