@@ -21,12 +21,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import comparison_markdown, report_text  # noqa: E402
 
 
+def _benchmark_line(b: dict) -> str:
+    m = b.get("manifest", {})
+    return (f"Benchmark `{b['path']}` (manifest sha256 {b['manifest_sha256'][:12]}), split `{b['split']}`: "
+            f"{b['register_types']} registered types, {b['queries']} queries ({m.get('queries_per_type')} captures "
+            f"per type, '{m.get('capture_preset')}' capture model), {b['unknown_queries']} captures of "
+            f"{b['unknown_types']} unregistered types.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--eval", required=True, help="scripts/evaluate.py --json output (test split)")
     ap.add_argument("--bench", required=True, help="scripts/bench_encoder.py --json output")
+    ap.add_argument("--notes", default=None, help="a markdown file of measured notes (ablations, decisions)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -64,8 +73,8 @@ def main() -> None:
         b = summary.get("best", {})
         lines += [f"* trained on {summary['views']:,} cached views of {summary['classes_present']:,} classes in "
                   f"{summary['train_wall_s'] / 60:.1f} min (training stage only, 1 CPU thread); selected epoch "
-                  f"{b.get('epoch')} on the benchmark's *val* split (TPR@1e-4 {b.get('val_tpr@1e-04')}, "
-                  f"AUROC {b.get('val_auroc')})"]
+                  f"{b.get('epoch')} on the benchmark's *val* split (TPR@1e-4 {b.get('val_tpr@1e-04', 0):.4f}, "
+                  f"AUROC {b.get('val_auroc', 0):.4f})"]
     if c.threshold_table:
         lines += ["", "## Shipped threshold table (in the model's metadata)", "",
                   f"Measured on: {c.threshold_source}.  Accept iff cosine >= threshold.", "",
@@ -76,7 +85,7 @@ def main() -> None:
                   "| threshold ((cos+1)/2) | " + " | ".join(f"{(r.threshold + 1) / 2:.4f}" for r in c.threshold_table)
                   + " |"]
     lines += ["", "## Evaluation on the benchmark's *test* split (held-out families and sources, zero-shot)", "",
-              f"Benchmark: {ev['benchmark']}", "", report_text(shipped), "", "### Against baselines, same run", "",
+              _benchmark_line(ev["benchmark"]), "", report_text(shipped), "", "### Against baselines, same run", "",
               comparison_markdown(ev["comparison"]), "", "## Speed and size (ONNX Runtime, CPU)", "",
               "| model | MB | params | GMACs | img/s b1 1 thread | b32 1 thread | b1 2 threads | b32 2 threads |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -86,13 +95,15 @@ def main() -> None:
                      f"{m['b1_t1']:.0f} | {m['b32_t1']:.0f} | {m['b1_t2']:.0f} | {m['b32_t2']:.0f} |")
     lines += ["", f"(load average {bench['load']:.1f} on this shared 2-core machine during the run)", "",
               "## Reproduce", "", "```",
-              f"python scripts/build_benchmark.py",
+              "python scripts/build_benchmark.py --out ~/.cache/docretriever/benchmark-v2",
               f"python scripts/train.py --config {args.config} --out model.onnx",
-              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v1 "
+              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v2 "
               "--split val --write-thresholds",
-              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v1 "
+              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v2 "
               "--split test --baselines --json eval-test.json",
               "```", ""]
+    if args.notes:
+        lines += [Path(args.notes).read_text().strip(), ""]
     Path(args.out).write_text("\n".join(lines))
     print(f"wrote {args.out}")
 
