@@ -90,7 +90,10 @@ def val_inputs(cfg: dict, contract: ModelContract, trunk=None) -> dict | None:
     from encoders.decode import read_image
     from encoders.preprocess import resize_to_input, to_tensor
 
-    out = Path(cfg["cache_dir"]) / f"val-{contract.input_size[0]}x{contract.input_size[1]}.npz"
+    import hashlib
+
+    tag = hashlib.sha256((Path(bench) / "manifest.json").read_bytes()).hexdigest()[:12]
+    out = Path(cfg["cache_dir"]) / f"val-{tag}-{contract.input_size[0]}x{contract.input_size[1]}.npz"
     if out.exists():
         z = np.load(out, allow_pickle=False)
         res = {k: z[k] for k in z.files}
