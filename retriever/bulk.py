@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import pyarrow.parquet as pq
 
-from .bulk_batch import BatchProcessor, output_schema
+from .bulk_batch import BatchProcessor, chunked, output_schema
 from .bulk_meta import read_result_metadata, run_identity, run_metadata, with_run_metadata
 from .bulk_store import (BulkError, PartStore, ResumeRefusedError, Tally, identity_differences, now_iso,
                          parts_dir_for, path_hasher)
@@ -76,17 +76,6 @@ def _numbered_after(specs: Sequence[str], skip: int, expected_sha: str, out: Pat
             f"cannot resume {out}: the first {skip} inputs are not the paths the interrupted run classified "
             "(files added, removed or renamed among them?); rerun with --overwrite to start again")
     return hasher, ((seq, item) for seq, item in enumerate(it, start=skip))
-
-
-def _batches(items: Iterator[tuple[int, InputItem]], size: int) -> Iterator[list[tuple[int, InputItem]]]:
-    chunk: list[tuple[int, InputItem]] = []
-    for pair in items:
-        chunk.append(pair)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class _Progress:
@@ -168,7 +157,7 @@ def _run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bulk")
     try:
-        for chunk in _batches(items, batch_size):
+        for chunk in chunked(items, batch_size):
             seqs = [s for s, _ in chunk]
             paths = [it.path for _, it in chunk]
             problems = [it.problem for _, it in chunk]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +21,8 @@ from encoders.decode import DecodeError
 from encoders.preprocess import preprocess
 
 from .pages import iter_pages
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .retriever import Retriever
@@ -202,3 +204,15 @@ class BatchProcessor:
 
     def empty(self) -> pa.Table:
         return self.schema.empty_table()
+
+
+def chunked(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), consuming ``items`` lazily."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

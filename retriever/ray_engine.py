@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .bulk_batch import SEQ, BatchProcessor
+from .bulk_batch import SEQ, BatchProcessor, chunked
 from .bulk_store import BulkError
 
 if TYPE_CHECKING:
@@ -84,17 +84,6 @@ def actor_cpus(cluster_cpus: float, actors: int) -> float:
     return round(min(1.0, max(0.05, (cluster_cpus - 1) / max(actors, 1))), 3)
 
 
-def _chunks(items: Iterator[tuple[int, "InputItem"]], size: int) -> Iterator[list[tuple[int, "InputItem"]]]:
-    chunk: list[tuple[int, "InputItem"]] = []
-    for pair in items:
-        chunk.append(pair)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _quiet_ray_data() -> None:
     import ray.data
 
@@ -139,7 +128,7 @@ def run_ray(items: Iterator[tuple[int, "InputItem"]], processor: BatchProcessor,
                   "threshold": float(retriever.threshold), "top_k": int(retriever.top_k),
                   "with_features": processor.with_features, "batch_size": batch_size}
         last_seq = store.files_done - 1
-        for chunk in _chunks(items, chunk_files):
+        for chunk in chunked(items, chunk_files):
             records = [{"seq": s, "path": it.path, "problem": it.problem or ""} for s, it in chunk]
             blocks = max(1, min(len(records) // max(batch_size * 2, 1), 1000))
             ds = ray.data.from_items(records, override_num_blocks=blocks)

@@ -44,7 +44,6 @@ def count_macs_and_params(path: str) -> tuple[int, int]:
 
 
 def throughput(path: str, batch: int, threads: int, seconds: float = 2.0) -> float:
-    import onnxruntime as ort
 
     from encoders.runtime import Encoder
 
@@ -78,7 +77,7 @@ def main() -> None:
             for b, t in configs:
                 r["img_s"][f"b{b}_t{t}"].append(throughput(r["model"], b, t))
     load = os.getloadavg()[0]
-    print(f"| model | MB | params | GMACs | img/s b1 1t | b32 1t | b1 2t | b32 2t |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | MB | params | GMACs | img/s b1 1t | b32 1t | b1 2t | b32 2t |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         med = {k: statistics.median(v) for k, v in r["img_s"].items()}
         r["img_s_median"] = med

@@ -103,7 +103,6 @@ def train(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
 
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     pfc = PartialFC(MarginLoss(cfg.loss, cfg.s, cfg.m), model.dim, num_classes, cfg.sample_rate, seed=cfg.seed)
     distill = CosineDistillLoss(model.dim, teacher.shape[1]) if teacher is not None and cfg.distill_weight > 0 \
         else None
