@@ -127,10 +127,12 @@ class Retriever:
     calibration if it has one, else the model's generic table (see :class:`ThresholdTable`).
     A reference-project threshold ``t`` on the (cos+1)/2 scale is cosine ``2*t - 1``.
     ``top_k``: how many distinct labels each result lists.
+    ``search_params``: per-query index parameters for large approximate galleries (``{"nprobe": 16}``,
+    ``{"efSearch": 256}``, ``{"rerank": 8}``); ignored by exact (flat) galleries.
     """
 
     def __init__(self, gallery: Any, encoder: "Encoder | None" = None, fpr: float = 1e-2,
-                 threshold: float | None = None, top_k: int = 5) -> None:
+                 threshold: float | None = None, top_k: int = 5, search_params: dict | None = None) -> None:
         if top_k < 1:
             raise RetrieverError(f"top_k must be >= 1, got {top_k}")
         if encoder is None:
@@ -141,6 +143,7 @@ class Retriever:
         self.gallery = _open_gallery(gallery, encoder)
         self.gallery_name = _gallery_name(self.gallery)
         self.top_k = int(top_k)
+        self.search_params = dict(search_params) if search_params else None
         self._fpr_asked = float(fpr)
         self._threshold_asked = threshold
         self._configure()
@@ -231,7 +234,8 @@ class Retriever:
         ranked: list[list[tuple[str, float]]] = [[] for _ in range(len(feats))]
         todo = np.arange(len(feats))
         while len(todo):
-            scores, ids = self.gallery.search(feats[todo], depth)
+            scores, ids = (self.gallery.search(feats[todo], depth, params=self.search_params)
+                           if self.search_params else self.gallery.search(feats[todo], depth))
             scores = np.asarray(scores, dtype=np.float32)
             ids = np.asarray(ids, dtype=np.int64)
             valid = ids >= 0

@@ -365,3 +365,27 @@ def test_memory_mapped_opens_search_and_writes_reload_unmapped(tmp_path, tiny, t
     proc = subprocess.run([sys.executable, "-c", MMAP_SCRIPT, str(tmp_path), str(tiny_model_path), "flat", "ivf",
                            "hnsw"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_retriever_passes_search_params_to_the_gallery(tmp_path, tiny_model_path):
+    """Retriever(search_params=...) reaches Gallery.search; a bad parameter name is refused there."""
+    import encoders
+    from retriever import Retriever
+
+    enc = encoders.load(tiny_model_path)
+    calls = []
+
+    class Spy:
+        manifest = {"count": 2, "labels": 2}
+        calibration = None
+
+        def search(self, feats, k, params=None):
+            calls.append(params)
+            return np.tile(np.array([[0.9, 0.1]], np.float32), (len(feats), 1)), np.tile(np.array([[0, 1]]), (len(feats), 1))
+
+        def labels_of(self, ids):
+            return np.array([["a", "b"][i] for i in np.ravel(ids)], dtype=object).reshape(np.shape(ids))
+
+    r = Retriever(Spy(), encoder=enc, threshold=0.5, top_k=1, search_params={"nprobe": 16})
+    res = r.classify_features(np.ones((1, enc.dim), np.float32) / np.sqrt(enc.dim))
+    assert res[0].label == "a" and calls and calls[0] == {"nprobe": 16}
