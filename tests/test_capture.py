@@ -115,6 +115,7 @@ def _synth_available() -> bool:
     return True
 
 
+@pytest.mark.fonts
 @pytest.mark.skipif(not _synth_available(), reason="synthetic document generator not importable yet")
 def test_build_benchmark_small(tmp_path: Path) -> None:
     sys.path.insert(0, str(REPO / "scripts"))

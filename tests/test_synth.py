@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.fonts  # the generator draws with system fonts
+
 pytest.importorskip("PIL")
 pytest.importorskip("qrcode")
 

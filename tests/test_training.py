@@ -63,6 +63,7 @@ def test_margin_lowers_target_logit(kind):
 
 
 @pytest.mark.slow
+@pytest.mark.fonts
 def test_tiny_training_run_exports_a_working_model(tmp_path):
     import encoders
     from encoders.training.cache import build_cache, load_cache
