@@ -354,7 +354,7 @@ def manifest_for(cfg: Config, heldout: list[str], results: dict[str, dict[str, l
                       "note": "HELDOUT_FAMILIES only: never rendered in training (zero-shot)"},
         "sources": {"synthetic": "encoders.training.synth.render_document(family, template_seed, fill_seed)",
                     "wallpapers": str(WALLPAPER_ROOT) if cfg.wallpapers else None,
-                    "not_used": ["/usr/share/backgrounds and icons (training)", "/usr/share/doc", "card-game data"]},
+                    "not_used": ["/usr/share/backgrounds and icons (training)", "package documentation (reserved)", "card-game data (reserved)"]},
         "layout": {"register": "<split>/register/<type>/specimen.png (fill 0)",
                    "queries": "<split>/queries/<type>/<k>.jpg (fill k >= 1, eval capture; fill rendered "
                               f"at scale min(1, {RENDER_MARGIN} x capture width / family width))",

