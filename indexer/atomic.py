@@ -71,3 +71,28 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, sync_dir: bool = True) 
     """JSON with sorted keys and a trailing newline; NaN/inf refused (they are not JSON)."""
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"), sync_dir=sync_dir)
+
+
+def atomic_write_path(path: str | os.PathLike, write_to: Callable[[str], Any], sync_dir: bool = False) -> None:
+    """Like :func:`atomic_write` for writers that need a file *name* (FAISS streams to a path,
+    so the index is never copied in memory): ``write_to(tmp_path)``, fsync, rename over ``path``."""
+    target = Path(path)
+    tmp = target.with_name(f"{TMP_PREFIX}{target.name}.{os.getpid()}")
+    try:
+        write_to(str(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if sync_dir:
+        fsync_dir(target.parent)
+

@@ -29,7 +29,7 @@ import numpy as np
 
 import faiss
 
-from .atomic import TMP_PREFIX
+from .atomic import atomic_write_path
 from .errors import GalleryError
 from .specs import IVF_TRAIN_POINTS_PER_LIST, RERANK_MIN, SEARCH_PARAMS, Plan, flat_plan, parse_spec, plan_for
 
@@ -365,23 +365,7 @@ def clone(index: Any) -> Any:
 
 def write_index(index: Any, path: str | os.PathLike) -> None:
     """Write atomically: faiss streams to a temp file (no second in-memory copy), fsync, rename."""
-    target = Path(path)
-    tmp = target.with_name(f"{TMP_PREFIX}{target.name}.{os.getpid()}")
-    try:
-        faiss.write_index(index, str(tmp))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_path(path, lambda tmp: faiss.write_index(index, tmp))
 
 
 def read_index(path: str | os.PathLike, mmap: bool = False, plan_type: str = "flat") -> Any:
