@@ -77,7 +77,8 @@ def stage_cache(cfg: dict, worker: int, workers: int, max_shards: int | None) ->
     d = cfg["data"]
     LOG.info("%d sources -> %d classes x %d views", len(sources), len(sources) * 24, d["views"])
     build_cache(model, contract, sources, Path(cfg["cache_dir"]), d["views"], d.get("render_scale", 0.5),
-                d.get("shard_sources", 16), worker, workers, max_shards)
+                d.get("shard_sources", 16), worker, workers, max_shards, captures=d.get("captures", "train"),
+                store_pixels=d.get("store_pixels", True))
 
 
 def val_inputs(cfg: dict, contract: ModelContract, trunk=None) -> dict | None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from encoders.decode import read_image, jpeg_size
-from encoders.training.capture import EVAL, TRAIN, augment_view, simulate_capture, simulate_capture_array
+from encoders.training.capture import EVAL, TRAIN, TRAIN_WIDE, augment_view, simulate_capture, simulate_capture_array
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ DOC = _doc()
 
 
 def test_deterministic_for_fixed_rng() -> None:
-    for strength in ("train", "eval"):
+    for strength in ("train", "train_wide", "eval"):
         for seed in range(6):
             a = simulate_capture(DOC, np.random.default_rng(seed), strength)
             b = simulate_capture(DOC, np.random.default_rng(seed), strength)
@@ -39,7 +39,7 @@ def test_deterministic_for_fixed_rng() -> None:
 
 def test_output_is_jpeg_that_decodes() -> None:
     rng = np.random.default_rng(0)
-    for strength in ("train", "eval"):
+    for strength in ("train", "train_wide", "eval"):
         for _ in range(5):
             data = simulate_capture(DOC, rng, strength, background=_doc(100, 100))
             assert data[:3] == b"\xff\xd8\xff"
@@ -76,6 +76,20 @@ def test_eval_is_wider_and_harder_than_train() -> None:
     assert np.mean(errs["eval"]) > np.mean(errs["train"])
     assert np.std(widths["eval"]) > np.std(widths["train"]) * 0.9
     assert min(widths["eval"]) < TRAIN.width[0] or max(widths["eval"]) > TRAIN.width[1]
+
+
+def test_train_wide_covers_every_effect_kind_but_stays_milder_than_eval() -> None:
+    """Training sees every kind of effect the evaluation does (a model should not meet curl or a
+    thumb for the first time in evaluation), while "eval" stays the harder preset throughout."""
+    probs = [f for f in TRAIN_WIDE.__dataclass_fields__ if f.startswith("p_")]
+    for name in probs:
+        assert 0 < getattr(TRAIN_WIDE, name) <= getattr(EVAL, name), name
+    for name in ("corner_max", "rotate_deg", "aspect_jitter", "wb"):
+        assert getattr(TRAIN_WIDE, name) <= getattr(EVAL, name), name
+    for name in ("keystone", "gradient", "shadow", "glare", "motion_px", "defocus_px", "noise_std", "curl"):
+        assert getattr(TRAIN_WIDE, name)[1] <= getattr(EVAL, name)[1], name
+    assert TRAIN_WIDE.jpeg_quality[0] >= EVAL.jpeg_quality[0] and TRAIN_WIDE.lowres[0] >= EVAL.lowres[0]
+    assert TRAIN_WIDE.width[0] >= EVAL.width[0]
 
 
 def test_rejects_bad_input_and_unknown_strength() -> None:

@@ -96,6 +96,35 @@ def test_tiny_training_run_exports_a_working_model(tmp_path):
     assert f.shape == (1, 256) and abs(float(np.linalg.norm(f)) - 1) < 1e-5
 
 
+@pytest.mark.fonts
+def test_cache_mixes_capture_presets_and_refuses_a_different_recipe(tmp_path):
+    """A cache records its capture presets and whether it holds pixels; resuming it with another
+    recipe would silently mix two training distributions, so it is refused."""
+    from encoders.training.cache import build_cache, load_cache, make_view
+    from encoders.training.export import contract_for
+    from encoders.training.model import EmbeddingModel
+    from encoders.training.synth import TRAIN_FAMILIES
+
+    torch.set_num_threads(1)
+    model = EmbeddingModel("efficientnet_lite0", train_from="blocks.6").eval()
+    contract = contract_for(model)
+    base = np.full((200, 300, 3), 230, np.uint8)
+    base[40:80, 30:270] = 20
+    mixed = [make_view(base, "k", 0, v, contract, ("train", "train_wide")) for v in (1, 2, 3)]
+    again = [make_view(base, "k", 0, v, contract, ("train", "train_wide")) for v in (1, 2, 3)]
+    assert all(np.array_equal(a, b) and a.shape == (128, 128, 3) for a, b in zip(mixed, again))
+    src = [Source("synth", family=sorted(TRAIN_FAMILIES)[0], template_seed=1)]
+    cache = tmp_path / "cache"
+    build_cache(model, contract, src, cache, views=2, render_scale=0.25, shard_sources=1,
+                captures=("train", "train_wide"), store_pixels=False)
+    feats, labels, _, meta = load_cache(cache)
+    assert feats.shape == (VARIANTS * 2, 192, 4, 4) and meta["captures"] == ["train", "train_wide"]
+    assert "pixels" not in np.load(next(cache.glob("shard-*.npz"))).files
+    with pytest.raises(ValueError, match="other sources/views/captures"):
+        build_cache(model, contract, src, cache, views=2, render_scale=0.25, shard_sources=1, captures="train",
+                    store_pixels=False)
+
+
 def test_student_distillation_on_pixels(tmp_path):
     """LCNet end to end on cached view pixels, pulled towards (here random) teacher features."""
     from encoders.training.export import contract_for

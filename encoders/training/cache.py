@@ -54,16 +54,20 @@ def _session(path: Path):
 
 
 def make_view(base: np.ndarray, key: str, variant: int, view: int, contract: ModelContract,
-              capture_strength: str = "train", aug_p: float = 0.5) -> np.ndarray:
+              capture_strength: str | tuple[str, ...] = "train", aug_p: float = 0.5) -> np.ndarray:
     """One training view as the model-input-sized BGR uint8 image.  View 0 is the clean
-    register-like image; the others are simulated captures decoded like inference decodes."""
+    register-like image; the others are simulated captures decoded like inference decodes.
+    A tuple of capture presets picks one per view (uniformly, from the view's own seed)."""
     img = apply_variant(base, variant)
     if view == 0:
         return resize_to_input(img, contract)
     from .capture import augment_view, simulate_capture
 
     rng = np.random.default_rng(stable_seed(key, variant, view))
-    jpeg = simulate_capture(img, rng, strength=capture_strength)
+    strength = capture_strength
+    if not isinstance(strength, str):
+        strength = strength[int(rng.integers(len(strength)))]
+    jpeg = simulate_capture(img, rng, strength=strength)
     small = resize_to_input(read_image(jpeg, target_hw=contract.input_size), contract)
     if rng.random() < aug_p:
         small = augment_view(small, rng)
@@ -71,14 +75,15 @@ def make_view(base: np.ndarray, key: str, variant: int, view: int, contract: Mod
 
 
 def build_shard(sources: list[Source], first_class: int, session, contract: ModelContract, views: int,
-                render_scale: float, out: Path) -> int:
+                render_scale: float, out: Path, captures: str | tuple[str, ...] = "train",
+                store_pixels: bool = True) -> int:
     pixels, labels, view_ids = [], [], []
     for si, src in enumerate(sources):
         fills = [render_source(src, fill=k, scale=render_scale) for k in range(views)] if src.kind == "synth" \
             else [render_source(src, fill=0, scale=render_scale)] * views
         for v in range(VARIANTS):
             for k in range(views):
-                pixels.append(make_view(fills[k], src.key, v, k, contract))
+                pixels.append(make_view(fills[k], src.key, v, k, contract, captures))
                 labels.append(first_class + si * VARIANTS + v)
                 view_ids.append(k)
     feats = []
@@ -90,8 +95,11 @@ def build_shard(sources: list[Source], first_class: int, session, contract: Mode
     os.close(fd)
     with open(tmp, "wb") as fh:
         # Pixels too: a student without a pretrained trunk (LCNet) trains on them end to end.
-        np.savez(fh, feats=np.concatenate(feats), labels=np.asarray(labels, np.int64),
-                 views=np.asarray(view_ids, np.int8), pixels=np.stack(pixels))
+        arrays = dict(feats=np.concatenate(feats), labels=np.asarray(labels, np.int64),
+                      views=np.asarray(view_ids, np.int8))
+        if store_pixels:
+            arrays["pixels"] = np.stack(pixels)
+        np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, out)
@@ -100,16 +108,22 @@ def build_shard(sources: list[Source], first_class: int, session, contract: Mode
 
 def build_cache(model, contract: ModelContract, sources: list[Source], cache_dir: Path, views: int,
                 render_scale: float, shard_sources: int, worker: int = 0, workers: int = 1,
-                max_shards: int | None = None) -> None:
+                max_shards: int | None = None, captures: str | tuple[str, ...] = "train",
+                store_pixels: bool = True) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
+    captures = captures if isinstance(captures, str) else tuple(captures)
     meta = {"n_sources": len(sources), "num_classes": len(sources) * VARIANTS, "views": views,
+            "captures": captures if isinstance(captures, str) else list(captures), "store_pixels": store_pixels,
             "render_scale": render_scale, "shard_sources": shard_sources, "contract": json.loads(contract.to_json()),
             "sources": [s.key for s in sources]}
     meta_path = cache_dir / "cache.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        if old["sources"] != meta["sources"] or old["views"] != views:
-            raise ValueError(f"{cache_dir} holds a cache built from other sources/views; use another cache_dir")
+        older = {"captures": "train", "store_pixels": True}  # caches written before these keys existed
+        same = all(old.get(k, older.get(k)) == meta[k] for k in ("sources", "views", "captures", "store_pixels"))
+        if not same:
+            raise ValueError(f"{cache_dir} holds a cache built from other sources/views/captures; "
+                             "use another cache_dir")
     elif worker == 0:
         tmp = meta_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(meta))
@@ -130,7 +144,8 @@ def build_cache(model, contract: ModelContract, sources: list[Source], cache_dir
         if out.exists():
             continue
         chunk = sources[s * shard_sources:(s + 1) * shard_sources]
-        n = build_shard(chunk, s * shard_sources * VARIANTS, session, contract, views, render_scale, out)
+        n = build_shard(chunk, s * shard_sources * VARIANTS, session, contract, views, render_scale, out,
+                        captures, store_pixels)
         done += 1
         el = time.time() - t0
         LOG.info("shard %d/%d: %d views (%.1f views/s this worker)", s + 1, n_shards, n,

@@ -29,7 +29,7 @@ import numpy as np
 Rng = np.random.Generator
 Range = tuple[float, float]
 
-__all__ = ["CaptureParams", "TRAIN", "EVAL", "PRESETS", "simulate_capture", "simulate_capture_array",
+__all__ = ["CaptureParams", "TRAIN", "TRAIN_WIDE", "EVAL", "PRESETS", "simulate_capture", "simulate_capture_array",
            "augment_view"]
 
 
@@ -101,7 +101,22 @@ EVAL = CaptureParams(
     p_finger=0.25, p_screen=0.12, p_defocus_strong=0.1,
 )
 
-PRESETS: dict[str, CaptureParams] = {"train": TRAIN, "eval": EVAL}
+# Training preset covering every *kind* of effect real captures show (curl, thumbs, screens,
+# keystone, double JPEG...), with its own, milder ranges.  "train" alone never bends paper or
+# photographs a screen, so a model trained only on it meets those first at evaluation time.
+TRAIN_WIDE = CaptureParams(
+    name="train_wide", width=(260, 1000), aspect_jitter=0.06, corner_sigma=0.02, corner_max=0.055,
+    rotate_deg=5.0, p_sliver=0.4, sliver=(0.01, 0.08), p_keystone=0.35, keystone=(0.02, 0.09),
+    p_lowres=0.3, lowres=(0.45, 0.85), p_gradient=0.75, gradient=(0.05, 0.45), p_shadow=0.4,
+    shadow=(0.12, 0.55), p_glare=0.3, glare=(0.2, 0.75), p_blur=0.5, motion_px=(2.0, 9.0),
+    defocus_px=(0.5, 2.0), p_noise=0.8, noise_std=(1.0, 10.0), chroma_noise=(0.0, 5.0), p_wb=0.7,
+    wb=0.10, contrast=(0.72, 1.15), brightness=(-28.0, 15.0), gamma=(0.75, 1.35), p_gray=0.12,
+    p_scanner=0.1, jpeg_quality=(25, 90),
+    p_double_jpeg=0.3, p_vignette=0.3, vignette=(0.1, 0.35), p_curl=0.25, curl=(0.015, 0.045),
+    p_finger=0.2, p_screen=0.08, p_defocus_strong=0.05,
+)
+
+PRESETS: dict[str, CaptureParams] = {"train": TRAIN, "train_wide": TRAIN_WIDE, "eval": EVAL}
 
 _NOISE_TILE: np.ndarray | None = None
 _TILE = 1664
