@@ -31,7 +31,8 @@ import faiss
 
 from .atomic import atomic_write_path
 from .errors import GalleryError
-from .specs import IVF_TRAIN_POINTS_PER_LIST, RERANK_MIN, SEARCH_PARAMS, Plan, flat_plan, parse_spec, plan_for
+from .specs import (IVF_MIN_POINTS_PER_LIST, IVF_TRAIN_POINTS_PER_LIST, RERANK_MIN, SEARCH_PARAMS, Plan, flat_plan,
+                    parse_spec, plan_for)
 
 DEFAULT_SPEC = "flat"
 PAD_SCORE = float("-inf")  # score reported next to a padded id of -1
@@ -108,7 +109,7 @@ def create(plan: Plan, dim: int) -> Any:
 
 def make_index(spec: str, dim: int, params: Mapping[str, Any] | None = None) -> Any:
     """The empty index a new gallery of ``spec`` starts with (``ivf``/``auto``: flat until trained)."""
-    return create(plan_for(parse_spec(spec, params), 0), dim)
+    return create(plan_for(parse_spec(spec, params), 0, dim=dim), dim)
 
 
 def train(index: Any, plan: Plan, vecs: np.ndarray) -> Plan:
@@ -123,6 +124,9 @@ def train(index: Any, plan: Plan, vecs: np.ndarray) -> Plan:
     if isinstance(base, faiss.IndexIVF):
         cap = IVF_TRAIN_POINTS_PER_LIST * int(base.nlist)  # we sample; FAISS then uses all of it
         base.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_LIST
+        pq = getattr(faiss.downcast_index(base), "pq", None)
+        if pq is not None:  # PQ sub-quantizers need their own k-means points (39 per centroid)
+            cap = max(cap, IVF_MIN_POINTS_PER_LIST * int(pq.ksub))
     sample = vecs
     if n > cap:
         rows = np.sort(np.random.default_rng(TRAIN_SEED).choice(n, size=cap, replace=False))

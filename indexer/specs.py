@@ -69,9 +69,25 @@ IVF_NLIST_MIN, IVF_NLIST_MAX = 16, 65_536
 # rerank 4 (40 candidates for top-10): SQ8 scores alone reorder near-ties (1M, nlist 2048,
 # nprobe 64: label@1 0.977 without re-ranking, 0.998 with it).  SQ4 codes were slower (decoding)
 # at equal agreement; PQ fast-scan (PQ32x4fs/PQ64x4fs) missed true neighbours even re-ranking 100.
-IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 48, "codec": "sq8", "rerank": 4}
+#
+# Superseded on a quieter run (scripts/results/bench_index.jsonl, 2026-11-30; one core free, the other
+# training): IVF-SQ8 is memory-bound, ~0.6 ms per 1M-gallery query at nprobe 48 whatever the machine,
+# and its label agreement at nprobe 48 varied between 0.984 and 0.993 across data draws.  4-bit PQ
+# fast-scan codes over pairs of dimensions ("pq4fs": PQ{d/2}x4fs, 64 B/vector at 256-d) scan ~3x
+# faster per probed list, and re-ranking 100 candidates by exact cosine recovers what the coarser codes
+# lose: at 1M, nlist 2048, nprobe 128, rerank 10: label agreement 0.995 at p50 0.47 / p99 0.61 ms,
+# against 0.996 at 1.38 / 1.69 ms for SQ8 at the same nprobe (same data, same contended core).
+# (The earlier 4-bit failures were PQ32x4fs/PQ64x4fs: 8 or 4 dimensions per 4-bit code.)
+IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 128, "codec": "pq4fs", "rerank": 10}
 IVF_CODECS = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16", "pq8": "PQ8", "pq16": "PQ16",
-              "pq32": "PQ32", "pq64": "PQ64"}
+              "pq32": "PQ32", "pq64": "PQ64", "pq4fs": "PQ{half}x4fs"}
+
+
+def codec_factory(codec: str, dim: int) -> str:
+    """The FAISS factory fragment of ``codec`` for ``dim``-d vectors (pq4fs: one 4-bit code per pair
+    of dimensions; one per dimension if ``dim`` is odd)."""
+    frag = IVF_CODECS[codec]
+    return frag.format(half=dim // 2 if dim % 2 == 0 else dim) if "{half}" in frag else frag
 
 # --- HNSW ----------------------------------------------------------------------------------------
 # M=32 / efConstruction=80: measured-physics.md §3 (isotropic clusters: recall@1 0.991 at
@@ -240,25 +256,26 @@ def flat_plan(reason: str) -> Plan:
     return Plan(type="flat", factory="Flat", reason=reason)
 
 
-def _ivf_plan(params: Mapping[str, Any], n: int, who: str) -> Plan:
+def _ivf_plan(params: Mapping[str, Any], n: int, who: str, dim: int) -> Plan:
     p = {**IVF_DEFAULTS, **{k: v for k, v in params.items() if k in IVF_DEFAULTS}}
     nlist = int(p["nlist"]) if p.get("nlist") else auto_nlist(n)
     codec = str(p["codec"])
+    factory = f"IVF{nlist},{codec_factory(codec, dim)}"
     need = ivf_min_vectors(nlist)
-    if codec.startswith("pq"):  # each sub-quantizer learns 256 centroids
-        need = max(need, IVF_MIN_POINTS_PER_LIST * 256)
+    if codec.startswith("pq"):  # each sub-quantizer learns 256 centroids (16 with 4-bit codes)
+        need = max(need, IVF_MIN_POINTS_PER_LIST * (16 if codec.endswith("4fs") else 256))
     if n < need:
-        return flat_plan(f"{who}: {n} vector(s) are too few to train IVF{nlist},{IVF_CODECS[codec]} (needs >= "
+        return flat_plan(f"{who}: {n} vector(s) are too few to train {factory} (needs >= "
                          f"{need}: {IVF_MIN_POINTS_PER_LIST} per centroid); exact flat search until then")
     lossy = codec != "flat"
-    return Plan(type="ivf", factory=f"IVF{nlist},{IVF_CODECS[codec]}", nlist=nlist, nprobe=int(p["nprobe"]),
+    return Plan(type="ivf", factory=factory, nlist=nlist, nprobe=int(p["nprobe"]),
                 codec=codec, rerank=int(p["rerank"]) if lossy else 0, trained_on=n,
                 reason=f"{who}: IVF nlist={nlist} trained on {n} vectors; retrained past "
                        f"{int(IVF_RETRAIN_FACTOR * n)}")
 
 
-def plan_for(spec: Spec, n: int, current: Plan | None = None) -> Plan:
-    """The index to build for ``n`` vectors under ``spec`` (``current``: the plan now on disk)."""
+def plan_for(spec: Spec, n: int, current: Plan | None = None, dim: int = 256) -> Plan:
+    """The index to build for ``n`` ``dim``-d vectors under ``spec`` (``current``: the plan now on disk)."""
     if spec.kind == "flat":
         return flat_plan("flat: exact search")
     if spec.kind == "hnsw":
@@ -271,7 +288,7 @@ def plan_for(spec: Spec, n: int, current: Plan | None = None) -> Plan:
                     efConstruction=int(p["efConstruction"]), efSearch=int(p["efSearch"]), codec=p["codec"],
                     rerank=int(p["rerank"]) if lossy else 0, reason="hnsw: removals are tombstones until compact")
     if spec.kind == "ivf":
-        return _ivf_plan(spec.params, n, "ivf")
+        return _ivf_plan(spec.params, n, "ivf", dim)
     if spec.kind == "auto":
         flat_max = int(spec.params.get("flat_max", AUTO_FLAT_MAX))
         stay_ivf = current is not None and current.type == "ivf" and n >= flat_max * AUTO_SHRINK_HYSTERESIS
@@ -279,7 +296,7 @@ def plan_for(spec: Spec, n: int, current: Plan | None = None) -> Plan:
             return flat_plan(f"auto: exact search up to {flat_max} vectors (sub-millisecond there)")
         if stay_ivf and n <= flat_max:
             return current  # type: ignore[return-value]
-        return _ivf_plan(spec.params, n, f"auto: {n} > {flat_max} vectors")
+        return _ivf_plan(spec.params, n, f"auto: {n} > {flat_max} vectors", dim)
     assert spec.kind == "faiss" and spec.factory
     return Plan(type="faiss", factory=spec.factory, efSearch=spec.params.get("efSearch"),
                 nprobe=spec.params.get("nprobe"), rerank=int(spec.params.get("rerank", 4)),
@@ -288,7 +305,7 @@ def plan_for(spec: Spec, n: int, current: Plan | None = None) -> Plan:
 
 def eventual_plan(spec: Spec, dim: int) -> Plan:
     """The plan ``spec`` leads to once the gallery is big (to validate a spec before any data)."""
-    return plan_for(spec, max(10**6, ivf_min_vectors(int(spec.params.get("nlist") or IVF_NLIST_MIN))))
+    return plan_for(spec, max(10**6, ivf_min_vectors(int(spec.params.get("nlist") or IVF_NLIST_MIN))), dim=dim)
 
 
 def rebuild_reason(spec: Spec, current: Plan, n: int) -> str | None:

@@ -91,9 +91,9 @@ TYPES = [
     ("flat", {}, "flat", False),
     ("hnsw", {"M": 8, "efConstruction": 40}, "hnsw", True),
     ("hnsw", {"M": 8, "codec": "sq8"}, "hnsw", True),
-    ("ivf", {"nlist": 8}, "ivf", False),
+    ("ivf", {"nlist": 8, "codec": "sq8"}, "ivf", False),
     ("ivf", {"nlist": 8, "codec": "flat"}, "ivf", False),
-    ("auto", {"flat_max": 300, "nlist": 8}, "ivf", False),
+    ("auto", {"flat_max": 300, "nlist": 8, "codec": "sq8"}, "ivf", False),
     ("faiss:HNSW16,Flat", {}, "faiss", True),
     ("faiss:IVF8,SQ8", {}, "faiss", False),
 ]
@@ -127,6 +127,28 @@ def test_every_index_type_build_add_remove_search_round_trip(tmp_path, tiny, spe
     assert g.tombstones == 0 and g.count == 700 - len(gone) and never_returns(g, gone, everything[gone])
     _, ids = g.search(everything[ids_live[:20]], 1)
     assert (ids[:, 0] == ids_live[:20]).mean() >= 0.9
+
+
+def test_default_ivf_codec_pq4fs_round_trip_with_exact_scores(tmp_path, tiny):
+    """The default IVF codes (4-bit fast-scan PQ over pairs of dimensions): too few vectors to train
+    its 16-centroid sub-quantizers means exact flat search; once trained, results are re-ranked to
+    exact cosines, items find themselves, removed ids never return, and it survives reopen/compact."""
+    small = make(tmp_path / "s", tiny, "ivf", {"nlist": 8}, n=600)
+    assert small.plan.type == "flat" and "too few" in small.plan.reason
+    g = make(tmp_path, tiny, "ivf", {"nlist": 8, "nprobe": 8}, n=1000)
+    assert g.plan.codec == "pq4fs" and g.plan.factory == f"IVF8,PQ{DIM // 2}x4fs" and g.plan.rerank > 0
+    x, _ = clustered(1000)
+    scores, ids = g.search(x[:100], 5)
+    assert (ids[:, 0] == np.arange(100)).mean() >= 0.99
+    np.testing.assert_allclose(scores[:, 0], np.einsum("ij,ij->i", x[ids[:, 0]], x[:100]), atol=1e-5)
+    raw, _ = g.search(x[:100], 5, params={"rerank": 0})
+    assert np.abs(raw[:, 0] - 1.0).max() > 1e-3  # the codes alone are approximate: re-ranking matters
+    gone = np.asarray(g.remove(ids=list(range(0, 1000, 7))), np.int64)
+    assert never_returns(g, gone, x[gone])
+    reopened = Gallery.open(g.path)
+    assert never_returns(reopened, gone, x[gone]) and verify(reopened, sample=0).ok
+    g.compact()
+    assert never_returns(g, gone, x[gone]) and g.plan.codec == "pq4fs"
 
 
 def test_hnsw_tombstones_survive_reopen_rollback_and_compact(tmp_path, tiny):
@@ -166,7 +188,8 @@ def test_hnsw_sq8_tombstones_with_exact_store_segment_merges(tmp_path, tiny):
 
 def test_ivf_too_small_is_flat_trains_when_big_enough_and_retrains_past_factor(tmp_path, tiny):
     assert specs.IVF_RETRAIN_FACTOR == 2.0
-    g = Gallery.create(tmp_path / "gal", tiny, index_spec="ivf", index_params={"nlist": 8})  # trains from 312
+    g = Gallery.create(tmp_path / "gal", tiny, index_spec="ivf",
+                       index_params={"nlist": 8, "codec": "sq8"})  # trains from 312
     x, labels = clustered(1000)
     g.add_vectors(x[:200], labels[:200], encoder=tiny, check_near_duplicates=False)
     assert g.plan.type == "flat" and "too few to train" in g.plan.reason
@@ -184,11 +207,13 @@ def test_auto_picks_flat_below_threshold_ivf_above_with_hysteresis(tmp_path, tin
     auto = specs.parse_spec("auto")
     assert specs.plan_for(auto, specs.AUTO_FLAT_MAX).type == "flat"
     big = specs.plan_for(auto, specs.AUTO_FLAT_MAX + 1)
-    assert big.type == "ivf" and big.codec == "sq8" and big.rerank > 0 and big.nprobe == specs.IVF_DEFAULTS["nprobe"]
+    assert big.type == "ivf" and big.codec == specs.IVF_DEFAULTS["codec"] and big.rerank > 0
+    assert big.nprobe == specs.IVF_DEFAULTS["nprobe"] and big.factory.endswith(",PQ128x4fs")  # 256-d default
     assert specs.plan_for(auto, 10**6).nlist == specs.auto_nlist(10**6)
     g = make(tmp_path, tiny, "auto", n=200)  # the default threshold: exact search
     assert g.plan.type == "flat" and g.manifest["format_version"] == 1
-    g2 = Gallery.create(tmp_path / "g2", tiny, index_spec="auto", index_params={"flat_max": 300, "nlist": 8})
+    g2 = Gallery.create(tmp_path / "g2", tiny, index_spec="auto",
+                        index_params={"flat_max": 300, "nlist": 8, "codec": "sq8"})
     x, labels = clustered(400)
     g2.add_vectors(x[:300], labels[:300], encoder=tiny, check_near_duplicates=False)
     assert g2.plan.type == "flat"
@@ -289,9 +314,13 @@ def test_rerank_gives_exact_cosines_for_sq8_codes(tmp_path, tiny):
     assert len(ids_all) == 800 + 5 * (MAX_SEGMENTS + 2) and verify(g, sample=0).ok
 
 
-def test_near_duplicates_are_refused_on_approximate_indexes(tmp_path, tiny):
-    g = make(tmp_path, tiny, "ivf", {"nlist": 8}, n=600)
-    x, labels = clustered(600)
+@pytest.mark.parametrize("codec", ["sq8", "pq4fs"])
+def test_near_duplicates_are_refused_on_approximate_indexes(tmp_path, tiny, codec):
+    """PQ codes underestimate cosines by far more than SQ8 (~0.06, up to ~0.2): the check must
+    still find a near-duplicate through them."""
+    g = make(tmp_path, tiny, "ivf", {"nlist": 8, "codec": codec}, n=700)
+    assert g.plan.codec == codec and g.plan.type == "ivf"
+    x, labels = clustered(700)
     twin = x[10] + 1e-3 * np.ones(DIM, np.float32)
     twin /= np.linalg.norm(twin)
     other = "type99"
@@ -303,7 +332,7 @@ def test_near_duplicates_are_refused_on_approximate_indexes(tmp_path, tiny):
 
 
 def test_stats_report_type_parameters_and_bytes_per_vector(tmp_path, tiny):
-    g = make(tmp_path, tiny, "ivf", {"nlist": 8})
+    g = make(tmp_path, tiny, "ivf", {"nlist": 8, "codec": "sq8"})
     s = json.loads(run("stats", g.path, "--json").output)
     assert (s["vectors"], s["index_spec"], s["index_type"], s["tombstones"]) == (600, "ivf", "ivf", 0)
     assert s["index"]["nlist"] == 8 and s["index"]["nprobe"] == specs.IVF_DEFAULTS["nprobe"]
