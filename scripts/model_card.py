@@ -67,7 +67,7 @@ def main() -> None:
              f"* data: synthetic documents of the training families ({cfg['data']['templates_per_family']} templates each) "
              f"and real images (Debian wallpapers and icons), each source x24 classes (4 rotations x flip x full/top/bottom "
              f"half), {cfg['data']['views']} views per class (1 clean, the rest simulated captures with a new fill of the "
-             "personal data)",
+             f"personal data; capture presets {cfg['data'].get('captures', 'train')})",
              ]
     if summary:
         b = summary.get("best", {})

@@ -147,7 +147,7 @@ def make_validator(val: dict | None, from_trunk: bool):
 def stage_train(cfg: dict) -> dict:
     model = build_model(cfg)
     contract = make_contract(cfg, model)
-    feats, labels, _, meta = load_cache(Path(cfg["cache_dir"]))
+    feats, labels, _, meta = load_cache(Path(cfg["cache_dir"]), cfg["data"].get("max_shards"))
     LOG.info("cache: %d views, %d classes present of %d", len(feats), len(np.unique(labels)), meta["num_classes"])
     val = val_inputs(cfg, contract, trunk=model.backbone.trunk.eval())
     t = cfg["train"]

@@ -295,3 +295,22 @@ def test_doc_classifier_refuses_label_collisions(tmp_path, tiny_model_path):
 def test_default_register_dir_points_at_shipped_folder():
     d = default_register_dir()
     assert d is not None and d.name == "register_data" and d.is_dir()
+
+
+@pytest.mark.parametrize("colour", ["RGB", "BGR"])
+def test_to_tensor_is_the_contract_formula(colour):
+    """The fused per-plane fast path computes exactly (pixel * scale - mean) / std in the contract's
+    channel order, CHW, float32 (training's cached features and inference depend on it)."""
+    from encoders.contract import ModelContract
+    from encoders.preprocess import preprocess, to_tensor
+
+    c = ModelContract(name="t", colour=colour, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), input_size=(32, 48))
+    img = np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    order = img if colour == "BGR" else img[:, :, ::-1]
+    want = ((order.astype(np.float64) / 255 - np.array(c.mean)) / np.array(c.std)).transpose(2, 0, 1)
+    got = to_tensor(img, c)
+    assert got.dtype == np.float32 and got.shape == (3, 32, 48) and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    view = np.zeros((40, 60, 3), np.uint8)[4:36, 6:54]  # a non-contiguous crop works too
+    assert to_tensor(view, c).shape == (3, 32, 48)
+    assert preprocess(np.full((64, 96, 3), 255, np.uint8), c).shape == (3, 32, 48)

@@ -152,10 +152,11 @@ def build_cache(model, contract: ModelContract, sources: list[Source], cache_dir
                  done * shard_sources * VARIANTS * views / max(el, 1e-9))
 
 
-def load_cache(cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """All finished shards -> (feats float16 (n,C,h,w), labels, views, meta)."""
+def load_cache(cache_dir: Path, max_shards: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Finished shards (the first ``max_shards``: sources are shuffled, so any prefix is a fair
+    sample, e.g. for a data-scaling ablation) -> (feats float16 (n,C,h,w), labels, views, meta)."""
     meta = json.loads((cache_dir / "cache.json").read_text())
-    shards = sorted(cache_dir.glob("shard-*.npz"))
+    shards = sorted(cache_dir.glob("shard-*.npz"))[:max_shards]
     if not shards:
         raise FileNotFoundError(f"{cache_dir}: no finished shards; run scripts/train.py --stage cache first")
     feats, labels, views = [], [], []
