@@ -30,8 +30,14 @@ class _Reader:
 
 
 def quantize_model(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration_images: Iterable[str],
-                   batch: int = 16) -> Path:
-    """Write a static-QDQ int8 copy of a docretriever model, keeping (and renaming) its contract."""
+                   batch: int = 16, activations: str = "s8") -> Path:
+    """Write a static-QDQ int8 copy of a docretriever model, keeping (and renaming) its contract.
+
+    ``activations`` "s8" (S8S8, ONNX Runtime's recommended CPU default) or "u8" (U8S8: can saturate
+    on x86 CPUs without VNNI unless the range is reduced).  The copy keeps the fp32 model's threshold
+    table: re-measure it on the int8 model (``scripts/evaluate.py --write-thresholds``)."""
+    if activations not in ("s8", "u8"):
+        raise ValueError(f"activations must be 's8' or 'u8', not {activations!r}")
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -50,10 +56,12 @@ def quantize_model(fp32_path: str | os.PathLike, out_path: str | os.PathLike, ca
         quant_pre_process(str(fp32_path), pre)
         q = os.path.join(tmp, "q.onnx")
         quantize_static(pre, q, _Reader(batches, contract.input_name), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True,
+                        activation_type=QuantType.QInt8 if activations == "s8" else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
         int8 = ModelContract.from_json(contract.to_json())
-        int8 = int8.with_info(quantization="static QDQ int8 (per-channel S8 weights, U8 activations)",
+        int8 = int8.with_info(quantization=f"static QDQ int8 (per-channel S8 weights, {activations.upper()} activations)",
                               calibration_images=len(xs), fp32_parent=contract.name)
         import dataclasses
         int8 = dataclasses.replace(int8, name=f"{contract.name}-int8")
