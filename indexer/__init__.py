@@ -6,8 +6,8 @@
 >>> scores, ids = g.search(enc.encode(["query.jpg"]), k=5)            # cosine in [-1, 1]
 >>> g.labels_of(ids)
 
-Large galleries: ``Gallery.build(..., index_spec="auto")`` (exact search while small, IVF-SQ8 with
-exact re-ranking above ``specs.AUTO_FLAT_MAX``), ``g.search(feats, k, params={"nprobe": 32})``,
+Large galleries: ``Gallery.build(..., index_spec="auto")`` (exact search while small, IVF with 4-bit
+fast-scan PQ codes and exact re-ranking above ``specs.AUTO_FLAT_MAX``), ``g.search(feats, k, params={"nprobe": 32})``,
 ``g.add_vectors(vectors, labels, encoder=...)`` for precomputed features, ``g.compact()``.
 """
 from .errors import (BadImagesError, EncoderMismatchError, GalleryCorruptError, GalleryError, GalleryLockedError,

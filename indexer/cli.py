@@ -69,7 +69,7 @@ INDEX_HELP = ("Index type: flat (exact; default), auto (exact while small, IVF a
               "that grow large), hnsw, ivf, or faiss:<factory string> for experts (e.g. faiss:IVF4096,SQ8). "
               "Recorded in the manifest; see `indexer stats`.")
 PARAM_HELP = ("Index parameter KEY=VALUE (repeatable): hnsw M, efConstruction, efSearch, codec (flat|sq8); ivf/auto "
-              "nlist, nprobe, codec (flat|sq8|sq4|fp16|pq8..pq64); auto flat_max; rerank (candidates per result "
+              "nlist, nprobe, codec (pq4fs (default)|flat|sq8|sq4|fp16|pq8..pq64); auto flat_max; rerank (candidates per result "
               "re-scored exactly for compressed codes; 0 = off).")
 
 

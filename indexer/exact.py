@@ -1,9 +1,10 @@
 """Exact float32 vectors kept beside a lossy index (SQ8/PQ codes), for re-ranking and export.
 
-Why: an IVF-SQ8 index stores 1 byte per dimension, so its scores are approximations of the
-cosine; accept/reject thresholds were calibrated on exact cosines.  The gallery asks the lossy
-index for ``rerank * k`` candidates and re-scores them against these vectors, so every score it
-returns is the exact cosine (and export/verify see the vectors that were registered).
+Why: an IVF-SQ8 index stores 1 byte per dimension (the default IVF-PQ4fs a quarter of one: a 4-bit
+code per pair of dimensions), so its scores are approximations of the cosine; accept/reject
+thresholds were calibrated on exact cosines.  The gallery asks the lossy index for ``rerank * k``
+candidates and re-scores them against these vectors, so every score it returns is the exact cosine
+(and export/verify see the vectors that were registered).
 
 Layout: the store is a list of immutable *segments*; each segment is two ``.npy`` files,
 ``exact-000N.npy`` (float32, rows x dim) and ``exact-000N.ids.npy`` (int64 item ids, ascending).
