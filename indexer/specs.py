@@ -78,6 +78,11 @@ IVF_NLIST_MIN, IVF_NLIST_MAX = 16, 65_536
 # lose: at 1M, nlist 2048, nprobe 128, rerank 10: label agreement 0.995 at p50 0.47 / p99 0.61 ms,
 # against 0.996 at 1.38 / 1.69 ms for SQ8 at the same nprobe (same data, same contended core).
 # (The earlier 4-bit failures were PQ32x4fs/PQ64x4fs: 8 or 4 dimensions per 4-bit code.)
+# The full bench_index.py run that followed (anchors encoded with the newly shipped model, whose
+# features spread more: an easier gallery), 1M, one FAISS thread, the other core training:
+# pq4fs nprobe 128 label agreement 0.999 at p50 0.56 / p99 0.81 ms (Gallery API, warm: 0.54 / 0.79);
+# SQ8 nprobe 32 0.996 at 0.38 / 0.52 ms.  SQ8 would be faster on this data, but pq4fs keeps >= 0.99
+# on the harder one (SQ8 needed nprobe >= 96 there, p99 > 1.3 ms) and uses 72 instead of 264 B/vector.
 IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 128, "codec": "pq4fs", "rerank": 10}
 IVF_CODECS = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16", "pq8": "PQ8", "pq16": "PQ16",
               "pq32": "PQ32", "pq64": "PQ64", "pq4fs": "PQ{half}x4fs"}
