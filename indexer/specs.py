@@ -81,8 +81,9 @@ IVF_NLIST_MIN, IVF_NLIST_MAX = 16, 65_536
 # The full bench_index.py run that followed (anchors encoded with the newly shipped model, whose
 # features spread more: an easier gallery), 1M, one FAISS thread, the other core training:
 # pq4fs nprobe 128 label agreement 0.999 at p50 0.56 / p99 0.81 ms (Gallery API, warm: 0.54 / 0.79);
-# SQ8 nprobe 32 0.996 at 0.38 / 0.52 ms.  SQ8 would be faster on this data, but pq4fs keeps >= 0.99
-# on the harder one (SQ8 needed nprobe >= 96 there, p99 > 1.3 ms) and uses 72 instead of 264 B/vector.
+# SQ8 nprobe 32 0.996 at 0.38 / 0.52 ms.  SQ8 would be faster on this data, but on the harder gallery
+# (previous model's anchors; first run of the day) SQ8 reached 0.988 at nprobe 64 and 0.994 only at
+# nprobe 128 (p99 1.29 ms), and pq4fs uses 72 instead of 264 B/vector.
 IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 128, "codec": "pq4fs", "rerank": 10}
 IVF_CODECS = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16", "pq8": "PQ8", "pq16": "PQ16",
               "pq32": "PQ32", "pq64": "PQ64", "pq4fs": "PQ{half}x4fs"}
