@@ -126,6 +126,24 @@ class ExactStore:
                                                   np.concatenate([keep_vecs, vecs]))], self.dim)
         return ExactStore(self.segments + [self.write_segment(root, generation, ids, vecs)], self.dim)
 
+    def warm(self, chunk_rows: int = 65_536) -> int:
+        """Fault every mapped page in now (one sequential pass) instead of during the first queries,
+        which otherwise pay a page fault per re-ranked row; returns the bytes touched.  The pages
+        are shared page cache: reclaimable, and counted once across processes."""
+        touched = 0
+        for seg in self.segments:
+            mm = getattr(seg.vectors, "_mmap", None)
+            if mm is not None and hasattr(mmap, "MADV_WILLNEED"):
+                try:
+                    mm.madvise(mmap.MADV_WILLNEED)  # start readahead of the whole file
+                except (OSError, ValueError):  # pragma: no cover
+                    pass
+            for start in range(0, len(seg.vectors), chunk_rows):
+                block = seg.vectors[start:start + chunk_rows]
+                float(block[:, 0].sum())  # reading one float per row faults in every page
+                touched += block.nbytes
+        return touched
+
     # ------------------------------------------------------------------ reading
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """Row numbers of ``ids`` (any shape); raises if one is missing."""

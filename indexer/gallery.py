@@ -32,6 +32,7 @@ import datetime as dt
 import json
 import os
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,6 +334,15 @@ class Gallery:
             return np.full((n, k), idx.PAD_SCORE, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
         s = self._s
         return idx.search(s.index, np.ascontiguousarray(q), min(k, self.count), s.plan, p, s.dead, s.exact)
+
+    def warm(self) -> dict[str, float]:
+        """Fault in the memory-mapped exact vectors now, for a long-running service: otherwise its
+        first queries pay a page fault per re-ranked row (bench_index.py, 1M vectors: first-pass
+        p99 2.1 ms against 0.79 ms once warm).  Returns ``{"bytes": ..., "seconds": ...}``; a
+        gallery without an exact store (exact index) has nothing to warm."""
+        t = time.perf_counter()
+        touched = self._s.exact.warm() if self._s.exact is not None else 0
+        return {"bytes": float(touched), "seconds": time.perf_counter() - t}
 
     def labels_of(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
         """Labels for item ids (any shape); id -1 (padding) gives ""."""

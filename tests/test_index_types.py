@@ -418,3 +418,16 @@ def test_retriever_passes_search_params_to_the_gallery(tmp_path, tiny_model_path
     r = Retriever(Spy(), encoder=enc, threshold=0.5, top_k=1, search_params={"nprobe": 16})
     res = r.classify_features(np.ones((1, enc.dim), np.float32) / np.sqrt(enc.dim))
     assert res[0].label == "a" and calls and calls[0] == {"nprobe": 16}
+
+
+def test_warm_faults_in_the_exact_store_and_changes_no_result(tmp_path, tiny):
+    g = make(tmp_path, tiny, "ivf", {"nlist": 8, "codec": "sq8"})
+    x, _ = clustered(600)
+    before = g.search(x[:20], 5)
+    w = g.warm()
+    assert w["bytes"] == 600 * DIM * 4 and w["seconds"] >= 0
+    after = g.search(x[:20], 5)
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_allclose(before[0], after[0])
+    flat = make(tmp_path / "flat", tiny, "flat")
+    assert flat.warm()["bytes"] == 0  # exact index: nothing beside it to warm
