@@ -83,7 +83,9 @@ IVF_NLIST_MIN, IVF_NLIST_MAX = 16, 65_536
 # pq4fs nprobe 128 label agreement 0.999 at p50 0.56 / p99 0.81 ms (Gallery API, warm: 0.54 / 0.79);
 # SQ8 nprobe 32 0.996 at 0.38 / 0.52 ms.  SQ8 would be faster on this data, but on the harder gallery
 # (previous model's anchors; first run of the day) SQ8 reached 0.988 at nprobe 64 and 0.994 only at
-# nprobe 128 (p99 1.29 ms), and pq4fs uses 72 instead of 264 B/vector.
+# nprobe 128 (p99 1.29 ms), and pq4fs uses 72 instead of 264 B/vector.  Re-measured on exactly that
+# harder draw (scripts/results/bench_index_hard.jsonl): pq4fs+rerank nprobe 64 0.988, 96 0.992,
+# 128 0.994 at p50 0.58 / p99 0.78 ms; SQ8+rerank nprobe 48 0.984, 64 0.988 (p99 0.88 ms).
 IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 128, "codec": "pq4fs", "rerank": 10}
 IVF_CODECS = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16", "pq8": "PQ8", "pq16": "PQ16",
               "pq32": "PQ32", "pq64": "PQ64", "pq4fs": "PQ{half}x4fs"}
