@@ -91,7 +91,8 @@ def main() -> None:
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in bench["rows"]:
         m = r["img_s_median"]
-        lines.append(f"| {Path(r['model']).name} | {r['mb']:.2f} | {r['params'] / 1e6:.2f} M | {r['macs'] / 1e9:.3f} | "
+        macs = f"{r['macs'] / 1e9:.3f}" if r.get("macs") else "–"  # not counted for quantised graphs
+        lines.append(f"| {Path(r['model']).name} | {r['mb']:.2f} | {r['params'] / 1e6:.2f} M | {macs} | "
                      f"{m['b1_t1']:.0f} | {m['b32_t1']:.0f} | {m['b1_t2']:.0f} | {m['b32_t2']:.0f} |")
     lines += ["", f"(load average {bench['load']:.1f} on this shared 2-core machine during the run)", "",
               "## Reproduce", "", "```",
