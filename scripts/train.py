@@ -290,7 +290,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="ONNX output path (export stage)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
-    torch.set_num_threads(1)
+    # One thread by default (a shared 2-core box); DOCRETRIEVER_TRAIN_THREADS=2 when the box is yours.
+    torch.set_num_threads(int(os.environ.get("DOCRETRIEVER_TRAIN_THREADS", "1")))
     torch.set_float32_matmul_precision("medium")
     cfg = load_config(args.config)
     if args.stage in ("cache", "all"):
