@@ -431,7 +431,8 @@ def main() -> None:
     kb200 = np.mean([os.path.getsize(p) for p in scans200]) / 1024
     kb300 = f", 300 dpi (2480x3508) {np.mean([os.path.getsize(p) for p in scans300]) / 1024:.0f} KB" if scans300 else ""
     print(f"Machine: {os.cpu_count()} cores; load average (1 min) around each run shown (other work on the box "
-          "shows there). Model: the shipped default (128x128 input, 256-d), 1 ORT thread per call; gallery "
+          f"shows there). Model: {os.environ.get('DOCRETRIEVER_MODEL') or 'the shipped default'} (128x128 input, 256-d), "
+          "1 ORT thread per call; gallery "
           f"{a.types} types (FAISS flat IP). Scans: JPEG q85-90, mean size 200 dpi (1700x2200) {kb200:.0f} KB"
           f"{kb300}; {len(scans200)} distinct scans cycled through the input list.")
     print()
