@@ -52,7 +52,7 @@ import faiss  # noqa: E402
 
 from indexer import index as idx  # noqa: E402
 from indexer.exact import ExactStore  # noqa: E402
-from indexer.specs import Plan, auto_nlist  # noqa: E402
+from indexer.specs import Plan, auto_nlist, codec_factory  # noqa: E402
 
 DIM = 256
 K = 10
@@ -336,7 +336,7 @@ def configs(n: int, args: argparse.Namespace) -> list[tuple[str, Plan, str | Non
     if "ivf" in args.types:
         for nlist in sorted({nl, *[int(v) for v in args.extra_nlist if int(v) * 39 <= n]}):
             probes = [p for p in args.nprobe if p <= nlist]
-            out.append(("ivf-pq4fs+rerank", Plan(type="ivf", factory=f"IVF{nlist},PQ{DIM // 2}x4fs", nlist=nlist,
+            out.append(("ivf-pq4fs+rerank", Plan(type="ivf", factory=f"IVF{nlist},{codec_factory('pq4fs', DIM)}", nlist=nlist,
                                                  nprobe=8, codec="pq4fs", rerank=10), "nprobe",
                         [p for p in args.nprobe_fs if p <= nlist], {"rerank": 10}, 0.0))
             out.append(("ivf-sq8+rerank", Plan(type="ivf", factory=f"IVF{nlist},SQ8", nlist=nlist, nprobe=8,
