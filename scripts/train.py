@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from encoders.contract import ModelContract
-from encoders.training.cache import build_cache, load_cache
+from encoders.training.cache import build_cache, load_caches
 from encoders.training.data import image_sources, synth_sources
 from encoders.training.export import check_parity, contract_for, export_onnx
 from encoders.training.model import EmbeddingModel
@@ -42,6 +42,8 @@ def load_config(path: str) -> dict:
     for key in ("cache_dir", "run_dir", "benchmark"):
         if cfg.get(key):
             cfg[key] = str(Path(os.path.expanduser(cfg[key])))
+    # Caches built by other configs that this one trains on too (its own cache_dir comes first).
+    cfg["extra_cache_dirs"] = [str(Path(os.path.expanduser(d))) for d in cfg.get("extra_cache_dirs") or []]
     return cfg
 
 
@@ -61,7 +63,8 @@ def sources_for(cfg: dict) -> list:
     from encoders.training.synth import TRAIN_FAMILIES
 
     d = cfg["data"]
-    src = synth_sources(sorted(TRAIN_FAMILIES), d["templates_per_family"], seed=cfg.get("seed", 0))
+    src = synth_sources(sorted(TRAIN_FAMILIES), d["templates_per_family"], seed=cfg.get("seed", 0),
+                        template_offset=d.get("template_offset", 0))
     if d.get("real_images", True):
         src += image_sources(crops_per_large_image=d.get("crops_per_large_image", 6), seed=cfg.get("seed", 0),
                              max_icons=d.get("max_icons", 400))
@@ -147,7 +150,8 @@ def make_validator(val: dict | None, from_trunk: bool):
 def stage_train(cfg: dict) -> dict:
     model = build_model(cfg)
     contract = make_contract(cfg, model)
-    feats, labels, _, meta = load_cache(Path(cfg["cache_dir"]), cfg["data"].get("max_shards"))
+    dirs = [Path(cfg["cache_dir"])] + [Path(d) for d in cfg["extra_cache_dirs"]]
+    feats, labels, _, meta = load_caches(dirs, cfg["data"].get("max_shards"))
     LOG.info("cache: %d views, %d classes present of %d", len(feats), len(np.unique(labels)), meta["num_classes"])
     val = val_inputs(cfg, contract, trunk=model.backbone.trunk.eval())
     t = cfg["train"]
@@ -157,7 +161,8 @@ def stage_train(cfg: dict) -> dict:
     best = train_on_cache(model, feats, labels, meta["num_classes"], tc, Path(cfg["run_dir"]),
                           make_validator(val, from_trunk=True), log=LOG.info)
     summary = {"config": cfg["_path"], "name": cfg["name"], "views": int(len(feats)),
-               "classes_present": int(len(np.unique(labels))), "best": best, "train_wall_s": time.time() - t0}
+               "classes_present": int(len(np.unique(labels))), "best": best, "train_wall_s": time.time() - t0,
+               "cache_dirs": [str(d) for d in dirs]}
     (Path(cfg["run_dir"]) / "summary.json").write_text(json.dumps(summary, indent=2))
     LOG.info("best: %s", json.dumps(best))
     return summary

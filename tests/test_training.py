@@ -145,3 +145,54 @@ def test_student_distillation_on_pixels(tmp_path):
     assert all(0.0 <= h["distill_loss"] <= 2.0 for h in hist)
     state = torch.load(tmp_path / "last.pt", weights_only=False)
     assert state["distill"] is not None  # the projector 32 -> 48 is checkpointed for resume
+
+
+def _fake_cache(root, sources, views=2, fmap=(4, 2, 2), input_size=(128, 128)):
+    """A cache on disk as build_cache writes it, without rendering: one shard, random maps."""
+    root.mkdir(parents=True)
+    n_classes = len(sources) * VARIANTS
+    labels = np.repeat(np.arange(n_classes), views)
+    contract = {"input_size": list(input_size), "colour": "RGB", "resize": "squash", "scale": 1 / 255,
+                "mean": [0.5] * 3, "std": [0.5] * 3, "name": root.name}
+    (root / "cache.json").write_text(json.dumps({"n_sources": len(sources), "num_classes": n_classes, "views": views,
+                                                 "contract": contract, "sources": sources}))
+    np.savez(root / "shard-00000.npz", feats=np.random.default_rng(0).standard_normal(
+        (len(labels), *fmap)).astype(np.float16), labels=labels, views=np.tile(np.arange(views), n_classes))
+
+
+def test_caches_add_up_with_disjoint_class_ids(tmp_path):
+    from encoders.training.cache import load_caches
+
+    _fake_cache(tmp_path / "a", ["synth:x:1", "synth:x:2"])
+    _fake_cache(tmp_path / "b", ["synth:x:3"])
+    feats, labels, views, meta = load_caches([tmp_path / "a", tmp_path / "b"])
+    assert len(feats) == len(labels) == len(views) == 3 * VARIANTS * 2
+    assert meta["num_classes"] == 72 and meta["n_sources"] == 3
+    # the second cache's classes follow the first's: every class id once, none shared
+    assert np.array_equal(np.unique(labels), np.arange(72))
+    assert set(labels[: 2 * VARIANTS * 2].tolist()) == set(range(48))
+
+
+def test_caches_that_do_not_belong_together_are_refused(tmp_path):
+    from encoders.training.cache import load_caches
+
+    _fake_cache(tmp_path / "a", ["synth:x:1"])
+    _fake_cache(tmp_path / "same_source", ["synth:x:1"])
+    _fake_cache(tmp_path / "other_size", ["synth:x:2"], input_size=(160, 160))
+    _fake_cache(tmp_path / "other_trunk", ["synth:x:3"], fmap=(8, 2, 2))
+    with pytest.raises(ValueError, match="both hold source synth:x:1"):
+        load_caches([tmp_path / "a", tmp_path / "same_source"])
+    with pytest.raises(ValueError, match="'input_size'"):
+        load_caches([tmp_path / "a", tmp_path / "other_size"])
+    with pytest.raises(ValueError, match="another trunk"):
+        load_caches([tmp_path / "a", tmp_path / "other_trunk"])
+
+
+def test_template_offset_draws_new_templates():
+    from encoders.training.data import synth_sources
+
+    first = synth_sources(["a", "b"], 5)
+    more = synth_sources(["a", "b"], 5, template_offset=5)
+    both = synth_sources(["a", "b"], 10)
+    assert not {s.key for s in first} & {s.key for s in more}
+    assert {s.key for s in first} | {s.key for s in more} == {s.key for s in both}

@@ -166,3 +166,45 @@ def load_cache(cache_dir: Path, max_shards: int | None = None) -> tuple[np.ndarr
             labels.append(z["labels"])
             views.append(z["views"])
     return np.concatenate(feats), np.concatenate(labels), np.concatenate(views), meta
+
+
+# Contract fields that decide what a cached feature map means (not the model's name or version).
+_INPUT_FIELDS = ("input_size", "colour", "resize", "scale", "mean", "std")
+
+
+def load_caches(cache_dirs: list[Path], max_shards: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                                dict]:
+    """Several caches as one training set: class ids of each later cache are shifted past the
+    earlier ones'.  Refused when the caches were made with different input contracts or trunks
+    (feature maps of another shape), or share a source (one image would become two classes).
+    ``max_shards`` applies to the first cache only (the data-scaling ablations' knob)."""
+    feats, labels, views, metas = [], [], [], []
+    offset = 0
+    seen_sources: dict[str, Path] = {}
+    for i, d in enumerate(cache_dirs):
+        f, lab, v, meta = load_cache(d, max_shards if i == 0 else None)
+        if metas:
+            first = metas[0]
+            for k in _INPUT_FIELDS:
+                if first["contract"].get(k) != meta["contract"].get(k):
+                    raise ValueError(f"{d}: contract field {k!r} is {meta['contract'].get(k)!r}, "
+                                     f"but {cache_dirs[0]} has {first['contract'].get(k)!r}")
+            if f.shape[1:] != feats[0].shape[1:]:
+                raise ValueError(f"{d}: feature maps {f.shape[1:]} differ from {cache_dirs[0]}'s "
+                                 f"{feats[0].shape[1:]} (another trunk?)")
+        for key in meta["sources"]:
+            if key in seen_sources:
+                raise ValueError(f"{d} and {seen_sources[key]} both hold source {key}; a source must be one "
+                                 "set of classes")
+            seen_sources[key] = d
+        feats.append(f)
+        labels.append(lab + offset)
+        views.append(v)
+        metas.append(meta)
+        offset += meta["num_classes"]
+    merged = dict(metas[0], num_classes=offset, n_sources=sum(m["n_sources"] for m in metas),
+                  sources=[k for m in metas for k in m["sources"]], cache_dirs=[str(d) for d in cache_dirs])
+    if len(feats) == 1:
+        return feats[0], labels[0], views[0], merged
+    return np.concatenate(feats), np.concatenate(labels), np.concatenate(views), merged
+

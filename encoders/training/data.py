@@ -52,10 +52,13 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(h[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def synth_sources(families: list[str], templates_per_family: int, seed: int = 0) -> list[Source]:
+def synth_sources(families: list[str], templates_per_family: int, seed: int = 0,
+                  template_offset: int = 0) -> list[Source]:
+    """Templates ``template_offset .. template_offset + templates_per_family - 1`` of each family:
+    an offset draws templates disjoint from an earlier cache's, so caches can be added together."""
     out = []
     for fam in families:
-        for t in range(templates_per_family):
+        for t in range(template_offset, template_offset + templates_per_family):
             out.append(Source("synth", family=fam, template_seed=stable_seed("train-template", seed, fam, t) % 10**9))
     return out
 
