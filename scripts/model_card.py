@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,29 @@ def _benchmark_line(b: dict) -> str:
             f"{b['register_types']} registered types, {b['queries']} queries ({m.get('queries_per_type')} captures "
             f"per type, '{m.get('capture_preset')}' capture model), {b['unknown_queries']} captures of "
             f"{b['unknown_types']} unregistered types.")
+
+
+def data_lines(cfg: dict) -> list[str]:
+    """What the model was trained on, read from the view caches' own records (cache.json) when
+    they are on this machine, else from the config."""
+    dirs = [cfg["cache_dir"], *(cfg.get("extra_cache_dirs") or [])]
+    metas = [Path(os.path.expanduser(d)) / "cache.json" for d in dirs]
+    if not all(m.exists() for m in metas):
+        d = cfg["data"]
+        return [f"* data: synthetic documents of the training families ({d['templates_per_family']} templates each)"
+                f"{' and real images (Debian wallpapers and icons)' if d.get('real_images', True) else ''}, each "
+                f"source x24 classes (4 rotations x flip x full/top/bottom half), {d['views']} views per class"]
+    out = ["* data: each source x24 classes (4 rotations x flip x full/top/bottom half); views per class: 1 clean, "
+           "the rest simulated captures (a new fill of the personal data for each view of a synthetic template)"]
+    for d, m in zip(dirs, metas):
+        meta = json.loads(m.read_text())
+        keys = meta["sources"]
+        synth = [k for k in keys if k.startswith("synth:")]
+        families = {k.split(":")[1] for k in synth}
+        out.append(f"  * cache `{Path(d).name}`: {len(synth):,} synthetic templates of {len(families)} training "
+                   f"families and {len(keys) - len(synth):,} real images or crops (Debian wallpapers and icons) -> "
+                   f"{meta['num_classes']:,} classes x {meta['views']} views; capture presets {meta.get('captures')}")
+    return out
 
 
 def main() -> None:
@@ -64,15 +88,14 @@ def main() -> None:
              f"(sample rate {cfg['train']['sample_rate']}); AdamW lr {cfg['train']['lr']}, wd {cfg['train']['weight_decay']}, "
              f"{int(cfg['train']['warmup'] * 100)} % warm-up then linear decay, clip {cfg['train']['clip']}; "
              f"batch {cfg['train']['batch_size']}, {cfg['train']['epochs']} epochs",
-             f"* data: synthetic documents of the training families ({cfg['data']['templates_per_family']} templates each) "
-             f"and real images (Debian wallpapers and icons), each source x24 classes (4 rotations x flip x full/top/bottom "
-             f"half), {cfg['data']['views']} views per class (1 clean, the rest simulated captures with a new fill of the "
-             f"personal data; capture presets {cfg['data'].get('captures', 'train')})",
+             *data_lines(cfg),
              ]
     if summary:
         b = summary.get("best", {})
+        threads = f", {summary['threads']} CPU thread{'s' if summary['threads'] > 1 else ''}" if "threads" in summary \
+            else ""
         lines += [f"* trained on {summary['views']:,} cached views of {summary['classes_present']:,} classes in "
-                  f"{summary['train_wall_s'] / 60:.1f} min (training stage only, 1 CPU thread); selected epoch "
+                  f"{summary['train_wall_s'] / 60:.1f} min (training stage only{threads}); selected epoch "
                   f"{b.get('epoch')} on the benchmark's *val* split (TPR@1e-4 {b.get('val_tpr@1e-04', 0):.4f}, "
                   f"AUROC {b.get('val_auroc', 0):.4f})"]
     if c.threshold_table:

@@ -175,7 +175,7 @@ def stage_train(cfg: dict) -> dict:
                           make_validator(val, from_trunk=True), log=LOG.info)
     summary = {"config": cfg["_path"], "name": cfg["name"], "views": int(len(feats)),
                "classes_present": int(len(np.unique(labels))), "best": best, "train_wall_s": time.time() - t0,
-               "cache_dirs": [str(d) for d in dirs]}
+               "cache_dirs": [str(d) for d in dirs], "threads": torch.get_num_threads()}
     (Path(cfg["run_dir"]) / "summary.json").write_text(json.dumps(summary, indent=2))
     LOG.info("best: %s", json.dumps(best))
     return summary
