@@ -33,7 +33,8 @@ def _benchmark_line(b: dict) -> str:
 def data_lines(cfg: dict) -> list[str]:
     """What the model was trained on, read from the view caches' own records (cache.json) when
     they are on this machine, else from the config."""
-    dirs = [cfg["cache_dir"], *(cfg.get("extra_cache_dirs") or [])]
+    dirs = [cfg["cache_dir"], *(yaml.safe_load(Path(c).read_text())["cache_dir"]
+                                for c in cfg.get("extra_caches_from") or [])]
     metas = [Path(os.path.expanduser(d)) / "cache.json" for d in dirs]
     if not all(m.exists() for m in metas):
         d = cfg["data"]

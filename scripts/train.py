@@ -42,8 +42,10 @@ def load_config(path: str) -> dict:
     for key in ("cache_dir", "run_dir", "benchmark"):
         if cfg.get(key):
             cfg[key] = str(Path(os.path.expanduser(cfg[key])))
-    # Caches built by other configs that this one trains on too (its own cache_dir comes first).
-    cfg["extra_cache_dirs"] = [str(Path(os.path.expanduser(d))) for d in cfg.get("extra_cache_dirs") or []]
+    # Other configs whose view caches this one trains on too (its own cache comes first): named by
+    # config, not by directory, so the cache stage can build them from their own recipes.
+    cfg["extra_caches_from"] = [load_config(p) for p in cfg.get("extra_caches_from") or []]
+    cfg["extra_cache_dirs"] = [c["cache_dir"] for c in cfg["extra_caches_from"]]
     return cfg
 
 
@@ -74,6 +76,9 @@ def sources_for(cfg: dict) -> list:
 
 
 def stage_cache(cfg: dict, worker: int, workers: int, max_shards: int | None) -> None:
+    for other in cfg["extra_caches_from"]:
+        LOG.info("cache of %s (this config trains on it too)", other["_path"])
+        stage_cache(other, worker, workers, max_shards)
     model = build_model(cfg).eval()
     contract = make_contract(cfg, model)
     sources = sources_for(cfg)
