@@ -207,4 +207,3 @@ def load_caches(cache_dirs: list[Path], max_shards: int | None = None) -> tuple[
     if len(feats) == 1:
         return feats[0], labels[0], views[0], merged
     return np.concatenate(feats), np.concatenate(labels), np.concatenate(views), merged
-
