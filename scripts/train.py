@@ -152,18 +152,6 @@ def make_validator(val: dict | None, from_trunk: bool):
     return validate
 
 
-def init_from(cfg: dict, model: EmbeddingModel) -> None:
-    """``model.init_from: <checkpoint>``: start from another run's weights (e.g. the shipped model
-    continued on more data).  Only the network: class centres belong to that run's classes.  A run
-    that already has its own checkpoint resumes from that instead (the trainer loads it)."""
-    path = cfg["model"].get("init_from")
-    if not path or (Path(cfg["run_dir"]) / "last.pt").exists():
-        return
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    LOG.info("initialised from %s (its record: %s)", path, json.dumps(state.get("record", {}))[:200])
-
-
 def stage_train(cfg: dict) -> dict:
     model = build_model(cfg)
     contract = make_contract(cfg, model)
@@ -173,7 +161,6 @@ def stage_train(cfg: dict) -> dict:
     val = val_inputs(cfg, contract, trunk=model.backbone.trunk.eval())
     t = cfg["train"]
     tc = TrainConfig(**{k: v for k, v in t.items() if k in TrainConfig.__dataclass_fields__})
-    init_from(cfg, model)
     model = model.to(memory_format=torch.channels_last)
     t0 = time.time()
     best = train_on_cache(model, feats, labels, meta["num_classes"], tc, Path(cfg["run_dir"]),

@@ -196,36 +196,3 @@ def test_template_offset_draws_new_templates():
     both = synth_sources(["a", "b"], 10)
     assert not {s.key for s in first} & {s.key for s in more}
     assert {s.key for s in first} | {s.key for s in more} == {s.key for s in both}
-
-
-def _train_script():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
-    spec = importlib.util.spec_from_file_location("train_script", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_init_from_starts_from_another_run_but_never_overrides_a_resume(tmp_path):
-    from encoders.training.model import EmbeddingModel
-
-    train = _train_script()
-    torch.manual_seed(0)
-    donor = EmbeddingModel("lcnet_050", pretrained=False, dim=32)
-    torch.save({"model": donor.state_dict(), "record": {"epoch": 3}}, tmp_path / "donor.pt")
-    cfg = {"model": {"init_from": str(tmp_path / "donor.pt")}, "run_dir": str(tmp_path / "run")}
-    fresh = EmbeddingModel("lcnet_050", pretrained=False, dim=32)
-    train.init_from(cfg, fresh)
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), donor.state_dict().values()))
-    # a run with its own checkpoint resumes from it: the donor is not loaded over it
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "last.pt").write_bytes(b"")
-    other = EmbeddingModel("lcnet_050", pretrained=False, dim=32)
-    before = [t.clone() for t in other.state_dict().values()]
-    train.init_from(cfg, other)
-    assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), before))
