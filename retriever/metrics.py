@@ -196,6 +196,21 @@ def pair_scores(query_feats: np.ndarray, query_labels: Sequence[str], reg_feats:
     return acc.finish()
 
 
+def negatives_at_or_above(query_feats: np.ndarray, query_labels: Sequence[str], reg_feats: np.ndarray,
+                          reg_labels: Sequence[str], threshold: float,
+                          max_block: int = DEFAULT_MAX_BLOCK) -> list[tuple[int, str, float]]:
+    """The negative pairs scoring ``>= threshold`` as ``(query row, register type, score)``, highest
+    first: the pairs that set a low-FPR threshold, i.e. which types the model confuses."""
+    reg_sorted, types, starts = _group_register(reg_feats, reg_labels)
+    qlabels = np.asarray(query_labels).astype(str)
+    out: list[tuple[int, str, float]] = []
+    for i, block in type_score_blocks(np.asarray(query_feats, dtype=np.float32), reg_sorted, starts, max_block):
+        own = types[None, :] == qlabels[i:i + len(block), None]
+        rows, cols = np.nonzero((block >= threshold) & ~own)
+        out += [(int(i + r), str(types[c]), float(block[r, c])) for r, c in zip(rows, cols)]
+    return sorted(out, key=lambda x: -x[2])
+
+
 # --------------------------------------------------------------------------------------------------
 # Metrics on score sets
 # --------------------------------------------------------------------------------------------------

@@ -247,6 +247,48 @@ def _worst(sets: M.ScoreSets, split: Split, n: int = 10) -> dict[str, list[dict[
     }
 
 
+def type_group(type_name: str) -> str:
+    """A benchmark type's group: its name without the last ``-part`` (``payslip-007`` -> ``payslip``,
+    ``wallpaper-flow-2`` -> ``wallpaper-flow``): the family of a synthetic template, the source
+    image of a wallpaper crop."""
+    return type_name.rsplit("-", 1)[0]
+
+
+def by_group(sets: M.ScoreSets, feats: dict[str, np.ndarray], split: Split, fpr: float = 1e-4) -> dict[str, Any]:
+    """Where the misses are at one operating point: per group, the known queries scoring under the
+    threshold, and the group pairs of the negatives at or above it (the pairs that set it)."""
+    t = M.threshold_at(sets.neg, fpr)
+    if t is None:
+        return {"fpr": fpr, "threshold": None}
+    qlabels = [lab for _, lab in split.queries]
+    misses: dict[str, list[int]] = {}
+    for lab, p in zip(qlabels, sets.pos):
+        m = misses.setdefault(type_group(lab), [0, 0])
+        m[0] += int(p < t)
+        m[1] += 1
+    pairs: dict[str, int] = {}
+    for qi, typ, _ in M.negatives_at_or_above(feats["queries"], qlabels, feats["register"],
+                                              [lab for _, lab in split.register], t):
+        key = f"{type_group(qlabels[qi])} -> {type_group(typ)}"
+        pairs[key] = pairs.get(key, 0) + 1
+    return {"fpr": fpr, "threshold": t, "misses": dict(sorted(misses.items())),
+            "negative_pairs": dict(sorted(pairs.items(), key=lambda kv: -kv[1]))}
+
+
+def by_group_markdown(g: dict[str, Any]) -> str:
+    if g.get("threshold") is None:
+        return f"(FPR {g['fpr']:g}: not measurable, no per-group breakdown)"
+    n_neg = sum(g["negative_pairs"].values())
+    lines = [f"Where the misses are at FPR {g['fpr']:g} (threshold {g['threshold']:.4f}): known queries under it, "
+             "per group, and the groups of the negative pairs at or above it", "",
+             "| group | queries under the threshold | of |", "|---|---:|---:|"]
+    lines += [f"| {k} | {m} | {n} |" for k, (m, n) in g["misses"].items()]
+    lines += ["", f"| negative pair (query group -> register group) | of the {n_neg} at or above the threshold |",
+              "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in g["negative_pairs"].items()]
+    return "\n".join(lines)
+
+
 def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], batch_size: int
                        ) -> tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]:
     feats, enc_stats = encode_split(cand, split, batch_size)
@@ -256,7 +298,8 @@ def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], bat
     enc = cand.encoder
     out = {"name": cand.label, "kind": cand.kind, "path": cand.path, "fingerprint": getattr(enc, "fingerprint", None),
            "dim": int(enc.dim), "encode": enc_stats, **res, "table_markdown": M.markdown_table(res),
-           "roc": M.roc_points(sets.pos, sets.neg, neg_sorted=True), "worst": _worst(sets, split)}
+           "roc": M.roc_points(sets.pos, sets.neg, neg_sorted=True), "worst": _worst(sets, split),
+           "by_group": by_group(sets, feats, split)}
     return out, sets, feats
 
 
@@ -315,6 +358,8 @@ def report_text(res: dict[str, Any]) -> str:
             lines.append(f"| {o['fpr']:g} | {th} | {fa} | {rate} |")
         lines.append("")
     lines.append(M.markdown_identification(res))
+    if res.get("by_group"):
+        lines += ["", by_group_markdown(res["by_group"])]
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import encoders
@@ -94,3 +95,29 @@ def test_query_type_without_register_exemplar_is_refused(tmp_path, model_copy, c
     ev = _load_script()
     assert ev.main(["--model", str(model_copy), "--benchmark", str(bench), "--split", "val"]) == 2
     assert "types without a register exemplar: ['type02']" in capsys.readouterr().err
+
+
+def test_by_group_names_the_families_that_set_the_threshold():
+    """Sibling templates of family 'a' look alike, 'b' stands apart: the negatives at the threshold
+    are a -> a, and a query scoring under the threshold is counted as a miss of its family."""
+    from retriever import metrics as M
+
+    ev = _load_script()
+    e = np.eye(4, dtype=np.float32)
+    sib = np.array([0.9, 0.436, 0, 0], np.float32)
+    sib /= np.linalg.norm(sib)
+    labels = ["a-0", "a-1", "b-0"]
+    reg = np.stack([e[0], sib, e[2]])
+    sib2 = np.array([0.8, 0.6, 0, 0], np.float32)  # a capture of a-1: close to a-1, a bit less to a-0
+    weak = np.array([0.5, 0, 0.6, 0.624], np.float32)  # a capture of b-0 far from its exemplar: a miss
+    weak /= np.linalg.norm(weak)
+    q = np.stack([e[0], sib2, weak])
+    split = ev.Split(root=Path("."), split="val", register=[(Path(f"{x}.png"), x) for x in labels],
+                     queries=[(Path(f"q{x}.jpg"), x) for x in labels], unknown=[])
+    sets = M.pair_scores(q, labels, reg, labels)
+    g = ev.by_group(sets, {"queries": q, "register": reg}, split, fpr=0.2)
+    assert g["threshold"] is not None
+    assert g["negative_pairs"] == {"a -> a": 1}
+    assert g["misses"] == {"a": [0, 2], "b": [1, 1]}
+    assert "| a -> a | 1 |" in ev.by_group_markdown(g)
+    assert ev.type_group("wallpaper-flow-2") == "wallpaper-flow"

@@ -176,3 +176,20 @@ def test_roc_points_are_exact_and_monotone():
     assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0)
     for f, t, th in zip(roc["fpr"], roc["tpr"], roc["threshold"]):
         assert f == np.mean(neg >= th) and t == np.mean(pos >= th)
+
+
+def test_negatives_at_or_above_names_the_confused_types():
+    """Two sibling types (a-0, a-1) share a direction; b-0 is apart.  The only negatives at a high
+    threshold are the siblings confused with each other, highest first, never a query's own type."""
+    e = np.eye(3, dtype=np.float32)
+    sib = np.array([0.9, 0.436, 0], np.float32)
+    sib /= np.linalg.norm(sib)
+    reg = np.stack([e[0], sib, e[2]])
+    q = np.stack([e[0], sib, e[2]])
+    labels = ["a-0", "a-1", "b-0"]
+    out = M.negatives_at_or_above(q, labels, reg, labels, threshold=0.5)
+    assert [(i, t) for i, t, _ in out] == [(0, "a-1"), (1, "a-0")]
+    assert all(s >= 0.5 for *_, s in out) and out[0][2] >= out[1][2]
+    assert M.negatives_at_or_above(q, labels, reg, labels, threshold=0.99) == []
+    # blocking does not change the answer
+    assert M.negatives_at_or_above(q, labels, reg, labels, threshold=0.5, max_block=1) == out
