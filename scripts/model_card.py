@@ -30,11 +30,10 @@ def _benchmark_line(b: dict) -> str:
             f"{b['unknown_types']} unregistered types.")
 
 
-def data_lines(cfg: dict) -> list[str]:
-    """What the model was trained on, read from the view caches' own records (cache.json) when
-    they are on this machine, else from the config."""
-    dirs = [cfg["cache_dir"], *(yaml.safe_load(Path(c).read_text())["cache_dir"]
-                                for c in cfg.get("extra_caches_from") or [])]
+def data_lines(cfg: dict, summary: dict) -> list[str]:
+    """What the model was trained on, read from the view caches' own records (cache.json; the run
+    summary names the caches it trained on) when they are on this machine, else from the config."""
+    dirs = summary.get("cache_dirs") or [cfg["cache_dir"]]
     metas = [Path(os.path.expanduser(d)) / "cache.json" for d in dirs]
     if not all(m.exists() for m in metas):
         d = cfg["data"]
@@ -89,7 +88,7 @@ def main() -> None:
              f"(sample rate {cfg['train']['sample_rate']}); AdamW lr {cfg['train']['lr']}, wd {cfg['train']['weight_decay']}, "
              f"{int(cfg['train']['warmup'] * 100)} % warm-up then linear decay, clip {cfg['train']['clip']}; "
              f"batch {cfg['train']['batch_size']}, {cfg['train']['epochs']} epochs",
-             *data_lines(cfg),
+             *data_lines(cfg, summary),
              ]
     if summary:
         b = summary.get("best", {})

@@ -45,7 +45,6 @@ def load_config(path: str) -> dict:
     # Other configs whose view caches this one trains on too (its own cache comes first): named by
     # config, not by directory, so the cache stage can build them from their own recipes.
     cfg["extra_caches_from"] = [load_config(p) for p in cfg.get("extra_caches_from") or []]
-    cfg["extra_cache_dirs"] = [c["cache_dir"] for c in cfg["extra_caches_from"]]
     return cfg
 
 
@@ -155,7 +154,7 @@ def make_validator(val: dict | None, from_trunk: bool):
 def stage_train(cfg: dict) -> dict:
     model = build_model(cfg)
     contract = make_contract(cfg, model)
-    dirs = [Path(cfg["cache_dir"])] + [Path(d) for d in cfg["extra_cache_dirs"]]
+    dirs = [Path(c["cache_dir"]) for c in (cfg, *cfg["extra_caches_from"])]
     feats, labels, _, meta = load_caches(dirs, cfg["data"].get("max_shards"))
     LOG.info("cache: %d views, %d classes present of %d", len(feats), len(np.unique(labels)), meta["num_classes"])
     val = val_inputs(cfg, contract, trunk=model.backbone.trunk.eval())

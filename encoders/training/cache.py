@@ -203,7 +203,7 @@ def load_caches(cache_dirs: list[Path], max_shards: int | None = None) -> tuple[
         metas.append(meta)
         offset += meta["num_classes"]
     merged = dict(metas[0], num_classes=offset, n_sources=sum(m["n_sources"] for m in metas),
-                  sources=[k for m in metas for k in m["sources"]], cache_dirs=[str(d) for d in cache_dirs])
+                  sources=[k for m in metas for k in m["sources"]])
     if len(feats) == 1:
         return feats[0], labels[0], views[0], merged
     return np.concatenate(feats), np.concatenate(labels), np.concatenate(views), merged
