@@ -27,7 +27,7 @@ import yaml
 
 from encoders.contract import ModelContract
 from encoders.training.cache import build_cache, load_caches
-from encoders.training.data import image_sources, synth_sources
+from encoders.training.data import class_groups, image_sources, synth_sources
 from encoders.training.export import check_parity, contract_for, export_onnx
 from encoders.training.model import EmbeddingModel
 from encoders.training.trainer import TrainConfig, train_on_cache
@@ -162,8 +162,9 @@ def stage_train(cfg: dict) -> dict:
     tc = TrainConfig(**{k: v for k, v in t.items() if k in TrainConfig.__dataclass_fields__})
     model = model.to(memory_format=torch.channels_last)
     t0 = time.time()
+    groups = class_groups(meta["sources"], labels) if tc.sibling_fraction > 0 else None
     best = train_on_cache(model, feats, labels, meta["num_classes"], tc, Path(cfg["run_dir"]),
-                          make_validator(val, from_trunk=True), log=LOG.info)
+                          make_validator(val, from_trunk=True), log=LOG.info, groups=groups)
     summary = {"config": cfg["_path"], "name": cfg["name"], "views": int(len(feats)),
                "classes_present": int(len(np.unique(labels))), "best": best, "train_wall_s": time.time() - t0,
                "cache_dirs": [str(d) for d in dirs], "threads": torch.get_num_threads()}

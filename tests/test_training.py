@@ -52,6 +52,49 @@ def test_partial_fc_keeps_batch_classes_and_samples_the_rest():
     assert set(grad.indices()[0].tolist()) <= set(index.tolist())
 
 
+def test_partial_fc_draws_a_share_of_negatives_from_the_batch_siblings():
+    groups = torch.arange(1000) % 10  # 10 groups of 100 classes
+    labels = torch.tensor([0, 10, 1])  # groups 0 and 1: 198 sibling classes besides the batch's own
+    for fraction, want in ((1.0, 97), (0.5, 48)):
+        pfc = PartialFC(MarginLoss("cosface"), dim=8, num_classes=1000, sample_rate=0.1, seed=0, groups=groups,
+                        sibling_fraction=fraction)
+        index, remapped = pfc.sample(labels)
+        assert len(index) == 100 and torch.equal(index[remapped], labels)
+        negatives = index[~torch.isin(index, labels)]
+        siblings = int(torch.isin(groups[negatives], torch.tensor([0, 1])).sum())
+        # the share, plus the uniform draw's own siblings (2 of 10 groups) among the rest
+        assert want <= siblings <= want + (97 - want) * 0.2 + 8
+    uniform = PartialFC(MarginLoss("cosface"), dim=8, num_classes=1000, sample_rate=0.1, seed=0)
+    negatives = uniform.sample(labels)[0]
+    assert int(torch.isin(groups[negatives], torch.tensor([0, 1])).sum()) < 40
+    with pytest.raises(ValueError, match="needs groups"):
+        PartialFC(MarginLoss("cosface"), dim=8, num_classes=1000, sibling_fraction=0.5)
+    with pytest.raises(ValueError, match="entries"):
+        PartialFC(MarginLoss("cosface"), dim=8, num_classes=1000, groups=groups[:10], sibling_fraction=0.5)
+
+
+def test_class_groups_follow_the_cache_layout():
+    from encoders.training.data import class_groups, source_group
+
+    keys = ["synth:payslip:11", "image:/usr/share/backgrounds/a.jpg:0.000,0.000,1.000,1.000", "synth:payslip:12",
+            "image:/usr/share/backgrounds/a.jpg:0.100,0.200,0.500,0.600", "synth:letter:11"]
+    assert source_group(keys[0]) == "synth:payslip" and source_group(keys[3]) == "image:/usr/share/backgrounds/a.jpg"
+    g = class_groups(keys)
+    assert g.shape == (len(keys) * VARIANTS,)
+    cls = lambda source, variant: source * VARIANTS + variant  # noqa: E731  (build_shard's labels)
+    assert g[cls(0, 5)] == g[cls(2, 5)]  # two templates of one family, same variant: siblings
+    assert g[cls(1, 0)] == g[cls(3, 0)]  # two crops of one image
+    assert g[cls(0, 5)] != g[cls(0, 6)]  # other variant
+    assert g[cls(0, 5)] != g[cls(4, 5)]  # other family
+    assert len(np.unique(g)) == 3 * VARIANTS
+    present = np.array([cls(0, 5), cls(4, 5)])  # a partial cache: the others are nobody's siblings
+    g = class_groups(keys, labels=present)
+    assert g[cls(0, 5)] >= 0 and g[cls(4, 5)] >= 0 and g[cls(2, 5)] < 0
+    assert len(np.unique(g)) == len(g)  # every absent class alone in its group (the two present differ)
+    with pytest.raises(ValueError):
+        source_group("payslip-007")
+
+
 @pytest.mark.parametrize("kind", ["softmax", "cosface", "arcface"])
 def test_margin_lowers_target_logit(kind):
     cos = torch.tensor([[0.5, 0.1], [0.2, 0.3]])
@@ -81,12 +124,17 @@ def test_tiny_training_run_exports_a_working_model(tmp_path):
     feats, labels, views, meta = load_cache(tmp_path / "cache")
     assert feats.shape[0] == len(sources) * VARIANTS * 2 and meta["num_classes"] == 48
     assert set(views.tolist()) == {0, 1}
-    cfg = TrainConfig(epochs=2, batch_size=32, sample_rate=0.5)
-    best = train_on_cache(model, feats, labels, meta["num_classes"], cfg, tmp_path / "run", log=lambda s: None)
+    from encoders.training.data import class_groups
+
+    cfg = TrainConfig(epochs=2, batch_size=32, sample_rate=0.5, sibling_fraction=0.5)
+    groups = class_groups(meta["sources"])
+    best = train_on_cache(model, feats, labels, meta["num_classes"], cfg, tmp_path / "run", log=lambda s: None,
+                          groups=groups)
     hist = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist) and best
     # resume: a finished run continues without redoing epochs
-    train_on_cache(model, feats, labels, meta["num_classes"], cfg, tmp_path / "run", log=lambda s: None)
+    train_on_cache(model, feats, labels, meta["num_classes"], cfg, tmp_path / "run", log=lambda s: None,
+                   groups=groups)
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
     out = export_onnx(model.eval(), contract, tmp_path / "m.onnx")
     x = np.random.default_rng(0).standard_normal((3, 3, 128, 128)).astype(np.float32)

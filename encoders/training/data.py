@@ -12,7 +12,7 @@ import glob
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -50,6 +50,29 @@ def stable_seed(*parts: object) -> int:
     """A seed from values, stable across processes (Python's hash() is salted)."""
     h = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
     return int.from_bytes(h[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def source_group(key: str) -> str:
+    """What a source's siblings share: the family of a synthetic template, the file of a real image
+    (its crops are siblings).  ``synth:payslip:123`` -> ``synth:payslip``."""
+    kind, rest = key.split(":", 1)
+    if kind not in ("synth", "image"):
+        raise ValueError(f"not a source key: {key!r}")
+    return f"{kind}:{rest.rsplit(':', 1)[0]}"
+
+
+def class_groups(source_keys: Sequence[str], labels: np.ndarray | None = None) -> np.ndarray:
+    """One group id per class, classes laid out as ``source index * VARIANTS + variant`` (the
+    cache's layout): sources of one group seen through the same variant are siblings.  Classes
+    absent from ``labels`` (a partial cache) get a negative id of their own: nobody's sibling."""
+    ids: dict[str, int] = {}
+    per_source = np.array([ids.setdefault(source_group(k), len(ids)) for k in source_keys], dtype=np.int64)
+    groups = (per_source[:, None] * VARIANTS + np.arange(VARIANTS)[None, :]).reshape(-1)
+    if labels is not None:
+        absent = np.ones(len(groups), bool)
+        absent[np.unique(labels)] = False
+        groups[absent] = -1 - np.flatnonzero(absent)
+    return groups
 
 
 def synth_sources(families: list[str], templates_per_family: int, seed: int = 0,

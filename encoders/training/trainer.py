@@ -37,6 +37,7 @@ class TrainConfig:
     s: float = 64.0
     m: float = 0.4
     sample_rate: float = 0.3
+    sibling_fraction: float = 0.0  # share of PartialFC's negatives drawn from the batch's sibling classes
     seed: int = 0
     distill_weight: float = 0.0  # cosine distillation towards cached teacher features, if any
     extra: dict = field(default_factory=dict)
@@ -69,13 +70,15 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 def train_on_cache(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_classes: int, cfg: TrainConfig,
                    run_dir: Path, validate: Callable[[nn.Module], dict] | None = None,
-                   log: Callable[[str], None] = print) -> dict:
-    """Train ``model.forward_from_trunk`` on cached trunk maps; returns the best validation record."""
+                   log: Callable[[str], None] = print, groups: np.ndarray | None = None) -> dict:
+    """Train ``model.forward_from_trunk`` on cached trunk maps; returns the best validation record.
+    ``groups``: a sibling group id per class (``data.class_groups``), for ``cfg.sibling_fraction``."""
 
     def batch(idx: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(feats[idx].astype(np.float32)).contiguous(memory_format=torch.channels_last)
 
-    return train(model, model.forward_from_trunk, batch, labels, num_classes, cfg, run_dir, validate, log)
+    return train(model, model.forward_from_trunk, batch, labels, num_classes, cfg, run_dir, validate, log,
+                 groups=groups)
 
 
 def train_on_pixels(model: nn.Module, pixels: np.ndarray, labels: np.ndarray, num_classes: int, cfg: TrainConfig,
@@ -95,7 +98,8 @@ def train_on_pixels(model: nn.Module, pixels: np.ndarray, labels: np.ndarray, nu
 def train(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
           batch: Callable[[np.ndarray], torch.Tensor], labels: np.ndarray, num_classes: int, cfg: TrainConfig,
           run_dir: Path, validate: Callable[[nn.Module], dict] | None = None,
-          log: Callable[[str], None] = print, teacher: np.ndarray | None = None) -> dict:
+          log: Callable[[str], None] = print, teacher: np.ndarray | None = None,
+          groups: np.ndarray | None = None) -> dict:
     """The loop: ``forward(batch(idx))`` -> embeddings -> PartialFC margin loss (+ distillation)."""
     from tqdm import tqdm
 
@@ -103,7 +107,9 @@ def train(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
 
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    pfc = PartialFC(MarginLoss(cfg.loss, cfg.s, cfg.m), model.dim, num_classes, cfg.sample_rate, seed=cfg.seed)
+    pfc = PartialFC(MarginLoss(cfg.loss, cfg.s, cfg.m), model.dim, num_classes, cfg.sample_rate, seed=cfg.seed,
+                    groups=None if groups is None else torch.from_numpy(groups),
+                    sibling_fraction=cfg.sibling_fraction)
     distill = CosineDistillLoss(model.dim, teacher.shape[1]) if teacher is not None and cfg.distill_weight > 0 \
         else None
     dense = param_groups(model, cfg.weight_decay)
