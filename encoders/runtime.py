@@ -21,6 +21,7 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default" / "docretriever-default.onnx"
 BACKENDS = ("cpu", "cuda", "tensorrt")
+CPU_RUN_BATCH = 4  # images per ONNX Runtime call on CPU (see Encoder.__init__)
 
 
 class EncoderError(RuntimeError):
@@ -66,7 +67,7 @@ class Encoder:
     """A loaded model: ``encode`` turns images into ``(n, dim)`` float32 unit vectors."""
 
     def __init__(self, model: str | os.PathLike, backend: str = "cpu", gpu_id: int = 0,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, run_batch: int | None = None) -> None:
         import onnxruntime as ort
 
         path = Path(model)
@@ -74,6 +75,13 @@ class Encoder:
             raise EncoderError(f"model file not found: {path}")
         self.path = path
         self.backend = backend
+        if run_batch is not None and run_batch < 1:
+            raise EncoderError(f"run_batch must be >= 1, got {run_batch}")
+        # Images per ONNX Runtime call.  On CPU small calls are fastest: at batch 32 the activations
+        # (tens of MB at 192x192) fall out of the cache; measured on one thread, batch 4 vs 32:
+        # 267 vs 225 img/s (192x192 fp32), 578 vs 529 (128x128), 366 vs 277 (192x192 int8).
+        # GPUs want whole batches.
+        self.run_batch = run_batch or (CPU_RUN_BATCH if backend == "cpu" else None)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 1
         opts.inter_op_num_threads = 1
@@ -144,9 +152,11 @@ class Encoder:
                              f"got {batch.shape}")
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        (out,) = self.session.run([self.contract.output_name],
-                                  {self.contract.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
-        out = np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+        step = self.run_batch or len(batch)
+        outs = [self.session.run([self.contract.output_name],
+                                 {self.contract.input_name: np.ascontiguousarray(batch[i:i + step], dtype=np.float32)})[0]
+                for i in range(0, len(batch), step)]
+        out = np.asarray(np.concatenate(outs) if len(outs) > 1 else outs[0], dtype=np.float32).reshape(len(batch), -1)
         if out.shape[1] != self.dim:
             raise EncoderError(f"{self.path}: model returned {out.shape[1]}-d features, contract says {self.dim}")
         norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -176,8 +186,9 @@ class Encoder:
 
 
 def load(model: str | os.PathLike | None = None, backend: str = "cpu", gpu_id: int = 0,
-         threads: int | None = None) -> Encoder:
-    """Load an encoder; ``model=None`` means the model shipped with docretriever."""
+         threads: int | None = None, run_batch: int | None = None) -> Encoder:
+    """Load an encoder; ``model=None`` means the model shipped with docretriever.  ``run_batch``:
+    images per ONNX Runtime call (default: CPU_RUN_BATCH on CPU, the whole batch on GPU)."""
     if backend not in BACKENDS:
         raise EncoderError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return Encoder(model if model is not None else default_model_path(), backend, gpu_id, threads)
+    return Encoder(model if model is not None else default_model_path(), backend, gpu_id, threads, run_batch)

@@ -347,6 +347,15 @@ def measure(argv: list[str]) -> dict:
 
 
 # ------------------------------------------------------------------------------ main
+def _model_facts() -> str:
+    """What the measured model is (name, input, dim, run batch), from its own contract."""
+    import encoders
+
+    enc = encoders.load()
+    h, w = enc.input_size
+    return f"{enc.name}, {h}x{w} input, {enc.dim}-d, {enc.run_batch} images per ONNX Runtime call"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000, help="inputs for the pipeline and Ray runs (200 dpi)")
@@ -431,7 +440,7 @@ def main() -> None:
     kb200 = np.mean([os.path.getsize(p) for p in scans200]) / 1024
     kb300 = f", 300 dpi (2480x3508) {np.mean([os.path.getsize(p) for p in scans300]) / 1024:.0f} KB" if scans300 else ""
     print(f"Machine: {os.cpu_count()} cores; load average (1 min) around each run shown (other work on the box "
-          f"shows there). Model: {os.environ.get('DOCRETRIEVER_MODEL') or 'the shipped default'} (128x128 input, 256-d), "
+          f"shows there). Model: {os.environ.get('DOCRETRIEVER_MODEL') or 'the shipped default'} ({_model_facts()}), "
           "1 ORT thread per call; gallery "
           f"{a.types} types (FAISS flat IP). Scans: JPEG q85-90, mean size 200 dpi (1700x2200) {kb200:.0f} KB"
           f"{kb300}; {len(scans200)} distinct scans cycled through the input list.")

@@ -47,7 +47,7 @@ def throughput(path: str, batch: int, threads: int, seconds: float = 2.0) -> flo
 
     from encoders.runtime import Encoder
 
-    enc = Encoder(path, threads=threads)
+    enc = Encoder(path, threads=threads, run_batch=batch)  # one ONNX Runtime call of `batch` images
     h, w = enc.input_size
     x = np.random.default_rng(0).standard_normal((batch, 3, h, w)).astype(np.float32)
     enc.encode_batch(x)

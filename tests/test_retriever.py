@@ -314,3 +314,21 @@ def test_to_tensor_is_the_contract_formula(colour):
     view = np.zeros((40, 60, 3), np.uint8)[4:36, 6:54]  # a non-contiguous crop works too
     assert to_tensor(view, c).shape == (3, 32, 48)
     assert preprocess(np.full((64, 96, 3), 255, np.uint8), c).shape == (3, 32, 48)
+
+
+def test_encoder_runs_small_calls_on_cpu_with_the_same_features(tiny_model_path):
+    import encoders
+    from encoders.runtime import CPU_RUN_BATCH, EncoderError
+
+    chunked = encoders.load(tiny_model_path)
+    x = np.random.default_rng(0).standard_normal((11, 3, *chunked.input_size)).astype(np.float32)
+    whole = encoders.load(tiny_model_path, run_batch=64)
+    assert chunked.run_batch == CPU_RUN_BATCH < len(x) and whole.run_batch == 64
+    calls = []
+    run = chunked.session.run
+    chunked.session = type("S", (), {"run": lambda self, o, f: calls.append(len(next(iter(f.values())))) or run(o, f)})()
+    a, b = chunked.encode_batch(x), whole.encode_batch(x)
+    assert calls == [4, 4, 3]
+    assert a.shape == (11, chunked.dim) and np.allclose(a, b, atol=1e-5)
+    with pytest.raises(EncoderError, match="run_batch"):
+        encoders.load(tiny_model_path, run_batch=0)
