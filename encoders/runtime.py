@@ -153,10 +153,11 @@ class Encoder:
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         step = self.run_batch or len(batch)
-        outs = [self.session.run([self.contract.output_name],
-                                 {self.contract.input_name: np.ascontiguousarray(batch[i:i + step], dtype=np.float32)})[0]
-                for i in range(0, len(batch), step)]
-        out = np.asarray(np.concatenate(outs) if len(outs) > 1 else outs[0], dtype=np.float32).reshape(len(batch), -1)
+        outs = []
+        for i in range(0, len(batch), step):
+            x = np.ascontiguousarray(batch[i:i + step], dtype=np.float32)
+            outs.append(self.session.run([self.contract.output_name], {self.contract.input_name: x})[0])
+        out = np.asarray(np.concatenate(outs), dtype=np.float32).reshape(len(batch), -1)
         if out.shape[1] != self.dim:
             raise EncoderError(f"{self.path}: model returned {out.shape[1]}-d features, contract says {self.dim}")
         norms = np.linalg.norm(out, axis=1, keepdims=True)
