@@ -79,8 +79,8 @@ class Encoder:
             raise EncoderError(f"run_batch must be >= 1, got {run_batch}")
         # Images per ONNX Runtime call.  On CPU small calls are fastest: at batch 32 the activations
         # (tens of MB at 192x192) fall out of the cache; measured on one thread, batch 4 vs 32:
-        # 267 vs 225 img/s (192x192 fp32), 578 vs 529 (128x128), 366 vs 277 (192x192 int8).
-        # GPUs want whole batches.
+        # 263 vs 204 img/s (192x192 fp32), 368 vs 276 (its int8 copy), 565 vs 498 (128x128)
+        # (scripts/bench_encoder.py --per-call).  GPUs want whole batches.
         self.run_batch = run_batch or (CPU_RUN_BATCH if backend == "cpu" else None)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 1

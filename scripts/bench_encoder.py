@@ -2,6 +2,7 @@
 """Encoder speed and size: images/s at batch 1 and 32 (1 and 2 threads), parameters, MACs, MB.
 
     python scripts/bench_encoder.py encoders/default/docretriever-default.onnx [more.onnx ...] [--json out.json]
+    python scripts/bench_encoder.py MODEL.onnx [...] --per-call     # img/s by images per ONNX Runtime call
 
 Throughput is measured on preprocessed tensors (decode excluded: see scripts/bench_bulk.py),
 interleaving models round by round so machine load affects them alike; the median round wins.
@@ -58,12 +59,30 @@ def throughput(path: str, batch: int, threads: int, seconds: float = 2.0) -> flo
     return n / (time.perf_counter() - t0)
 
 
+def per_call(models: list[str], rounds: int, sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> None:
+    """Throughput on one thread as a function of the images per call (medians of ``rounds``)."""
+    res = {m: {b: [] for b in sizes} for m in models}
+    for _ in range(rounds):
+        for m in models:
+            for b in sizes:
+                res[m][b].append(throughput(m, b, 1))
+    print("| model | " + " | ".join(f"{b} per call" for b in sizes) + " |\n|---|" + "---:|" * len(sizes))
+    for m in models:
+        print(f"| {os.path.basename(m)} | " + " | ".join(f"{statistics.median(res[m][b]):.0f}" for b in sizes) + " |")
+    print(f"\n(img/s, 1 thread; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; median of {rounds} rounds)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--per-call", action="store_true",
+                    help="instead: img/s on 1 thread by images per ONNX Runtime call (1..32), the basis of "
+                         "encoders.runtime.CPU_RUN_BATCH")
     args = ap.parse_args()
+    if args.per_call:
+        return per_call(args.models, args.rounds)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = []
     for m in args.models:
