@@ -84,7 +84,7 @@ def main() -> int:
             if x is not None:
                 y = fn(x)
                 f[part] = (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
-        res = M.summarise(M.pair_scores(f["queries"], ql, f["register"], rl, f.get("unknown")))
+        res = M.evaluate_features(f["queries"], ql, f["register"], rl, f.get("unknown"))
         tpr = {r["fpr"]: r["tpr"] for r in res["table"]}
         print(f"| {name} | {tpr[1e-4]:.4f} | {tpr[1e-3]:.4f} | {res['auroc']:.5f} | {res['top1_accuracy']:.4f} |")
     return 0

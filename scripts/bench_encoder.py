@@ -81,9 +81,9 @@ def main() -> None:
                     help="instead: img/s on 1 thread by images per ONNX Runtime call (1..32), the basis of "
                          "encoders.runtime.CPU_RUN_BATCH")
     args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.per_call:
         return per_call(args.models, args.rounds)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = []
     for m in args.models:
         macs, params = count_macs_and_params(m)
