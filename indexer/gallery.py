@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from . import index as idx
 from . import items as items_mod
+from . import selfcal
 from . import specs
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
 from .exact import ExactStore
@@ -159,25 +160,31 @@ class Gallery:
               overwrite: bool = False, near_duplicate_bound: float = NEAR_DUPLICATE_BOUND,
               lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
               progress: Callable[[int], None] | None = None,
-              index_params: dict[str, Any] | None = None) -> "Gallery":
+              index_params: dict[str, Any] | None = None, self_calibrate: bool | None = None,
+              self_calibration: selfcal.Settings | None = None) -> "Gallery":
         """Encode every image of ``register_dir`` into a new gallery at ``out``.
 
         ``out`` must not exist, be empty, or (with ``overwrite=True``) be a gallery, which is then
         replaced atomically in place (a new generation; ids continue, never reused).  ``force``
         accepts near-identical images under different labels.  ``index_spec``/``index_params``:
         see specs.py (``flat`` default; ``auto`` for galleries that may grow large).
+        ``self_calibrate`` (default: on, unless the environment sets DOCRETRIEVER_SELF_CALIBRATE=0):
+        measure the gallery's own open-set table from simulated captures of its exemplars (selfcal.py),
+        kept up to date by every later write; ``self_calibration`` tunes it.
         ``g.last_result`` says what happened.
         """
         scan = scan_register(register_dir, label_mode)
         entries = [Entry(p, lab, derived=True) for p, lab in scan.entries]
         return cls._build_from(out, encoder, entries, label_mode, index_spec, near_duplicate_bound, overwrite,
-                               lock_timeout, force=force, progress=progress, index_params=index_params)
+                               lock_timeout, force=force, progress=progress, index_params=index_params,
+                               self_calibrate=self_calibrate, self_calibration=self_calibration)
 
     @classmethod
     def _build_from(cls, out: str | os.PathLike, encoder: Any, entries: list[Entry] | None, label_mode: str,
                     index_spec: str, bound: float, overwrite: bool, lock_timeout: float, force: bool,
                     progress: Callable[[int], None] | None = None,
-                    index_params: dict[str, Any] | None = None) -> "Gallery":
+                    index_params: dict[str, Any] | None = None, self_calibrate: bool | None = None,
+                    self_calibration: selfcal.Settings | None = None) -> "Gallery":
         if label_mode not in LABEL_MODES:
             raise GalleryError(f"unknown label mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
         if not -1.0 <= bound <= 1.0:
@@ -195,6 +202,9 @@ class Gallery:
         if lines and not force:
             raise NearDuplicateError(_clip(lines), bound)
         result.near_duplicates = lines
+        enabled = selfcal.enabled_by_default() if self_calibrate is None else bool(self_calibrate)
+        settings = self_calibration or selfcal.Settings()
+        probes = _probe_batch(batch, encoder, set(), settings, result) if enabled and len(batch) else None
         out.mkdir(parents=True, exist_ok=True)
         g = cls(out, _State.of({}, None, items_mod.empty()), encoder, lock_timeout)
         with g._locked():
@@ -209,10 +219,12 @@ class Gallery:
                 "metric": METRIC, "index_spec": spec.text, "index_params": dict(spec.params),
                 "label_mode": label_mode, "created_at": now, "calibration": None,
                 "near_duplicate_bound": float(bound), "next_id": next_id,
+                "self_calibration": {"enabled": enabled, "settings": settings.to_dict()} if enabled else {"enabled": False},
             }
             g._s = _State.of(old or {}, None, items_mod.empty())
             table = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256)
-            g._write_new_index(spec, ids, batch.feats, table, manifest, next_id + len(batch), result)
+            g._write_new_index(spec, ids, batch.feats, table, manifest, next_id + len(batch), result,
+                               probes=_probes_with_ids(probes, batch, ids))
         result.added_ids = ids.tolist()
         result.generation = g.generation
         g.last_result = result
@@ -260,6 +272,16 @@ class Gallery:
     def calibration(self) -> dict[str, Any] | None:
         cal = self._s.manifest.get("calibration")
         return json.loads(json.dumps(cal)) if cal is not None else None
+
+    @property
+    def self_calibration(self) -> dict[str, Any] | None:
+        """The gallery's own open-set table and its provenance (selfcal.py), or None."""
+        rec = self._s.manifest.get("self_calibration")
+        return json.loads(json.dumps(rec)) if rec is not None else None
+
+    @property
+    def self_calibrated(self) -> bool:
+        return bool((self._s.manifest.get("self_calibration") or {}).get("enabled"))
 
     @property
     def generation(self) -> int:
@@ -329,11 +351,7 @@ class Gallery:
         k = int(k)
         if k < 1:
             raise GalleryError(f"k must be >= 1, not {k}")
-        n = len(q)
-        if self.count == 0:
-            return np.full((n, k), idx.PAD_SCORE, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
-        s = self._s
-        return idx.search(s.index, np.ascontiguousarray(q), min(k, self.count), s.plan, p, s.dead, s.exact)
+        return _search_state(self._s, q, k, p)
 
     def warm(self) -> dict[str, float]:
         """Fault in the memory-mapped exact vectors now, for a long-running service: otherwise its
@@ -346,19 +364,7 @@ class Gallery:
 
     def labels_of(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
         """Labels for item ids (any shape); id -1 (padding) gives ""."""
-        arr = np.asarray(ids, dtype=np.int64)
-        flat = arr.reshape(-1)
-        out = np.full(flat.shape, "", dtype=object)
-        valid = np.flatnonzero(flat >= 0)
-        if valid.size:
-            known = self._s.ids
-            pos = np.minimum(np.searchsorted(known, flat[valid]), max(known.size - 1, 0))
-            found = (known[pos] == flat[valid]) if known.size else np.zeros(valid.size, dtype=bool)
-            if not found.all():
-                unknown = sorted(set(flat[valid][~found].tolist()))
-                raise GalleryError(f"ids not in gallery {self.path}: {unknown[:20]}")
-            out[valid] = self._s.labels[pos]
-        return out.reshape(arr.shape)
+        return _labels_of_state(self._s, ids, str(self.path))
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of the live items in items order (ascending id): the exact vectors."""
@@ -439,7 +445,12 @@ class Gallery:
                 raise LabelError(collisions, "cannot derive labels (file mode)")
         # Encode outside the lock (slow); re-check everything against fresh state under it.
         batch = read_and_encode(entries, enc, self._known_sha(), progress)
-        return self._add_batch(batch, enc, force, bound, check_near_duplicates=True)
+        probes = None
+        if self.self_calibrated and len(batch):
+            settings = selfcal.Settings.from_dict(self._s.manifest["self_calibration"].get("settings"))
+            probes = _probe_batch(batch, enc, self._probed_labels(), settings, None,
+                                  n_types=len(set(self._s.labels.tolist()) | set(batch.labels)))
+        return self._add_batch(batch, enc, force, bound, check_near_duplicates=True, probes=probes)
 
     def add_vectors(self, vectors: np.ndarray, labels: Sequence[str], sources: Sequence[str] | None = None,
                     sha256: Sequence[str] | None = None, encoder: Any = None, force: bool = False,
@@ -498,7 +509,7 @@ class Gallery:
         return near_duplicate_bound
 
     def _add_batch(self, batch: Batch, enc: Any, force: bool, near_duplicate_bound: float | None,
-                   check_near_duplicates: bool) -> AddResult:
+                   check_near_duplicates: bool, probes: selfcal.Probes | None = None) -> AddResult:
         with self._locked():
             self._writable()
             self._check_encoder(enc)
@@ -526,7 +537,8 @@ class Gallery:
                 next_id = max(next_id, int(self._s.ids.max()) + 1)
             ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
             rows = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256)
-            self._write(ids, batch.feats, rows, np.zeros(0, np.int64), next_id=next_id + len(batch), result=result)
+            self._write(ids, batch.feats, rows, np.zeros(0, np.int64), next_id=next_id + len(batch), result=result,
+                        probes=_probes_with_ids(probes, batch, ids))
             result.added_ids = ids.tolist()
             result.generation = self.generation
         self.last_result = result
@@ -635,7 +647,8 @@ class Gallery:
     # ------------------------------------------------------------------ internals: index writes
     def _write(self, add_ids: np.ndarray, add_vecs: np.ndarray, add_rows: pa.Table | None, remove_ids: np.ndarray,
                next_id: int | None = None, result: AddResult | None = None, rebuild: str | None = None,
-               spec: specs.Spec | None = None, changes: dict[str, Any] | None = None) -> None:
+               spec: specs.Spec | None = None, changes: dict[str, Any] | None = None,
+               probes: selfcal.Probes | None = None) -> None:
         """Add and/or remove vectors and commit a generation.  Caller holds the lock, state writable.
 
         Grows the index in place when the plan allows; rebuilds it from every live vector when the
@@ -663,7 +676,7 @@ class Gallery:
                 if idx.is_lossy(index) else None
             notes.append(f"index rebuilt ({why}): now {plan.type} {plan.factory}")
             changes.update({"index": plan.to_dict(), "exact": exact.describe() if exact else None})
-            self._commit(index, table, changes, next_id=next_id, exact=exact)
+            self._commit(index, table, changes, next_id=next_id, exact=exact, probes=probes, result=result)
             return
         in_place = _index_bytes(s.index) > CLONE_MAX_BYTES
         index = s.index if in_place else idx.clone(s.index)
@@ -684,7 +697,8 @@ class Gallery:
                 if exact is not None:
                     exact = exact.appended(self.path, self._next_generation(), add_ids, add_vecs, live=s.ids[keep])
                     changes["exact"] = exact.describe()
-            self._commit(index if index_changed else None, table, changes, next_id=next_id, exact=exact)
+            self._commit(index if index_changed else None, table, changes, next_id=next_id, exact=exact,
+                         probes=probes, result=result)
         except BaseException:
             if in_place:  # the in-memory index may be half-changed: the disk is the truth
                 self._s = _load_state(self.path, mmap=False)
@@ -701,7 +715,8 @@ class Gallery:
         return live, vecs[rows]
 
     def _write_new_index(self, spec: specs.Spec, ids: np.ndarray, feats: np.ndarray, table: pa.Table,
-                         manifest: dict[str, Any], next_id: int, result: AddResult) -> None:
+                         manifest: dict[str, Any], next_id: int, result: AddResult,
+                         probes: selfcal.Probes | None = None) -> None:
         plan = specs.plan_for(spec, len(ids), dim=int(manifest["encoder"]["dim"]))
         index, plan = idx.build(plan, int(manifest["encoder"]["dim"]), ids, feats)
         exact = ExactStore([ExactStore.write_segment(self.path, self._next_generation(), ids, feats)],
@@ -709,7 +724,7 @@ class Gallery:
         manifest = {**manifest, "index": plan.to_dict(), "exact": exact.describe() if exact else None}
         if plan.type != "flat" or spec.kind != "flat":
             result.notes.append(f"index: {plan.type} ({plan.reason})")
-        self._commit(index, table, {}, next_id=next_id, base=manifest, exact=exact)
+        self._commit(index, table, {}, next_id=next_id, base=manifest, exact=exact, probes=probes, result=result)
 
     def _next_generation(self) -> int:
         return int(self._s.manifest.get("generation", 0)) + 1
@@ -820,11 +835,14 @@ class Gallery:
             self._s = _load_state(self.path, mmap=False)
 
     def _commit(self, index: Any, table: pa.Table | None, changes: dict[str, Any], next_id: int | None = None,
-                base: dict[str, Any] | None = None, exact: ExactStore | None | str = "keep") -> None:
+                base: dict[str, Any] | None = None, exact: ExactStore | None | str = "keep",
+                probes: selfcal.Probes | None = None, result: AddResult | None = None) -> None:
         """Write a new generation and switch the manifest to it.  Caller holds the lock.
 
         ``exact``: the exact store the new manifest names (its segment files already written);
-        "keep" = the current one, or, with ``base``, the one ``base`` names.
+        "keep" = the current one, or, with ``base``, the one ``base`` names.  A write that changes
+        the index or the items re-measures the self-calibration (when the gallery has it) with the
+        stored probes of live exemplars plus ``probes``, against the new generation.
         """
         old = self._s.manifest
         gen = int(old.get("generation", 0)) + 1
@@ -855,12 +873,64 @@ class Gallery:
                     "updated_at": _now(), "format_version": 1 if plain else FORMAT_VERSION})
         new["next_id"] = int(next_id if next_id is not None else old.get("next_id", 0))
         new["previous"] = {k: v for k, v in old.items() if k != "previous"} if old.get("generation") else None
+        state = _State.of(new, index, table, exact, mapped)
+        if (new.get("self_calibration") or {}).get("enabled") and (probes is not None or index is not self._s.index
+                                                                   or table is not self._s.items):
+            new["self_calibration"] = self._remeasure(state, gen, new["self_calibration"], probes, result)
         fsync_dir(self.path)  # new generation files durable before the manifest points at them
         crash_point("before-manifest-write")
         atomic_write_json(self.path / MANIFEST, new)
         crash_point("after-manifest-write")
-        self._s = _State.of(new, index, table, exact, mapped)
+        self._s = state
         self._prune()
+
+    def _probed_labels(self) -> set[str]:
+        return set(self._stored_probes(self._s.manifest.get("self_calibration") or {}).labels.tolist())
+
+    def _stored_probes(self, rec: dict[str, Any], dim: int | None = None) -> selfcal.Probes:
+        dim = self.dim if dim is None else dim
+        name = rec.get("probes_file")
+        if not name:
+            return selfcal.Probes.empty(dim)
+        try:
+            return selfcal.Probes.read(self.path / name, dim)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise GalleryCorruptError(f"{self.path}: self-calibration probes {name} unreadable ({exc}); "
+                                      "run `indexer calibrate` to measure them again") from None
+
+    def _remeasure(self, state: _State, gen: int, rec: dict[str, Any], added: selfcal.Probes | None,
+                   result: AddResult | None) -> dict[str, Any]:
+        """The new generation's self-calibration record (writes its probes file if the probes changed)."""
+        settings = selfcal.Settings.from_dict(rec.get("settings"))
+        old = self._stored_probes(rec, int(state.manifest["encoder"]["dim"]))
+        probes = old.live(state.ids)
+        changed = len(probes) != len(old)
+        if added is not None and len(added):
+            probes = probes.concat(added.live(state.ids))
+            changed = True
+        n_labels = len(set(state.labels.tolist()))
+        try:
+            new = selfcal.measure(_StateView(state, str(self.path)), probes, len(state.ids), n_labels, settings,
+                                  state.manifest["encoder"])
+        except Exception as exc:  # a failed measurement must not block the write: recorded, the model table is used
+            new = {"enabled": True, "version": selfcal.VERSION, "settings": settings.to_dict(), "status": "failed",
+                   "reason": f"self-calibration failed: {type(exc).__name__}: {exc}", "table": []}
+        new["probes_file"] = rec.get("probes_file")
+        if changed:
+            name = f"probes-{gen:04d}.parquet"
+            atomic_write(self.path / name, probes.write, sync_dir=False)
+            new["probes_file"] = name
+        new["probe_seconds"] = round(added.seconds, 3) if added is not None else 0.0
+        if result is not None:
+            if added is not None and added.problems:
+                result.notes += added.problems
+            measurable = [r for r in new.get("table") or [] if r.get("measurable")]
+            result.notes.append(
+                f"self-calibration: {new.get('status')}, {len(probes)} probes of {len(probes.types)} of {n_labels} types"
+                + (f", FPIR {measurable[0]['fpir']:g}..{measurable[-1]['fpir']:g} measurable" if measurable else
+                   f" ({new.get('reason')})")
+                + f"; +{new['probe_seconds'] + float(new.get('seconds') or 0):.1f} s")
+        return new
 
     def _prune(self) -> None:
         """Delete generation files referenced by neither the current nor the previous manifest."""
@@ -906,6 +976,77 @@ class _ShaLookup(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._row)
+
+
+class _StateView:
+    """Search and labels of one generation's state, before it is committed (self-calibration)."""
+
+    def __init__(self, state: _State, name: str) -> None:
+        self._s = state
+        self._name = name
+
+    def search(self, feats: np.ndarray, k: int, params: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return _search_state(self._s, np.asarray(feats, dtype=np.float32), k, specs.check_search_params(params))
+
+    def labels_of(self, ids: np.ndarray) -> np.ndarray:
+        return _labels_of_state(self._s, ids, self._name)
+
+
+def _search_state(s: _State, q: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+    n = len(q)
+    count = int(len(s.ids))
+    if count == 0:
+        return np.full((n, k), idx.PAD_SCORE, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
+    return idx.search(s.index, np.ascontiguousarray(q), min(k, count), s.plan, params, s.dead, s.exact)
+
+
+def _labels_of_state(s: _State, ids: np.ndarray | Sequence[int], name: str) -> np.ndarray:
+    arr = np.asarray(ids, dtype=np.int64)
+    flat = arr.reshape(-1)
+    out = np.full(flat.shape, "", dtype=object)
+    valid = np.flatnonzero(flat >= 0)
+    if valid.size:
+        known = s.ids
+        pos = np.minimum(np.searchsorted(known, flat[valid]), max(known.size - 1, 0))
+        found = (known[pos] == flat[valid]) if known.size else np.zeros(valid.size, dtype=bool)
+        if not found.all():
+            unknown = sorted(set(flat[valid][~found].tolist()))
+            raise GalleryError(f"ids not in gallery {name}: {unknown[:20]}")
+        out[valid] = s.labels[pos]
+    return out.reshape(arr.shape)
+
+
+def _probe_batch(batch: Batch, encoder: Any, probed: set[str], settings: selfcal.Settings,
+                 result: AddResult | None, n_types: int | None = None) -> selfcal.Probes:
+    """Probes (simulated captures) of the first new exemplar of each type not probed yet.  Outside the
+    lock (slow); their ``item_ids`` are positions in ``sha_keys`` until :func:`_probes_with_ids`."""
+    t0 = time.perf_counter()
+    labels = list(batch.labels)
+    n_types = n_types if n_types is not None else len(set(labels) | probed)
+    per = selfcal.captures_per_type(n_types, settings)
+    room = max(0, settings.max_types - len(probed))
+    chosen, keys, seen = [], [], set(probed)
+    for i, lab in enumerate(labels):
+        if lab in seen or not batch.sha256[i] or len(chosen) >= room:
+            continue
+        seen.add(lab)
+        chosen.append((len(keys), lab, batch.sources[i], batch.sha256[i]))
+        keys.append(batch.sha256[i])
+    probes = selfcal.make_probes(chosen, encoder, per, settings)
+    probes.seconds = time.perf_counter() - t0
+    probes.sha_keys = keys  # type: ignore[attr-defined]
+    return probes
+
+
+def _probes_with_ids(probes: selfcal.Probes | None, batch: Batch, ids: np.ndarray) -> selfcal.Probes | None:
+    """Probes keyed by the item ids their exemplars got (an exemplar skipped as a duplicate loses its probes)."""
+    if probes is None:
+        return None
+    by_sha = {sha: int(i) for sha, i in zip(batch.sha256, ids) if sha}
+    keys = getattr(probes, "sha_keys", [])
+    out_ids = np.asarray([by_sha.get(keys[int(k)], -1) for k in probes.item_ids], dtype=np.int64)
+    keep = out_ids >= 0
+    return selfcal.Probes(out_ids[keep], probes.labels[keep], probes.feats[keep], list(probes.problems), probes.seconds)
 
 
 def _index_bytes(index: Any) -> float:

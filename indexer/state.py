@@ -24,7 +24,7 @@ from .exact import ExactStore
 
 FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
 MANIFEST = "manifest.json"
-_GEN_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy)$")
+_GEN_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy|probes-\d+\.parquet)$")
 # Opening maps (instead of reads) index files at least this big (see Gallery.open).
 MMAP_MIN_BYTES = 64 << 20
 
@@ -59,6 +59,9 @@ def generation_files(m: dict[str, Any]) -> list[str]:
     out = [m[k] for k in ("index_file", "items_file") if k in m]
     for seg in m.get("exact") or []:
         out += [seg["vectors"], seg["ids"]]
+    probes = (m.get("self_calibration") or {}).get("probes_file")
+    if probes:
+        out.append(probes)
     return out
 
 

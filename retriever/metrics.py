@@ -69,6 +69,12 @@ class ScoreSets:
     unknown_best: np.ndarray    # (n_unknown,) float32
     unknown_pred: np.ndarray    # (n_unknown,) int
     unknown_as_negatives: bool = False
+    # open set (retriever.openset): runner-up *label* scores, and each known query's best and
+    # runner-up with its own type left out (how it scores against the register without its type)
+    known_second: np.ndarray | None = None      # (n_known,) float32, NaN with a single type
+    known_loo_best: np.ndarray | None = None    # (n_known,) float32, NaN with a single type
+    known_loo_second: np.ndarray | None = None  # (n_known,) float32, NaN with < 3 types
+    unknown_second: np.ndarray | None = None    # (n_unknown,) float32, NaN with a single type
 
     @property
     def register_size(self) -> dict[str, int]:
@@ -98,6 +104,25 @@ class ScoreAccumulator:
         self._kcorrect: list[np.ndarray] = []
         self._ubest: list[np.ndarray] = []
         self._upred: list[np.ndarray] = []
+        self._ksecond: list[np.ndarray] = []
+        self._kloo1: list[np.ndarray] = []
+        self._kloo2: list[np.ndarray] = []
+        self._usecond: list[np.ndarray] = []
+
+    @staticmethod
+    def _top3(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, scores) of each row's 3 best types, best first; missing columns -1 / NaN."""
+        m, t = block.shape
+        k = min(3, t)
+        part = np.argpartition(-block, k - 1, axis=1)[:, :k] if t > k else np.tile(np.arange(t), (m, 1))
+        vals = np.take_along_axis(block, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        idx = np.full((m, 3), -1, dtype=np.int64)
+        sc = np.full((m, 3), np.nan, dtype=np.float32)
+        idx[:, :k] = np.take_along_axis(part, order, axis=1)
+        sc[:, :k] = np.take_along_axis(vals, order, axis=1)
+        sc[np.isneginf(sc)] = np.nan  # a type the search did not return has no score to compare
+        return idx, sc
 
     def add_known(self, block: np.ndarray, true_idx: np.ndarray) -> None:
         """``block`` (m, n_types) scores of m registered-type queries; ``true_idx`` their type index."""
@@ -115,6 +140,15 @@ class ScoreAccumulator:
         self._kbest.append(block[rows, pred])
         self._kpred.append(pred)
         self._kcorrect.append(pred == true_idx)
+        idx, sc = self._top3(block)
+        self._ksecond.append(sc[:, 1].copy())
+        rest = np.where(idx == true_idx[:, None], np.nan, sc)  # own type left out
+        rest = np.where(np.isnan(rest), -np.inf, rest)
+        rest.sort(axis=1)
+        rest = rest[:, ::-1]
+        rest[np.isinf(rest)] = np.nan
+        self._kloo1.append(rest[:, 0].copy())
+        self._kloo2.append(rest[:, 1].copy())
 
     def add_unknown(self, block: np.ndarray) -> None:
         """``block`` (m, n_types) scores of m queries whose type is not in the register."""
@@ -124,6 +158,7 @@ class ScoreAccumulator:
         pred = np.argmax(block, axis=1)
         self._ubest.append(block[np.arange(len(block)), pred])
         self._upred.append(pred)
+        self._usecond.append(self._top3(block)[1][:, 1].copy())
         if self.unknown_as_negatives:
             self._neg.append(block.ravel())
 
@@ -136,7 +171,9 @@ class ScoreAccumulator:
         return ScoreSets(types=self.types, n_exemplars=self.n_exemplars, pos=cat(self._pos, np.float32), neg=neg,
                          known_best=cat(self._kbest, np.float32), known_pred=cat(self._kpred, np.int64),
                          known_correct=cat(self._kcorrect, bool), unknown_best=cat(self._ubest, np.float32),
-                         unknown_pred=cat(self._upred, np.int64), unknown_as_negatives=self.unknown_as_negatives)
+                         unknown_pred=cat(self._upred, np.int64), unknown_as_negatives=self.unknown_as_negatives,
+                         known_second=cat(self._ksecond, np.float32), known_loo_best=cat(self._kloo1, np.float32),
+                         known_loo_second=cat(self._kloo2, np.float32), unknown_second=cat(self._usecond, np.float32))
 
 
 def _group_register(reg_feats: np.ndarray, reg_labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

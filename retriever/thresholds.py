@@ -19,8 +19,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from encoders.contract import ModelContract, ThresholdRow
 
 __all__ = [
-    "NoThresholdTableError", "ThresholdError", "ThresholdTable", "from_reference_score", "to_reference_score",
+    "DEFAULT_FPIR", "NoThresholdTableError", "OpenSetRow", "OpenSetTable", "OperatingPoint", "ThresholdError",
+    "ThresholdTable", "choose_operating_point", "from_reference_score", "to_reference_score",
 ]
+
+# The operating point when the caller names none: 1 % of documents of unregistered types accepted,
+# read from the gallery's own open-set table.
+DEFAULT_FPIR = 1e-2
 
 
 class ThresholdError(ValueError):
@@ -207,3 +212,208 @@ class ThresholdTable:
         return {"source": self.source,
                 "rows": [{"fpr": r.fpr, "tpr": None if math.isnan(r.tpr) else r.tpr, "threshold": r.threshold}
                          for r in self.rows]}
+
+
+# ==================================================================================================
+# Open-set tables: FPIR -> decision threshold -> DIR, measured for one gallery
+# ==================================================================================================
+@dataclass(frozen=True)
+class OpenSetRow:
+    """Accepting decision scores >= ``threshold`` (under ``rule``) let through a measured share
+    ``measured_fpir`` (<= ``fpir``) of non-mated captures and gave DIR ``dir`` on mated ones."""
+
+    fpir: float
+    threshold: float
+    dir: float
+    measured_fpir: float
+    rule: Any  # retriever.openset.DecisionRule
+    source: str
+
+
+def _open_rows(record: Mapping[str, Any], where: str, gallery: str, fingerprint: str | None) -> list[OpenSetRow]:
+    from .openset import DecisionRule
+
+    enc = record.get("encoder") or {}
+    if fingerprint and enc.get("fingerprint") and enc["fingerprint"] != fingerprint:
+        raise ThresholdError(
+            f"{gallery}: its {where} table was measured with model {enc.get('name', '?')!r} (fingerprint "
+            f"{enc['fingerprint']}), but the model in use has fingerprint {fingerprint}; thresholds of one model mean "
+            "nothing for another: re-measure it (`indexer calibrate` for the self-calibration, `retriever calibrate` "
+            "for yours)")
+    try:
+        rule = DecisionRule.from_value(record.get("rule"))
+    except ValueError as exc:
+        raise ThresholdError(f"{gallery}: {where} has a bad decision rule ({exc})") from None
+    source = f"{gallery} {where}"
+    if record.get("source"):
+        source += f" ({record['source']})"
+    out = []
+    for r in record.get("table") or []:
+        if not isinstance(r, Mapping):
+            raise ThresholdError(f"{gallery}: {where} row {r!r} is not a mapping")
+        if r.get("threshold") is None or r.get("measurable") is False:
+            continue
+        try:
+            fpir, thr = float(r["fpir"]), float(r["threshold"])
+            d = float("nan") if r.get("dir") is None else float(r["dir"])
+            mf = float("nan") if r.get("measured_fpir") is None else float(r["measured_fpir"])
+        except (KeyError, TypeError, ValueError):
+            raise ThresholdError(f"{gallery}: {where} row {dict(r)!r} lacks numeric fpir/threshold") from None
+        if not 0.0 < fpir < 1.0 or not math.isfinite(thr):
+            raise ThresholdError(f"{gallery}: {where} row {dict(r)!r}: FPIR must be in (0, 1), threshold finite")
+        out.append(OpenSetRow(fpir, thr, d, mf, DecisionRule.from_value(r.get("rule")) if r.get("rule") else rule,
+                              str(r.get("source") or source)))
+    return out
+
+
+@dataclass(frozen=True)
+class OpenSetTable:
+    """The open-set rows in force for one gallery, each with its provenance.
+
+    Built by :meth:`resolve` from, in order of precedence, the user's calibration (measured on
+    labelled captures by ``retriever calibrate``) and the gallery's self-calibration (simulated
+    captures of its own exemplars, leave one type out); a row a source cannot measure comes from
+    the next one.  Empty when neither measured anything (the caller falls back to the model's
+    pair table and says so).
+    """
+
+    rows: tuple[OpenSetRow, ...]
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", tuple(sorted(self.rows, key=lambda r: r.fpir)))
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @classmethod
+    def resolve(cls, calibration: Mapping[str, Any] | None, self_calibration: Mapping[str, Any] | None,
+                gallery: str = "gallery", fingerprint: str | None = None) -> "OpenSetTable":
+        rows: dict[float, OpenSetRow] = {}
+        notes = []
+        user = (calibration or {}).get("open_set") if isinstance(calibration, Mapping) else None
+        for record, where in ((user, "user calibration"), (self_calibration, "self-calibration")):
+            if not record:
+                continue
+            if record.get("status") not in (None, "measured"):
+                notes.append(f"{where}: {record.get('reason') or record.get('status')}")
+            for r in _open_rows(record, where, gallery, fingerprint):
+                rows.setdefault(round(r.fpir, 12), r)
+        return cls(tuple(rows.values()), tuple(notes))
+
+    @property
+    def fpir_range(self) -> tuple[float, float]:
+        return self.rows[0].fpir, self.rows[-1].fpir
+
+    def row_for(self, fpir: float) -> OpenSetRow:
+        """The row honouring a target FPIR: exact if measured, else the nearest stricter row below it.
+        Targets below the smallest measured FPIR are refused: the table cannot vouch for them."""
+        fpir = float(fpir)
+        if not 0.0 < fpir < 1.0 or math.isnan(fpir):
+            raise ThresholdError(f"target FPIR must be in (0, 1), got {fpir!r}")
+        if not self.rows:
+            raise NoThresholdTableError("no measured open-set table")
+        below = [r for r in self.rows if r.fpir <= fpir * (1 + 1e-9)]
+        if not below:
+            lo, hi = self.fpir_range
+            raise ThresholdError(
+                f"target FPIR {fpir:g} is below the measured range of this gallery's open-set table (FPIR {lo:g} .. "
+                f"{hi:g}: a row needs at least 1/FPIR non-mated captures); ask for FPIR >= {lo:g}, calibrate with more "
+                "captures (`retriever calibrate` with an unknown/ folder), or pass an explicit --threshold")
+        return below[-1]
+
+    def to_markdown(self, selected_fpir: float | None = None) -> str:
+        chosen = None
+        if selected_fpir is not None and self.rows:
+            try:
+                chosen = self.row_for(selected_fpir)
+            except ThresholdError:
+                chosen = None
+        lines = ["Open-set table (FPIR: share of documents of unregistered types accepted; DIR: share of registered "
+                 "ones given their own type and accepted)", "",
+                 "| FPIR | DIR | threshold | measured FPIR | rule | source |", "|---:|---:|---:|---:|---|---|"]
+        for r in self.rows:
+            mark = " (in use)" if chosen is r else ""
+            d = "-" if math.isnan(r.dir) else f"{r.dir:.4f}"
+            mf = "-" if math.isnan(r.measured_fpir) else f"{r.measured_fpir:.4f}"
+            lines.append(f"| {r.fpir:g}{mark} | {d} | {r.threshold:.4f} | {mf} | {r.rule.name} | {r.source} |")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """What decides accept/reject: a rule, a threshold on its decision score, and why.
+
+    ``kind``: "fpir" (open-set table of the gallery), "fpr" (pair table), "threshold" (explicit
+    cosine), or "fpir-fallback" (FPIR asked but the gallery has no measured row: the model's pair
+    table row at FPR = FPIR, which on a register of look-alike types lets more unknowns through).
+    """
+
+    kind: str
+    target: float | None
+    threshold: float
+    rule: Any  # retriever.openset.DecisionRule
+    origin: str
+    expected_dir: float | None = None
+
+    def describe(self) -> str:
+        what = {"fpir": f"FPIR {self.target:g}", "fpr": f"pair FPR {self.target:g}",
+                "fpir-fallback": f"FPIR {self.target:g} (fallback)", "threshold": "explicit threshold"}[self.kind]
+        return f"{what}: {self.rule.describe(self.threshold)}; {self.origin}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "target": self.target, "threshold": self.threshold, "rule": self.rule.name,
+                "rule_weights": self.rule.to_dict(), "origin": self.origin, "expected_dir": self.expected_dir}
+
+
+def choose_operating_point(contract: ModelContract | None, calibration: Mapping[str, Any] | None,
+                           self_calibration: Mapping[str, Any] | None, n_labels: int, fpir: float | None = None,
+                           fpr: float | None = None, threshold: float | None = None, gallery: str = "gallery",
+                           fingerprint: str | None = None) -> OperatingPoint:
+    """The one place that turns what a caller asked for into a rule and a threshold.
+
+    Precedence: an explicit cosine ``threshold``; else a pair ``fpr`` (user calibration's pair table,
+    else the model's); else ``fpir`` (default :data:`DEFAULT_FPIR`) from the gallery's open-set table
+    (user calibration rows, then self-calibration rows); with no measured open-set row, the model's
+    pair-table row at FPR = FPIR, said so in ``origin``.
+    """
+    from .openset import RULES
+
+    cosine = RULES["cosine"]
+    given = [n for n, v in (("fpir", fpir), ("fpr", fpr), ("threshold", threshold)) if v is not None]
+    if len(given) > 1:
+        raise ThresholdError(f"give one of FPIR, FPR or threshold, not {' and '.join(given)}")
+    if threshold is not None:
+        t = float(threshold)
+        if not -1.0 <= t <= 1.0 or math.isnan(t):
+            raise ThresholdError(f"threshold {threshold!r} is not a cosine in [-1, 1] (a reference-project "
+                                 "(cos+1)/2 score t is cosine 2*t - 1)")
+        return OperatingPoint("threshold", None, t, cosine, "explicit threshold")
+    if fpr is not None:
+        table = ThresholdTable.resolve(contract, calibration, gallery=gallery)
+        row = table.row_for(fpr)
+        return OperatingPoint("fpr", float(fpr), float(row.threshold), cosine,
+                              f"pair-table row FPR {row.fpr:g} of {table.source}",
+                              None if math.isnan(row.tpr) else row.tpr)
+    target = DEFAULT_FPIR if fpir is None else float(fpir)
+    ot = OpenSetTable.resolve(calibration, self_calibration, gallery=gallery, fingerprint=fingerprint)
+    if ot and n_labels >= 2:
+        row = ot.row_for(target)
+        rule = row.rule if (n_labels >= 3 or not row.rule.uses_margin) else cosine
+        if rule is not row.rule:  # cannot happen for tables this project writes (< 3 labels -> cosine)
+            raise ThresholdError(f"{gallery}: its open-set table uses rule {row.rule.name!r}, which needs >= 3 labels; "
+                                 f"the gallery has {n_labels}: re-calibrate")
+        return OperatingPoint("fpir", target, row.threshold, rule, f"FPIR {row.fpir:g} row of {row.source}",
+                              None if math.isnan(row.dir) else row.dir)
+    why = ("the gallery has a single label, so FPIR cannot be measured (no type to leave out)" if n_labels < 2 else
+           "the gallery has no measured open-set table" + (f" ({'; '.join(ot.notes)})" if ot.notes else ""))
+    table = ThresholdTable.resolve(contract, calibration, gallery=gallery)
+    row = table.row_for(target)
+    return OperatingPoint("fpir-fallback", target, float(row.threshold), cosine,
+                          f"{why}; using the pair-table row FPR {row.fpr:g} of {table.source} instead: on a register of "
+                          "look-alike types it lets more unknown documents through than the FPIR asked",
+                          None if math.isnan(row.tpr) else row.tpr)

@@ -106,7 +106,7 @@ def real_anchors(cache: Path, n_families: int | None) -> dict[str, np.ndarray]:
     import cv2
 
     cv2.setNumThreads(1)
-    from encoders.training.capture import simulate_capture
+    from encoders.capture import simulate_capture
     from encoders.training.synth import FAMILIES, render_document
 
     fams = sorted(FAMILIES)[:n_families]

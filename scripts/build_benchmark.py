@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from encoders.training.capture import EVAL, simulate_capture  # noqa: E402
+from encoders.capture import EVAL, simulate_capture  # noqa: E402
 
 cv2.setNumThreads(1)
 
@@ -59,7 +59,9 @@ DEFAULT_OUT = Path("~/.cache/docretriever/benchmark-v1").expanduser()
 SPLITS = ("val", "test")
 WALLPAPER_ROOT = Path("/usr/share/wallpapers")
 WALLPAPER_SHARE = 0.17        # fraction of registered types that are wallpaper crops
-WALLPAPER_UNKNOWN_SHARE = 0.2  # fraction of unknown types that are wallpaper crops
+WALLPAPER_UNKNOWN_SHARE = 0.2  # fraction of unknown types that are wallpaper crops ...
+WALLPAPER_UNKNOWN_MAX = 20     # ... at most: a split's wallpapers give ~75 distinct crops, and more unknown
+                               # crops would take them from the register (which must stay as in v1)
 WALLPAPER_LONG_SIDE = 1000     # a crop is shown at document-like resolution
 SPECIMEN_PNG_LEVEL = 3
 P_CLUTTER_BACKGROUND = 0.3     # captures whose background slivers show another paper
@@ -165,8 +167,8 @@ def wallpaper_specimen(img: np.ndarray, box: tuple[int, int, int, int]) -> np.nd
 class Config:
     types: int = 300
     queries_per_type: int = 8
-    unknown_types: int = 100
-    unknown_captures: int = 5
+    unknown_types: int = 300
+    unknown_captures: int = 4
     seed: int = 0
     wallpapers: bool = True
 
@@ -217,7 +219,7 @@ def plan(cfg: Config, heldout: list[str]) -> tuple[dict[str, list[TypeTask]], di
     seen_seeds: set[tuple[str, int]] = set()
     for split in SPLITS:
         want_reg = int(round(cfg.types * WALLPAPER_SHARE)) if files else 0
-        want_unk = int(round(cfg.unknown_types * WALLPAPER_UNKNOWN_SHARE)) if files else 0
+        want_unk = min(WALLPAPER_UNKNOWN_MAX, int(round(cfg.unknown_types * WALLPAPER_UNKNOWN_SHARE))) if files else 0
         wp_tasks: list[TypeTask] = []
         pool = by_split[split]
         if want_reg + want_unk and pool:
@@ -484,8 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     ap.add_argument("--types", type=int, help="registered types per split (default 300)")
     ap.add_argument("--queries-per-type", type=int, help="captures per registered type (default 8)")
-    ap.add_argument("--unknown-types", type=int, help="unregistered types per split (default 100)")
-    ap.add_argument("--unknown-captures", type=int, help="captures per unregistered type (default 5)")
+    ap.add_argument("--unknown-types", type=int, help="unregistered types per split (default 300)")
+    ap.add_argument("--unknown-captures", type=int, help="captures per unregistered type (default 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-wallpapers", action="store_true", help="synthetic types only")
     ap.add_argument("--small", action="store_true", help="tiny benchmark for CI (12 types, 3 queries, 4 unknown)")

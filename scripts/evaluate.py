@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from retriever import metrics as M
+from retriever import openset as O
 
 cv2.setNumThreads(1)
 
@@ -289,6 +290,108 @@ def by_group_markdown(g: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------------------------------
+# Open set: DIR at FPIR on the mixed register and on dense registers of one family each
+# --------------------------------------------------------------------------------------------------
+DENSE_MIN_TYPES = 3  # a dense register needs a runner-up even with one type left out
+
+
+def _sets_for(feats: dict[str, np.ndarray], split: Split, keep_type: Any = None) -> M.ScoreSets | None:
+    """Score sets of the split, or of the sub-register of the types ``keep_type`` accepts (its queries
+    and the unknowns of the same groups)."""
+    def rows(items: list[tuple[Path, str]]) -> np.ndarray:
+        return np.asarray([i for i, (_, lab) in enumerate(items) if keep_type is None or keep_type(lab)], dtype=np.int64)
+
+    r, q, u = rows(split.register), rows(split.queries), rows(split.unknown)
+    if len(r) == 0 or len(q) == 0:
+        return None
+    unk = feats["unknown"][u] if feats["unknown"] is not None and len(u) else None
+    return M.pair_scores(feats["queries"][q], [split.queries[i][1] for i in q], feats["register"][r],
+                         [split.register[i][1] for i in r], unk)
+
+
+def dense_groups(split: Split) -> list[str]:
+    """Synthetic families with >= DENSE_MIN_TYPES registered types: each is a dense register (every
+    template of one family, all alike) whose look-alike unknowns are that family's unregistered templates."""
+    counts: dict[str, int] = {}
+    for lab in split.types:
+        counts[type_group(lab)] = counts.get(type_group(lab), 0) + 1
+    return sorted(g for g, n in counts.items() if n >= DENSE_MIN_TYPES and not g.startswith("wallpaper"))
+
+
+def open_set_section(sets: M.ScoreSets, pair_rows: Sequence[dict[str, Any]], register: dict[str, Any],
+                     rules: dict[str, O.DecisionRule], fpirs: Sequence[float]) -> dict[str, Any]:
+    real = O.scores_from_sets(sets, unknowns=True)
+    loo = O.scores_from_sets(sets, unknowns=False, leave_own_out=True)
+    out: dict[str, Any] = {"register": register, "n_known": real.n_known, "n_unknown": real.n_unknown,
+                           "n_leave_one_out": loo.n_unknown, "top1_accuracy": float(np.mean(real.known_correct)),
+                           "pair_table": list(pair_rows), "rules": {}}
+    for name, rule in rules.items():
+        out["rules"][name] = {"rule": rule.to_dict(), "table": O.dir_table(real, rule, fpirs),
+                              "leave_one_out_table": O.dir_table(loo, rule, fpirs),
+                              "det": O.det_points(real, rule)}
+    return out
+
+
+def evaluate_open_set(feats: dict[str, np.ndarray], split: Split, sets: M.ScoreSets, fprs: Sequence[float],
+                      rules: dict[str, O.DecisionRule] | None = None,
+                      fpirs: Sequence[float] = O.DEFAULT_FPIRS) -> dict[str, Any]:
+    """DIR at FPIR for every rule on the mixed register (the whole split) and on the dense registers
+    (one family each, queries scored against their own family's register, rates pooled)."""
+    rules = rules or dict(O.RULES)
+    if not split.unknown:
+        return {}
+    mixed = open_set_section(sets, M.threshold_table(sets.pos, sets.neg, fprs, neg_sorted=True),
+                             {"kind": "mixed", **sets.register_size}, rules, fpirs)
+    parts, sizes = [], {}
+    for g in dense_groups(split):
+        s = _sets_for(feats, split, lambda lab, g=g: type_group(lab) == g)
+        if s is not None and len(s.unknown_best):
+            parts.append(s)
+            sizes[g] = int(len(s.types))
+    if not parts:
+        return {"mixed": mixed}
+    pooled = M.ScoreSets(
+        types=np.concatenate([p.types for p in parts]), n_exemplars=sum(p.n_exemplars for p in parts),
+        pos=np.concatenate([p.pos for p in parts]), neg=np.sort(np.concatenate([p.neg for p in parts])),
+        known_best=np.concatenate([p.known_best for p in parts]), known_pred=np.zeros(0, np.int64),
+        known_correct=np.concatenate([p.known_correct for p in parts]),
+        unknown_best=np.concatenate([p.unknown_best for p in parts]), unknown_pred=np.zeros(0, np.int64),
+        known_second=np.concatenate([p.known_second for p in parts]),
+        known_loo_best=np.concatenate([p.known_loo_best for p in parts]),
+        known_loo_second=np.concatenate([p.known_loo_second for p in parts]),
+        unknown_second=np.concatenate([p.unknown_second for p in parts]))
+    dense = open_set_section(pooled, M.threshold_table(pooled.pos, pooled.neg, fprs, neg_sorted=True),
+                             {"kind": "dense", "registers": len(parts), "types_per_register": sizes}, rules, fpirs)
+    return {"mixed": mixed, "dense": dense}
+
+
+def open_set_markdown(op: dict[str, Any], default_rule: str) -> str:
+    lines = []
+    for kind in ("mixed", "dense"):
+        sec = op.get(kind)
+        if not sec:
+            continue
+        reg = sec["register"]
+        size = (f"{reg['types']} types ({reg['exemplars']} exemplars)" if kind == "mixed" else
+                f"{reg['registers']} registers of one family each, "
+                f"{min(reg['types_per_register'].values())}-{max(reg['types_per_register'].values())} types")
+        lines += [f"### Open set, {kind} register: {size}; {sec['n_known']} captures of registered types, "
+                  f"{sec['n_unknown']} of unregistered look-alike types (top-1 {sec['top1_accuracy']:.4f})", ""]
+        fp = [r["fpir"] for r in next(iter(sec["rules"].values()))["table"]]
+        lines += ["DIR at FPIR, per decision rule (threshold on the rule's decision score):", "",
+                  "| rule | " + " | ".join(f"{f:g}" for f in fp) + " |", "|---|" + "---:|" * len(fp)]
+        for name, r in sec["rules"].items():
+            mark = " (default)" if name == default_rule else ""
+            lines.append(f"| {name}{mark} | " + " | ".join("n/a" if x["dir"] is None else f"{x['dir']:.4f}"
+                                                         for x in r["table"]) + " |")
+        lines += ["", O.markdown_dir_table(sec["rules"][default_rule]["table"], f"Rule {default_rule}:"), ""]
+        pair = sec["pair_table"]
+        lines += [f"Pair table on this register: " + ", ".join(
+            f"TPR@{r['fpr']:g} {'n/a' if r['tpr'] is None else format(r['tpr'], '.4f')}" for r in pair), ""]
+    return "\n".join(lines)
+
+
 def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], batch_size: int
                        ) -> tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]:
     feats, enc_stats = encode_split(cand, split, batch_size)
@@ -300,6 +403,7 @@ def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], bat
            "dim": int(enc.dim), "encode": enc_stats, **res, "table_markdown": M.markdown_table(res),
            "roc": M.roc_points(sets.pos, sets.neg, neg_sorted=True), "worst": _worst(sets, split),
            "by_group": by_group(sets, feats, split)}
+    out["open_set_dir"] = evaluate_open_set(feats, split, sets, fprs)
     return out, sets, feats
 
 
@@ -358,6 +462,8 @@ def report_text(res: dict[str, Any]) -> str:
             lines.append(f"| {o['fpr']:g} | {th} | {fa} | {rate} |")
         lines.append("")
     lines.append(M.markdown_identification(res))
+    if res.get("open_set_dir"):
+        lines += ["", open_set_markdown(res["open_set_dir"], O.DEFAULT_RULE.name)]
     if res.get("by_group"):
         lines += ["", by_group_markdown(res["by_group"])]
     return "\n".join(lines)

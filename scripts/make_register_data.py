@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from encoders.training.capture import simulate_capture
+from encoders.capture import simulate_capture
 from encoders.training.synth import render_document
 
 # label -> (generator family, template seed).  Seeds picked by eye for variety (Latin and CJK).

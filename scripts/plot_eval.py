@@ -151,6 +151,41 @@ def plot_feature_map(path: Path, res: dict[str, Any], feats: dict[str, np.ndarra
     return path
 
 
+def plot_det(path: Path, results: Sequence[dict[str, Any]], rules: Sequence[str] = ("cosine", "cosine+margin")
+             ) -> Path | None:
+    """Open-set DET: DIR against FPIR (log), mixed and dense registers side by side, per model and rule."""
+    have = [r for r in results if r.get("open_set_dir")]
+    if not have:
+        return None
+    kinds = [k for k in ("mixed", "dense") if any(k in r["open_set_dir"] for r in have)]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 4.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for i, res in enumerate(have):
+            sec = res["open_set_dir"].get(kind)
+            if not sec:
+                continue
+            for j, rule in enumerate(rules):
+                det = sec["rules"].get(rule, {}).get("det")
+                if not det:
+                    continue
+                f = np.asarray(det["fpir"], dtype=float)
+                d = np.asarray(det["dir"], dtype=float)
+                keep = f > 0
+                ax.plot(f[keep], d[keep], color=f"C{i}", ls="-" if j else "--", lw=1.4,
+                        label=f"{res['name']} / {rule}")
+        ax.set_xscale("log")
+        ax.set_xlabel("FPIR (unregistered captures accepted)")
+        ax.set_ylabel("DIR (registered captures: right type and accepted)")
+        ax.set_ylim(0, 1)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title(f"open set, {kind} register")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def write_plots(out_dir: Path, plot_data: Sequence[tuple[dict[str, Any], Any, dict[str, np.ndarray]]],
                 split: Any, fprs: Sequence[float]) -> list[Path]:
     """ROC of all compared models, one histogram figure, and one feature map per model."""
@@ -159,6 +194,9 @@ def write_plots(out_dir: Path, plot_data: Sequence[tuple[dict[str, Any], Any, di
     results = [r for r, _, _ in plot_data]
     written = [plot_roc(out_dir / "roc.png", results, fprs),
                plot_histograms(out_dir / "score_histograms.png", [(r, s) for r, s, _ in plot_data])]
+    det = plot_det(out_dir / "det_open_set.png", results)
+    if det is not None:
+        written.append(det)
     for res, _, feats in plot_data:
         written.append(plot_feature_map(out_dir / f"features_{_safe(res['name'])}.png", res, feats, split))
     return written
