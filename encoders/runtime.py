@@ -75,6 +75,7 @@ class Encoder:
             raise EncoderError(f"model file not found: {path}")
         self.path = path
         self.backend = backend
+        self.gpu_id = int(gpu_id)
         if run_batch is not None and run_batch < 1:
             raise EncoderError(f"run_batch must be >= 1, got {run_batch}")
         # Images per ONNX Runtime call.  On CPU small calls are fastest: at batch 32 the activations

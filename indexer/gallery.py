@@ -884,6 +884,10 @@ class Gallery:
         self._s = state
         self._prune()
 
+    def probes(self) -> selfcal.Probes:
+        """The self-calibration probes of the current generation (empty when it has none)."""
+        return self._stored_probes(self._s.manifest.get("self_calibration") or {})
+
     def _probed_labels(self) -> set[str]:
         return set(self._stored_probes(self._s.manifest.get("self_calibration") or {}).labels.tolist())
 

@@ -213,9 +213,8 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
     reason = None if measured else (f"{scores.n_unknown} leave-one-out probes: FPIR {max(fpirs):g} needs "
                                     f">= {math.ceil(1 / max(fpirs))}")
     sample = "" if len(probes.types) >= n_labels else f" (a sample: {len(probes.types)} of {n_labels} types)"
-    source = (f"self-calibration: {len(probes)} simulated captures (preset {settings.preset}) of "
-              f"{len(probes.types)} types{sample}, each scored against the gallery without its own type; "
-              f"{rec['measured_at']}")
+    source = (f"{len(probes)} simulated captures (preset {settings.preset}) of {len(probes.types)} types{sample}, "
+              f"leave one type out, {rec['measured_at']}")
     return {**rec, "status": status, "reason": reason, "leave_one_out": scores.n_unknown,
             "top1_accuracy": float(np.mean(scores.known_correct)) if scores.n_known else None,
             "table": rows, "source": source, "seconds": round(time.perf_counter() - t0, 3)}

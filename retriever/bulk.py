@@ -50,13 +50,13 @@ def _hash_path(hasher: Any, path: str) -> None:
     hasher.update(path.encode("utf-8", "surrogateescape") + b"\n")
 
 
-def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float, threshold: float | None,
-                    top_k: int) -> "Retriever":
+def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float | None, threshold: float | None,
+                    top_k: int, fpir: float | None = None) -> "Retriever":
     from .retriever import Retriever
 
     if isinstance(gallery, Retriever):
         return gallery
-    return Retriever(gallery, encoder=encoder, fpr=fpr, threshold=threshold, top_k=top_k)
+    return Retriever(gallery, encoder=encoder, fpr=fpr, threshold=threshold, top_k=top_k, fpir=fpir)
 
 
 def _numbered_after(specs: Sequence[str], skip: int, expected_sha: str, out: Path
@@ -229,16 +229,16 @@ def _already_complete(out: Path, specs: Sequence[str], identity: dict[str, Any],
 
 
 def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.PathLike,
-             encoder: "Encoder | None" = None, fpr: float = 1e-2, threshold: float | None = None, top_k: int = 5,
+             encoder: "Encoder | None" = None, fpr: float | None = None, threshold: float | None = None, top_k: int = 5,
              workers: int = 2, batch_size: int = 32, with_features: bool = False, resume: bool = True,
              progress: bool = True, overwrite: bool = False, engine: str = "local", ray_address: str | None = None,
-             part_rows: int | None = None) -> dict[str, Any]:
+             part_rows: int | None = None, fpir: float | None = None) -> dict[str, Any]:
     """Classify every input into ``out`` (Parquet, one row per page); returns the summary dict.
 
     ``inputs``: specs as :func:`retriever.inputs.expand_inputs` reads them (files, directories,
     globs, ``@list.txt``, ``table.parquet:column``).  ``gallery``: a gallery directory, an open
-    gallery, or a ready :class:`retriever.Retriever` (then ``encoder``/``fpr``/``threshold``/``top_k``
-    are its own).  ``workers``: decode+encode threads (local) or actors (ray).
+    gallery, or a ready :class:`retriever.Retriever` (then ``encoder``/``fpir``/``fpr``/``threshold``/``top_k``
+    are its own; the operating point is as :class:`retriever.Retriever` chooses it: FPIR 1e-2 by default).  ``workers``: decode+encode threads (local) or actors (ray).
     ``with_features``: add a ``feature`` column (fixed-size list of float32).
     ``resume``: continue an interrupted run at ``out`` (refused if it differs);
     ``overwrite``: discard it, and any finished ``out``, and start again.
@@ -262,7 +262,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
         cv2.setNumThreads(1)
     except Exception:  # pragma: no cover
         pass
-    retriever = _make_retriever(gallery, encoder, fpr, threshold, top_k)
+    retriever = _make_retriever(gallery, encoder, fpr, threshold, top_k, fpir)
     processor = BatchProcessor(retriever, with_features=with_features, batch_size=batch_size)
     identity = run_identity(specs, retriever, with_features)
     meta = run_metadata(specs, retriever, with_features, engine)

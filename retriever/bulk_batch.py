@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "SEQ", "BatchProcessor", "output_schema"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: decision_score, rule, operating_point columns (open-set decisions)
 SEQ = "_seq"  # internal column: index of the input item a row came from (ordering, resume)
 
 
@@ -45,6 +45,9 @@ def output_schema(dim: int | None = None, with_features: bool = False, with_seq:
         pa.field("top_k_labels", pa.list_(pa.string())),
         pa.field("top_k_scores", pa.list_(pa.float32())),
         pa.field("margin", pa.float32()),
+        pa.field("decision_score", pa.float32()),
+        pa.field("rule", pa.string()),
+        pa.field("operating_point", pa.string()),
         pa.field("error", pa.string()),
     ]
     if with_features:
@@ -170,6 +173,10 @@ class BatchProcessor:
         top_labels: list[list[str] | None] = [None] * n
         top_scores: list[list[float] | None] = [None] * n
         margin: list[float | None] = [None] * n
+        decision: list[float | None] = [None] * n
+        rule: list[str | None] = [None] * n
+        point: list[str | None] = [None] * n
+        op_label = self.retriever.operating_point.label
         for r, res in results.items():
             label[r] = res.label
             score[r] = res.score
@@ -178,6 +185,9 @@ class BatchProcessor:
             top_labels[r] = [lab for lab, _ in res.top_k]
             top_scores[r] = [s for _, s in res.top_k]
             margin[r] = None if res.margin is None or not math.isfinite(res.margin) else res.margin
+            decision[r] = res.decision_score
+            rule[r] = res.rule
+            point[r] = op_label
         s = self.schema
         cols: list[pa.Array] = [
             pa.array(rows.path, s.field("path").type),
@@ -189,6 +199,9 @@ class BatchProcessor:
             pa.array(top_labels, s.field("top_k_labels").type),
             pa.array(top_scores, s.field("top_k_scores").type),
             pa.array(margin, s.field("margin").type),
+            pa.array(decision, s.field("decision_score").type),
+            pa.array(rule, s.field("rule").type),
+            pa.array(point, s.field("operating_point").type),
             pa.array(rows.error, s.field("error").type),
         ]
         if self.with_features:

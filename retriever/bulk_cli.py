@@ -57,9 +57,13 @@ def _sigterm_to_interrupt() -> Any:
               help="Gallery directory (built with `indexer build`).")
 @click.option("--output", "-o", "out", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Result file (Parquet). Progress lives in OUTPUT.parts/ until the job completes.")
+@click.option("--fpir", type=float, default=None,
+              help="Operating point: the share of documents of unregistered types accepted, from the gallery's own "
+                   "open-set table (your calibration, else its self-calibration) [default: 0.01].")
 @click.option("--fpr", type=float, default=None,
-              help="Target false-positive rate; threshold from the gallery calibration or model table [default: 0.01].")
-@click.option("--threshold", type=float, default=None, help="Explicit cosine threshold in [-1, 1] instead of --fpr.")
+              help="Pair-table operating point instead (the reference project's meaning: share of different-type "
+                   "pairs above the threshold; cosine rule).")
+@click.option("--threshold", type=float, default=None, help="Explicit cosine threshold in [-1, 1] instead.")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Distinct labels per row.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True,
               help="Decode+inference threads (local) or actors (ray).")
@@ -77,7 +81,8 @@ def _sigterm_to_interrupt() -> Any:
               help="ONNX Runtime execution provider.")
 @click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt (local engine).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
-def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpr: float | None, threshold: float | None, top_k: int,
+def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, fpr: float | None,
+        threshold: float | None, top_k: int,
         workers: int, batch_size: int, with_features: bool, overwrite: bool, engine: str, ray_address: str | None,
         model: Path | None, backend: str, gpu_id: int, quiet: bool) -> None:
     """Classify INPUT... against GALLERY into one Parquet file, one row per page.
@@ -90,8 +95,8 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpr: float | None, th
     Interrupted? Run the same command again: it continues where it stopped.  It refuses if the
     inputs, model, gallery generation, threshold, top-k or --features differ (--overwrite restarts).
     """
-    if fpr is not None and threshold is not None:
-        raise click.UsageError("give either --fpr or --threshold, not both")
+    if sum(v is not None for v in (fpir, fpr, threshold)) > 1:
+        raise click.UsageError("give one operating point: --fpir, --fpr or --threshold, not both")
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
     import encoders
@@ -105,7 +110,7 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpr: float | None, th
         raise click.ClickException(str(exc)) from None
     previous = _sigterm_to_interrupt()
     try:
-        summary = run_bulk(list(inputs), str(gallery), out, encoder=encoder, fpr=1e-2 if fpr is None else fpr,
+        summary = run_bulk(list(inputs), str(gallery), out, encoder=encoder, fpir=fpir, fpr=fpr,
                            threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size,
                            with_features=with_features, resume=True, progress=not quiet, overwrite=overwrite,
                            engine=engine, ray_address=ray_address)

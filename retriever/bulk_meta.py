@@ -55,6 +55,7 @@ def run_identity(specs: Sequence[str], retriever: "Retriever", with_features: bo
         "model": {"name": enc.name, "fingerprint": enc.fingerprint},
         "gallery": {"path": g["path"], "generation": g["generation"]},
         "threshold": round(float(retriever.threshold), 7),
+        "rule": retriever.rule.name,
         "top_k": int(retriever.top_k),
         "with_features": bool(with_features),
         "schema_version": SCHEMA_VERSION,
@@ -76,6 +77,8 @@ def run_metadata(specs: Sequence[str], retriever: "Retriever", with_features: bo
         "threshold": float(retriever.threshold),
         "threshold_origin": retriever.threshold_origin,
         "fpr": retriever.fpr,
+        "fpir": retriever.fpir,
+        "operating_point": retriever.operating_point.to_dict(),
         "top_k": int(retriever.top_k),
         "with_features": bool(with_features),
         "score": "cosine in [-1, 1]; the reference project's score is (cos + 1) / 2",
@@ -93,6 +96,8 @@ def with_run_metadata(schema: pa.Schema, meta: dict[str, Any]) -> pa.Schema:
         "docretriever.gallery_generation": (meta.get("gallery") or {}).get("generation"),
         "docretriever.threshold": meta.get("threshold"),
         "docretriever.fpr": meta.get("fpr"),
+        "docretriever.fpir": meta.get("fpir"),
+        "docretriever.rule": (meta.get("operating_point") or {}).get("rule"),
     }
     kv = {k: "" if v is None else str(v) for k, v in flat.items()}
     kv[META_KEY] = json.dumps(meta, sort_keys=True)

@@ -83,7 +83,8 @@ def identity_differences(old: dict[str, Any], new: dict[str, Any], then: str = "
     elif og.get("generation") != ng.get("generation"):
         diffs.append(f"the gallery generation differs ({then}: generation {og.get('generation')}; "
                      f"now: generation {ng.get('generation')}; the gallery changed since)")
-    for key, what in (("threshold", "threshold"), ("top_k", "top-k"), ("with_features", "feature column setting"),
+    for key, what in (("threshold", "threshold"), ("rule", "decision rule"), ("top_k", "top-k"),
+                      ("with_features", "feature column setting"),
                       ("schema_version", "output schema version")):
         if old.get(key) != new.get(key):
             diffs.append(f"the {what} differs ({then}: {old.get(key)}; now: {new.get(key)})")

@@ -26,6 +26,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from . import metrics as M
+from . import openset as O
 from .thresholds import ThresholdError
 
 __all__ = ["CalibrationError", "UNKNOWN_DIR", "calibrate_gallery", "calibration_from_scores", "scan_labelled_dir",
@@ -162,6 +163,47 @@ def score_against_gallery(gallery: _GalleryLike, types: Sequence[str], known_fea
     return acc.finish()
 
 
+def open_set_from_scores(sets: M.ScoreSets, source: str, fpirs: Sequence[float] = O.DEFAULT_FPIRS
+                         ) -> dict[str, Any]:
+    """The open-set part of a user calibration: DIR on the labelled captures of registered types, FPIR
+    on the non-mated captures: the ``unknown/`` folder plus every labelled capture scored with its own
+    type left out (an unregistered look-alike of this register, as the self-calibration uses)."""
+    n_types = len(sets.types)
+    rule = O.DEFAULT_RULE if n_types >= 3 else O.RULES["cosine"]
+    scores = O.scores_from_sets(sets, unknowns=True, leave_own_out=n_types >= 2)
+    rows = O.dir_table(scores, rule, fpirs)
+    for r in rows:
+        r["source"] = source
+        r["origin"] = "user calibration"
+    return {"status": "measured" if any(r["measurable"] for r in rows) else "not measurable",
+            "reason": None if any(r["measurable"] for r in rows) else
+            f"{scores.n_unknown} non-mated captures: FPIR {max(fpirs):g} needs >= {M.negatives_needed(max(fpirs))}",
+            "rule": rule.to_dict(), "table": rows, "n_known": scores.n_known,
+            "n_unknown": int(len(sets.unknown_best)), "n_leave_one_out": scores.n_unknown - int(len(sets.unknown_best)),
+            "source": source}
+
+
+def merge_open_set(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep the rows of an earlier user calibration that the new data cannot measure (each row keeps
+    its own source): calibrating again with a smaller set never throws measured rows away."""
+    if not old or not old.get("table"):
+        return new
+    have = {round(r["fpir"], 12) for r in new["table"] if r.get("measurable")}
+    kept = [dict(r, rule=r.get("rule") or old.get("rule")) for r in old["table"]
+            if r.get("measurable") and round(r["fpir"], 12) not in have]
+    if not kept:
+        return new
+    rows = [r for r in new["table"] if r.get("measurable")] + kept
+    missing = [r for r in new["table"] if not r.get("measurable") and round(r["fpir"], 12) not in
+               {round(k["fpir"], 12) for k in kept}]
+    out = dict(new)
+    out["table"] = sorted(rows + missing, key=lambda r: r["fpir"])
+    out["merged_rows"] = [r["fpir"] for r in kept]
+    if out.get("status") != "measured":
+        out["status"], out["reason"] = "measured", None
+    return out
+
+
 def calibration_from_scores(sets: M.ScoreSets, fprs: Sequence[float], source: str) -> dict[str, Any]:
     """The calibration record stored in the gallery manifest (JSON-serialisable).
 
@@ -189,6 +231,7 @@ def calibration_from_scores(sets: M.ScoreSets, fprs: Sequence[float], source: st
         "auroc": res["auroc"],
         "top1_accuracy": res["top1_accuracy"],
         "identification": res["identification"]["rows"],
+        "open_set": open_set_from_scores(sets, source),
         "table_markdown": header + "\n\n" + M.markdown_table(res),
     }
 
@@ -222,5 +265,13 @@ def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
     record = calibration_from_scores(sets, wanted, f"user calibration {Path(labelled_dir).resolve()} {date}")
     record["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}
     record["created_at"] = date
+    old = g.calibration or {}
+    same_model = (old.get("encoder") or {}).get("fingerprint") in (None, encoder.fingerprint)
+    record["open_set"] = merge_open_set(record["open_set"], old.get("open_set") if same_model else None)
+    record["open_set"]["encoder"] = record["encoder"]
+    os_ = record["open_set"]
+    record["table_markdown"] += "\n\n" + O.markdown_dir_table(
+        os_["table"], f"Open set ({os_['n_known']:,} captures of registered types; {os_['n_unknown']:,} unknown "
+                      f"captures + {os_['n_leave_one_out']:,} leave-one-type-out; rule {os_['rule']['name']}):")
     g.set_calibration(record)
     return record

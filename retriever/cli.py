@@ -95,39 +95,45 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--gallery", "-g", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Gallery directory (built with `indexer build`).")
+@click.option("--fpir", type=float, default=None,
+              help="Operating point: the share of documents of unregistered types you accept to let through, read "
+                   "from the gallery's own open-set table (your calibration, else its self-calibration) "
+                   "[default: 0.01].")
 @click.option("--fpr", type=float, default=None,
-              help="Target false-positive rate; the threshold comes from the gallery's calibration or the "
-                   "model's table [default: 0.01].")
+              help="Pair-table operating point instead (the reference project's meaning: the share of "
+                   "different-type pairs above the threshold; decided on the cosine alone).")
 @click.option("--threshold", type=float, default=None,
-              help="Explicit cosine threshold in [-1, 1] instead of --fpr (a reference-project (cos+1)/2 "
+              help="Explicit cosine threshold in [-1, 1] instead (a reference-project (cos+1)/2 "
                    "score t is cosine 2t-1).")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Distinct labels listed per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @model_option
-def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpr: float | None, threshold: float | None, top_k: int,
-                 as_json: bool, batch_size: int, model: Path | None, backend: str, gpu_id: int) -> None:
+def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr: float | None,
+                 threshold: float | None, top_k: int, as_json: bool, batch_size: int, model: Path | None, backend: str,
+                 gpu_id: int) -> None:
     """Classify image files or directories (searched recursively) against GALLERY.
 
-    Prints path, best label, score (cosine), ACCEPT/REJECT and the runner-up label; with --json,
-    one object per line: {"path", "label", "score", "accepted", "threshold", "margin", "top_k"},
-    or {"path", "error"} for an unreadable input.
+    Prints path, best label, score (cosine), margin to the runner-up label, ACCEPT/REJECT and the
+    runner-up; with --json, one object per line: {"path", "label", "score", "accepted", "threshold",
+    "margin", "decision_score", "rule", "operating_point", "top_k"}, or {"path", "error"} for an
+    unreadable input.  The default operating point is FPIR 0.01 of the gallery's own table.
     """
-    if fpr is not None and threshold is not None:
-        raise click.UsageError("give either --fpr or --threshold, not both")
+    if sum(v is not None for v in (fpir, fpr, threshold)) > 1:
+        raise click.UsageError("give one operating point: --fpir, --fpr or --threshold, not both")
     from encoders.decode import DecodeError
 
     from .retriever import Retriever
 
     encoder = _load_encoder(model, backend, gpu_id)
     try:
-        retriever = Retriever(gallery, encoder=encoder, fpr=1e-2 if fpr is None else fpr, threshold=threshold,
-                              top_k=top_k)
+        retriever = Retriever(gallery, encoder=encoder, fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k)
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
+    op = retriever.operating_point
     click.echo(f"# {retriever.gallery_name}: {retriever.count} exemplars, {retriever.n_labels} labels; "
-               f"threshold {retriever.threshold:.4f} cosine ({retriever.threshold_origin})", err=True)
+               f"{op.describe()}", err=True)
 
     inputs = list(expand_inputs(paths))
     width = max([len(str(p)) for p, _ in inputs] + [4])
@@ -143,7 +149,7 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpr: float | None, thre
             click.echo(f"{str(path):<{width}}  ERROR: {reason}")
 
     if not as_json:
-        click.echo(f"{'path':<{width}}  {'label':<{lwidth}} {'score':>7}  {'decision':<8}  runner-up")
+        click.echo(f"{'path':<{width}}  {'label':<{lwidth}} {'score':>7} {'margin':>7}  {'decision':<8}  runner-up")
 
     def classify_stream() -> Iterator[Any]:
         batch: list[Path] = []
@@ -165,33 +171,43 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpr: float | None, thre
         elif as_json:
             d = outcome.to_dict()
             d.pop("source", None)
-            click.echo(json.dumps({"path": str(path), **d}))
+            click.echo(json.dumps({"path": str(path), **d, "operating_point": op.label}))
         else:
             ru = outcome.runner_up
             runner = f"{ru[0]} ({ru[1]:.4f})" if ru else "-"
-            click.echo(f"{str(path):<{width}}  {outcome.label:<{lwidth}} {outcome.score:>7.4f}  "
+            margin = "-" if outcome.margin is None else f"{outcome.margin:.4f}"
+            click.echo(f"{str(path):<{width}}  {outcome.label:<{lwidth}} {outcome.score:>7.4f} {margin:>7}  "
                        f"{'ACCEPT' if outcome.accepted else 'REJECT':<8}  {runner}")
     if failed:
         click.echo(f"{failed} of {len(inputs)} inputs could not be classified", err=True)
         sys.exit(EXIT_INPUT_ERRORS)
 
 
-@main.command("thresholds", short_help="Print the threshold table in use.")
+@main.command("thresholds", short_help="Print the operating tables in use.")
 @click.option("--gallery", "-g", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Gallery whose calibration (if any) overrides the model's table.")
-@click.option("--fpr", type=float, default=1e-2, show_default=True, help="Mark the row used for this target FPR.")
+              help="Gallery whose own tables (your calibration, its self-calibration) are shown.")
+@click.option("--fpir", type=float, default=None, help="Mark the open-set row used for this target [default: 0.01].")
+@click.option("--fpr", type=float, default=None, help="Mark the pair-table row used for this target FPR instead.")
 @model_option
-def thresholds_cmd(gallery: Path | None, fpr: float, model: Path | None, backend: str, gpu_id: int) -> None:
-    """Print the threshold table in use (FPR, TPR, cosine threshold, reference (cos+1)/2 score).
+def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, model: Path | None, backend: str,
+                   gpu_id: int) -> None:
+    """Print the operating tables in use and which row decides.
 
-    Accept iff cosine >= threshold.  A gallery's own calibration wins over the model's generic
-    table; between rows the stricter row (measured FPR <= target) is used.
+    Open set (what a user meets): FPIR, the share of documents of unregistered types accepted as
+    anything, and DIR, the share of registered ones given their own type and accepted.  Rows come
+    from, in order of precedence: your calibration (`retriever calibrate`), the gallery's
+    self-calibration (simulated captures of its exemplars, leave one type out), and, when neither
+    measured the row, the model's pair table.  The pair table (TPR at pair FPR, the reference
+    project's meaning) is printed below it; --fpr picks from it.
     """
-    from .thresholds import ThresholdTable
+    from .thresholds import OpenSetTable, ThresholdError, ThresholdTable, choose_operating_point
 
+    if fpir is not None and fpr is not None:
+        raise click.UsageError("give --fpir or --fpr, not both")
     encoder = _load_encoder(model, backend, gpu_id)
-    calibration = None
+    calibration = self_cal = None
     name = "gallery"
+    n_labels = 0
     if gallery is not None:
         from indexer.gallery import Gallery
 
@@ -199,13 +215,26 @@ def thresholds_cmd(gallery: Path | None, fpr: float, model: Path | None, backend
             g = Gallery.open(gallery, encoder=encoder)
         except _setup_errors() as exc:
             raise click.ClickException(str(exc)) from None
-        calibration = g.calibration
+        calibration, self_cal = g.calibration, g.self_calibration
+        n_labels = len(g.label_counts())
         name = f"gallery {gallery}"
     try:
         table = ThresholdTable.resolve(encoder.contract, calibration, gallery=name)
+        if gallery is not None:
+            open_table = OpenSetTable.resolve(calibration, self_cal, gallery=name, fingerprint=encoder.fingerprint)
+            click.echo(open_table.to_markdown(selected_fpir=None if fpr is not None else (fpir or 1e-2)) if open_table
+                       else f"No open-set table for {name}" + (f" ({'; '.join(open_table.notes)})" if open_table.notes
+                                                               else "") + ".\n")
+            try:
+                op = choose_operating_point(encoder.contract, calibration, self_cal, n_labels, fpir=fpir, fpr=fpr,
+                                            gallery=name, fingerprint=encoder.fingerprint)
+                click.echo(f"In use: {op.describe()}\n")
+            except ThresholdError as exc:
+                click.echo(f"In use: nothing can be chosen: {exc}\n")
+        click.echo("Pair table (the reference project's TPR at FPR; accept iff cosine >= threshold):\n")
+        click.echo(table.to_markdown(selected_fpr=fpr), nl=False)
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(table.to_markdown(selected_fpr=fpr), nl=False)
 
 
 @main.command("calibrate", short_help="Measure a gallery's threshold table on labelled images.")

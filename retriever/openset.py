@@ -83,7 +83,8 @@ class DecisionRule:
             terms.append("cosine" if self.cosine_weight == 1 else f"{self.cosine_weight:g} x cosine")
         if self.margin_weight:
             terms.append("margin" if self.margin_weight == 1 else f"{self.margin_weight:g} x margin")
-        return f"accept iff {' + '.join(terms)} >= {t} (margin = best label's cosine - runner-up label's)"
+        why = " (margin = best label's cosine - runner-up label's)" if self.margin_weight else ""
+        return f"accept iff {' + '.join(terms)} >= {t}{why}"
 
     def score(self, s1: np.ndarray | float, s2: np.ndarray | float | None) -> np.ndarray | float:
         """Decision score(s).  ``s2`` may be None/NaN only when the margin weight is 0."""

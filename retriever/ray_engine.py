@@ -51,8 +51,9 @@ CHUNK_FILES = 100_000  # inputs per Ray dataset: bounds driver memory; actors re
 class RayClassifier:
     """Actor: loads the encoder and gallery once, then classifies record batches of files."""
 
-    def __init__(self, model_path: str, backend: str, gallery_path: str, generation: int | None, threshold: float,
-                 top_k: int, with_features: bool, batch_size: int) -> None:
+    def __init__(self, model_path: str, backend: str, gallery_path: str, generation: int | None,
+                 operating_point: dict, top_k: int, with_features: bool, batch_size: int,
+                 search_params: dict | None = None, gpu_id: int = 0) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         import cv2
 
@@ -60,9 +61,11 @@ class RayClassifier:
         import encoders
 
         from .retriever import Retriever
+        from .thresholds import OperatingPoint
 
-        encoder = encoders.load(model_path, backend=backend)
-        retriever = Retriever(gallery_path, encoder=encoder, threshold=threshold, top_k=top_k)
+        encoder = encoders.load(model_path, backend=backend, gpu_id=gpu_id)
+        retriever = Retriever(gallery_path, encoder=encoder, top_k=top_k, search_params=search_params,
+                              operating_point=OperatingPoint.from_dict(operating_point))
         found = (getattr(retriever.gallery, "manifest", None) or {}).get("generation")
         if generation is not None and found != generation:
             raise BulkError(f"gallery {gallery_path} is at generation {found} on this Ray node, the driver saw "
@@ -125,8 +128,9 @@ def run_ray(items: Iterator[tuple[int, "InputItem"]], processor: BatchProcessor,
         gpu = 1.0 if processor.encoder.backend in ("cuda", "tensorrt") else 0.0
         kwargs = {"model_path": os.path.abspath(model_path), "backend": processor.encoder.backend,
                   "gallery_path": os.path.abspath(str(gallery_path)), "generation": generation,
-                  "threshold": float(retriever.threshold), "top_k": int(retriever.top_k),
-                  "with_features": processor.with_features, "batch_size": batch_size}
+                  "operating_point": retriever.operating_point.to_dict(), "top_k": int(retriever.top_k),
+                  "with_features": processor.with_features, "batch_size": batch_size,
+                  "search_params": retriever.search_params, "gpu_id": int(getattr(processor.encoder, "gpu_id", 0) or 0)}
         last_seq = store.files_done - 1
         for chunk in chunked(items, chunk_files):
             records = [{"seq": s, "path": it.path, "problem": it.problem or ""} for s, it in chunk]

@@ -12,18 +12,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .thresholds import ThresholdTable, to_reference_score
+from .openset import ranked_labels
+from .thresholds import OperatingPoint, ThresholdTable, choose_operating_point, to_reference_score
 
 if TYPE_CHECKING:
     from encoders import Encoder
     from encoders.decode import DecodeError, ImageInput
 
 __all__ = ["Result", "Retriever", "RetrieverError"]
-
-# Exemplars fetched per wanted label before deepening: one label with many exemplars must not
-# crowd the others out of the top-k, so we search deeper than k and keep each label's best.
-SEARCH_DEPTH_FACTOR = 4
-
 
 class RetrieverError(RuntimeError):
     """The retriever cannot work as asked (empty gallery, wrong feature shape, bad settings)."""
@@ -37,7 +33,9 @@ class Result:
     ``score`` is the cosine (in [-1, 1]) between the query and that label's best exemplar;
     the reference project's score is ``(score + 1) / 2`` (:attr:`reference_score`).
     ``top_k`` lists distinct labels with their best-exemplar cosine, best first; ``margin`` is
-    best minus runner-up (None when the gallery has a single label).
+    best minus runner-up label (None when the gallery has a single label).
+    ``accepted`` is ``decision_score >= threshold``, where ``decision_score`` is what ``rule``
+    makes of the score and the margin (the score itself for the ``cosine`` rule).
     """
 
     label: str
@@ -47,6 +45,8 @@ class Result:
     top_k: list[tuple[str, float]] = field(default_factory=list)
     margin: float | None = None
     source: str | None = None
+    decision_score: float | None = None
+    rule: str = "cosine"
 
     @property
     def reference_score(self) -> float:
@@ -66,6 +66,8 @@ class Result:
             "accepted": bool(self.accepted),
             "threshold": round(float(self.threshold), 6),
             "margin": None if self.margin is None else round(float(self.margin), 6),
+            "decision_score": None if self.decision_score is None else round(float(self.decision_score), 6),
+            "rule": self.rule,
             "top_k": [{"label": lab, "score": round(float(s), 6)} for lab, s in self.top_k],
         }
 
@@ -122,17 +124,27 @@ class Retriever:
 
     ``gallery``: a gallery directory or an open :class:`indexer.gallery.Gallery`.
     ``encoder``: an :class:`encoders.Encoder`; None loads the shipped default model.
-    ``threshold``: an explicit cosine threshold in [-1, 1] (wins over ``fpr``).  Otherwise the
-    threshold is the row of the threshold table for target ``fpr``: the gallery's own
-    calibration if it has one, else the model's generic table (see :class:`ThresholdTable`).
-    A reference-project threshold ``t`` on the (cos+1)/2 scale is cosine ``2*t - 1``.
+    The operating point (give at most one; :func:`retriever.thresholds.choose_operating_point`):
+
+    * ``fpir`` (default 1e-2): the share of documents of *unregistered* types you accept to let
+      through, read from the gallery's own open-set table (your ``retriever calibrate`` rows, then
+      the gallery's self-calibration), with its decision rule (cosine + margin to the runner-up);
+    * ``fpr``: a row of the pair table (the reference project's meaning: the share of
+      *different-type pairs* above the threshold), decided on the cosine alone;
+    * ``threshold``: an explicit cosine in [-1, 1] (a reference-project (cos+1)/2 threshold ``t``
+      is cosine ``2*t - 1``).
+
+    ``operating_point`` says what was chosen and where it comes from (pass one to reuse a decision
+    made elsewhere, as bulk workers do).  ``search_params``: per-query index parameters for large
+    approximate galleries.
     ``top_k``: how many distinct labels each result lists.
     ``search_params``: per-query index parameters for large approximate galleries (``{"nprobe": 16}``,
     ``{"efSearch": 256}``, ``{"rerank": 8}``); ignored by exact (flat) galleries.
     """
 
-    def __init__(self, gallery: Any, encoder: "Encoder | None" = None, fpr: float = 1e-2,
-                 threshold: float | None = None, top_k: int = 5, search_params: dict | None = None) -> None:
+    def __init__(self, gallery: Any, encoder: "Encoder | None" = None, fpr: float | None = None,
+                 threshold: float | None = None, top_k: int = 5, search_params: dict | None = None,
+                 fpir: float | None = None, operating_point: OperatingPoint | None = None) -> None:
         if top_k < 1:
             raise RetrieverError(f"top_k must be >= 1, got {top_k}")
         if encoder is None:
@@ -144,8 +156,12 @@ class Retriever:
         self.gallery_name = _gallery_name(self.gallery)
         self.top_k = int(top_k)
         self.search_params = dict(search_params) if search_params else None
-        self._fpr_asked = float(fpr)
-        self._threshold_asked = threshold
+        if threshold is not None:  # an explicit threshold wins, as it always did
+            fpr = fpir = None
+        if fpr is not None and fpir is not None:
+            raise RetrieverError("give one operating point: fpir (open set) or fpr (pair table), not both")
+        self._asked = {"fpir": fpir, "fpr": fpr, "threshold": threshold}
+        self._fixed_op = operating_point  # as decided elsewhere (a bulk job's driver): used as is
         self._configure()
 
     def _configure(self) -> None:
@@ -158,19 +174,20 @@ class Retriever:
         self.n_labels = int(manifest["labels"]) if "labels" in manifest else self._count_labels()
         self.table = ThresholdTable.resolve(self.encoder.contract, getattr(self.gallery, "calibration", None),
                                             gallery=f"gallery {self.gallery_name}")
-        if self._threshold_asked is not None:
-            threshold = float(self._threshold_asked)
-            if not -1.0 <= threshold <= 1.0:
-                raise RetrieverError(f"threshold {threshold!r} is not a cosine in [-1, 1] (a reference-project "
-                                     "(cos+1)/2 score t is cosine 2*t - 1)")
-            self.fpr: float | None = None
-            self.threshold = threshold
-            self.threshold_origin = "explicit threshold"
-        else:
-            row = self.table.row_for(self._fpr_asked)  # raises with a hint: no table / out of range
-            self.fpr = self._fpr_asked
-            self.threshold = float(row.threshold)
-            self.threshold_origin = f"FPR {row.fpr:g} row of {self.table.source}"
+        a = self._asked
+        if a["threshold"] is not None and not -1.0 <= float(a["threshold"]) <= 1.0:
+            raise RetrieverError(f"threshold {a['threshold']!r} is not a cosine in [-1, 1] (a reference-project "
+                                 "(cos+1)/2 score t is cosine 2*t - 1)")
+        op = self._fixed_op or choose_operating_point(
+            self.encoder.contract, getattr(self.gallery, "calibration", None),
+            getattr(self.gallery, "self_calibration", None), self.n_labels, fpir=a["fpir"], fpr=a["fpr"],
+            threshold=a["threshold"], gallery=f"gallery {self.gallery_name}", fingerprint=self.encoder.fingerprint)
+        self.operating_point: OperatingPoint = op
+        self.rule = op.rule
+        self.threshold = float(op.threshold)
+        self.fpr: float | None = op.target if op.kind == "fpr" else None
+        self.fpir: float | None = op.target if op.kind in ("fpir", "fpir-fallback") else None
+        self.threshold_origin = op.describe()
 
     def reload(self) -> "Retriever":
         """Pick up a gallery another process changed (new exemplars, new calibration)."""
@@ -213,48 +230,22 @@ class Retriever:
         feats = np.ascontiguousarray(feats)
         ranked = self._ranked_labels(feats)
         out = []
+        rule = self.rule
         for i, labels in enumerate(ranked):
             top = labels[:self.top_k]
             best_label, best = top[0]
             margin = best - labels[1][1] if len(labels) > 1 else None
-            out.append(Result(label=best_label, score=best, accepted=bool(best >= self.threshold),
+            z = float(rule.score(best, labels[1][1])) if (rule.uses_margin and margin is not None) \
+                else float(rule.cosine_weight * best)
+            out.append(Result(label=best_label, score=best, accepted=bool(z >= self.threshold),
                               threshold=self.threshold, top_k=top, margin=margin,
-                              source=None if sources is None else sources[i]))
+                              source=None if sources is None else sources[i], decision_score=z, rule=rule.name))
         return out
 
     def _ranked_labels(self, feats: np.ndarray) -> list[list[tuple[str, float]]]:
-        """Per query: distinct labels by best-exemplar score, at least ``top_k + 1`` when possible.
-
-        Searches ``SEARCH_DEPTH_FACTOR * (top_k + 1)`` exemplars, and deepens (x4) only for the
-        queries whose hits cover too few labels, up to the whole gallery.  The +1 is the
-        runner-up needed for ``margin`` even when ``top_k`` is 1.
-        """
-        want = min(self.top_k + 1, self.n_labels)
-        depth = min(self.count, SEARCH_DEPTH_FACTOR * (self.top_k + 1))
-        ranked: list[list[tuple[str, float]]] = [[] for _ in range(len(feats))]
-        todo = np.arange(len(feats))
-        while len(todo):
-            scores, ids = (self.gallery.search(feats[todo], depth, params=self.search_params)
-                           if self.search_params else self.gallery.search(feats[todo], depth))
-            scores = np.asarray(scores, dtype=np.float32)
-            ids = np.asarray(ids, dtype=np.int64)
-            valid = ids >= 0
-            labels_flat = np.asarray(self.gallery.labels_of(ids[valid]))
-            labels = np.empty(ids.shape, dtype=object)
-            labels[valid] = labels_flat
-            again = []
-            for row, q in enumerate(todo):
-                best: dict[str, float] = {}
-                for lab, s, ok in zip(labels[row], scores[row], valid[row]):
-                    if ok and lab not in best:  # hits come best first
-                        best[str(lab)] = float(s)
-                ranked[q] = sorted(best.items(), key=lambda kv: -kv[1])
-                if len(best) < want and depth < self.count:
-                    again.append(q)
-            if not again:
-                break
-            todo = np.asarray(again)
-            depth = min(self.count, depth * SEARCH_DEPTH_FACTOR)
+        """Per query: distinct labels by best-exemplar score, at least ``top_k + 1`` when possible
+        (the +1 is the runner-up needed for ``margin`` even when ``top_k`` is 1)."""
+        ranked = ranked_labels(self.gallery, feats, self.top_k + 1, self.count, self.n_labels, self.search_params)
         for q, labels_q in enumerate(ranked):
             if not labels_q:
                 raise RetrieverError(f"gallery {self.gallery_name} returned no hits for query {q}")

@@ -228,18 +228,24 @@ class OpenSetRow:
     measured_fpir: float
     rule: Any  # retriever.openset.DecisionRule
     source: str
+    origin: str = ""  # "user calibration" | "self-calibration"
 
 
-def _open_rows(record: Mapping[str, Any], where: str, gallery: str, fingerprint: str | None) -> list[OpenSetRow]:
-    from .openset import DecisionRule
-
-    enc = record.get("encoder") or {}
+def check_fingerprint(record: Mapping[str, Any] | None, where: str, gallery: str, fingerprint: str | None) -> None:
+    """Refuse a stored table measured with another model than the one in use, naming both."""
+    enc = (record or {}).get("encoder") or {}
     if fingerprint and enc.get("fingerprint") and enc["fingerprint"] != fingerprint:
         raise ThresholdError(
             f"{gallery}: its {where} table was measured with model {enc.get('name', '?')!r} (fingerprint "
             f"{enc['fingerprint']}), but the model in use has fingerprint {fingerprint}; thresholds of one model mean "
             "nothing for another: re-measure it (`indexer calibrate` for the self-calibration, `retriever calibrate` "
             "for yours)")
+
+
+def _open_rows(record: Mapping[str, Any], where: str, gallery: str, fingerprint: str | None) -> list[OpenSetRow]:
+    from .openset import DecisionRule
+
+    check_fingerprint(record, where, gallery, fingerprint)
     try:
         rule = DecisionRule.from_value(record.get("rule"))
     except ValueError as exc:
@@ -262,7 +268,7 @@ def _open_rows(record: Mapping[str, Any], where: str, gallery: str, fingerprint:
         if not 0.0 < fpir < 1.0 or not math.isfinite(thr):
             raise ThresholdError(f"{gallery}: {where} row {dict(r)!r}: FPIR must be in (0, 1), threshold finite")
         out.append(OpenSetRow(fpir, thr, d, mf, DecisionRule.from_value(r.get("rule")) if r.get("rule") else rule,
-                              str(r.get("source") or source)))
+                              str(r.get("source") or source), str(r.get("origin") or where)))
     return out
 
 
@@ -334,12 +340,15 @@ class OpenSetTable:
                 chosen = None
         lines = ["Open-set table (FPIR: share of documents of unregistered types accepted; DIR: share of registered "
                  "ones given their own type and accepted)", "",
-                 "| FPIR | DIR | threshold | measured FPIR | rule | source |", "|---:|---:|---:|---:|---|---|"]
+                 "| FPIR | DIR | threshold | measured FPIR | rule | from |", "|---:|---:|---:|---:|---|---|"]
+        sources: dict[str, str] = {}
         for r in self.rows:
             mark = " (in use)" if chosen is r else ""
             d = "-" if math.isnan(r.dir) else f"{r.dir:.4f}"
             mf = "-" if math.isnan(r.measured_fpir) else f"{r.measured_fpir:.4f}"
-            lines.append(f"| {r.fpir:g}{mark} | {d} | {r.threshold:.4f} | {mf} | {r.rule.name} | {r.source} |")
+            lines.append(f"| {r.fpir:g}{mark} | {d} | {r.threshold:.4f} | {mf} | {r.rule.name} | {r.origin} |")
+            sources.setdefault(r.source, r.origin)
+        lines += [""] + [f"{o}: {src}" for src, o in sources.items()]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -361,13 +370,33 @@ class OperatingPoint:
     expected_dir: float | None = None
 
     def describe(self) -> str:
+        if self.kind == "threshold":
+            return f"explicit threshold: {self.rule.describe(self.threshold)}"
         what = {"fpir": f"FPIR {self.target:g}", "fpr": f"pair FPR {self.target:g}",
-                "fpir-fallback": f"FPIR {self.target:g} (fallback)", "threshold": "explicit threshold"}[self.kind]
+                "fpir-fallback": f"FPIR {self.target:g} (fallback)"}[self.kind]
         return f"{what}: {self.rule.describe(self.threshold)}; {self.origin}"
+
+    @property
+    def label(self) -> str:
+        """Short form for result rows: ``fpir=0.01``, ``fpr=0.001``, ``threshold``."""
+        if self.kind == "threshold":
+            return "threshold"
+        return f"{'fpr' if self.kind == 'fpr' else 'fpir'}={self.target:g}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "target": self.target, "threshold": self.threshold, "rule": self.rule.name,
                 "rule_weights": self.rule.to_dict(), "origin": self.origin, "expected_dir": self.expected_dir}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "OperatingPoint":
+        """Inverse of :meth:`to_dict` (a Ray actor gets the driver's operating point this way)."""
+        from .openset import DecisionRule
+
+        try:
+            return cls(str(d["kind"]), None if d.get("target") is None else float(d["target"]), float(d["threshold"]),
+                       DecisionRule.from_value(d["rule_weights"]), str(d.get("origin", "")), d.get("expected_dir"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ThresholdError(f"cannot read an operating point from {dict(d)!r} ({exc})") from None
 
 
 def choose_operating_point(contract: ModelContract | None, calibration: Mapping[str, Any] | None,
@@ -384,6 +413,7 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
     from .openset import RULES
 
     cosine = RULES["cosine"]
+    check_fingerprint(calibration, "user calibration", gallery, fingerprint)
     given = [n for n, v in (("fpir", fpir), ("fpr", fpr), ("threshold", threshold)) if v is not None]
     if len(given) > 1:
         raise ThresholdError(f"give one of FPIR, FPR or threshold, not {' and '.join(given)}")
@@ -407,7 +437,7 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
         if rule is not row.rule:  # cannot happen for tables this project writes (< 3 labels -> cosine)
             raise ThresholdError(f"{gallery}: its open-set table uses rule {row.rule.name!r}, which needs >= 3 labels; "
                                  f"the gallery has {n_labels}: re-calibrate")
-        return OperatingPoint("fpir", target, row.threshold, rule, f"FPIR {row.fpir:g} row of {row.source}",
+        return OperatingPoint("fpir", target, row.threshold, rule, f"FPIR {row.fpir:g} row of the {row.origin}",
                               None if math.isnan(row.dir) else row.dir)
     why = ("the gallery has a single label, so FPIR cannot be measured (no type to leave out)" if n_labels < 2 else
            "the gallery has no measured open-set table" + (f" ({'; '.join(ot.notes)})" if ot.notes else ""))

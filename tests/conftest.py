@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Galleries built by tests skip self-calibration (seconds per build) unless a test asks for it
+# (self_calibrate=True / the CLI's --self-calibrate); tests/test_selfcal.py covers it end to end.
+os.environ.setdefault("DOCRETRIEVER_SELF_CALIBRATE", "0")
 
 from pathlib import Path
 

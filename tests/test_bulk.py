@@ -28,7 +28,7 @@ from retriever.inputs import InputError, expand_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["path", "page", "label", "score", "accepted", "threshold", "top_k_labels", "top_k_scores", "margin",
-           "error"]
+           "decision_score", "rule", "operating_point", "error"]
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_output_schema_metadata_and_results_match_retriever(tiny, gallery, tmp_p
     md = t.schema.metadata
     assert md[b"docretriever.model_fingerprint"].decode() == tiny.fingerprint
     assert md[b"docretriever.gallery_generation"].decode() == str(gallery.generation)
-    assert md[b"docretriever.schema_version"] == b"1"
+    assert md[b"docretriever.schema_version"] == b"2"
     meta = json.loads(md[META_KEY.encode()])
     assert meta["complete"] and meta["files"] == 9 and meta["rows"] == 9 and meta["threshold"] == THRESHOLD
     assert meta["model"]["name"] == tiny.name and meta["gallery"]["path"] == str(gallery.path.resolve())
@@ -387,7 +387,7 @@ def test_cli_exit_codes_and_summary(tiny_model_path, gallery, tmp_path):
     assert r.exit_code == 3, r.output
     assert "1 of 5 rows are errors" in r.output
     r = CliRunner().invoke(run_cmd, args[:-1] + ["--fpr", "0.01"])
-    assert r.exit_code == 2 and "either --fpr or --threshold" in r.output
+    assert r.exit_code == 2 and "--fpir, --fpr or --threshold, not both" in r.output
     r = CliRunner().invoke(run_cmd, [str(tmp_path / "in"), "-g", str(gallery.path), "-o", str(out), "--model",
                                      str(tiny_model_path), "--threshold", "0.7", "-q"])
     assert r.exit_code == 1 and "the threshold differs" in r.output

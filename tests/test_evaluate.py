@@ -76,7 +76,8 @@ def test_plots_and_two_models(tmp_path, bench, model_copy, other_tiny_model_path
                   "--split", "val", "--plots", str(out), "--json", str(tmp_path / "r.json")])
     assert rc == 0
     names = sorted(p.name for p in out.glob("*.png"))
-    assert names == ["features_tiny-other.png", "features_tiny-test-model.png", "roc.png", "score_histograms.png"]
+    assert names == ["det_open_set.png", "features_tiny-other.png", "features_tiny-test-model.png", "roc.png",
+                     "score_histograms.png"]
     assert all(p.stat().st_size > 10_000 for p in out.glob("*.png"))
     res = json.loads((tmp_path / "r.json").read_text())
     assert [m["name"] for m in res["models"]] == ["tiny-test-model", "tiny-other"]

@@ -172,7 +172,8 @@ def test_result_to_dict_is_json_ready(gallery, tiny_encoder, register):
     res = Retriever(gallery, tiny_encoder, threshold=LOOSE, top_k=2).classify_one(register["letter"])
     d = json.loads(json.dumps(res.to_dict()))
     assert d["label"] == "letter" and d["accepted"] is True
-    assert set(d) == {"source", "label", "score", "accepted", "threshold", "margin", "top_k"}
+    assert set(d) == {"source", "label", "score", "accepted", "threshold", "margin", "top_k",
+                      "decision_score", "rule"}
     assert [t["label"] for t in d["top_k"]][0] == "letter" and len(d["top_k"]) == 2
 
 

@@ -56,13 +56,13 @@ def test_classify_table_output(runner, gallery_dir, queries, tiny_model_path):
                                "--model", str(tiny_model_path)])
     assert res.exit_code == 0, res.output + res.stderr
     lines = res.stdout.strip().splitlines()
-    assert lines[0].split()[:5] == ["path", "label", "score", "decision", "runner-up"]
+    assert lines[0].split()[:5] == ["path", "label", "score", "margin", "decision"]
     rows = {Path(ln.split()[0]).name: ln.split() for ln in lines[1:]}
     assert set(rows) == {"a_invoice.png", "b_passport.jpg", "c_noise.png", "d_receipt.png"}
     assert rows["a_invoice.png"][1:2] == ["invoice"] and "ACCEPT" in rows["a_invoice.png"]
     assert rows["d_receipt.png"][1] == "receipt" and "ACCEPT" in rows["d_receipt.png"]
     assert "REJECT" in rows["c_noise.png"]
-    assert "threshold 0.9900" in res.stderr
+    assert "accept iff cosine >= 0.9900" in res.stderr
 
 
 def test_classify_json_lines(runner, gallery_dir, queries, tiny_model_path):
