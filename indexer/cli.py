@@ -124,11 +124,16 @@ def cli() -> None:
 @click.option("--near-duplicate-bound", type=click.FloatRange(-1.0, 1.0), default=NEAR_DUPLICATE_BOUND,
               show_default=True, help="Cosine at or above which images under different labels count as "
                                       "near-duplicates (stored in the gallery, used by later adds).")
+@click.option("--self-calibrate/--no-self-calibrate", "self_calibrate", default=None,
+              help="Measure the gallery's own open-set table from simulated captures of its exemplars (leave one "
+                   "type out), kept up to date by later writes [default: on; DOCRETRIEVER_SELF_CALIBRATE=0 turns the "
+                   "default off].")
 @index_options
 @lock_timeout_option
 @_errors
 def build(register_dir: Path, out: Path, label_mode: str, model: str | None, force: bool, overwrite: bool,
-          near_duplicate_bound: float, index_spec: str | None, params: tuple[str, ...], lock_timeout: float) -> None:
+          near_duplicate_bound: float, self_calibrate: bool | None, index_spec: str | None, params: tuple[str, ...],
+          lock_timeout: float) -> None:
     """Encode every image of REGISTER_DIR into a new gallery.
 
     \b
@@ -154,7 +159,8 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
     with _progress(n) as bar:
         g = Gallery.build(register_dir, out, enc, label_mode=label_mode, force=force, overwrite=overwrite,
                           near_duplicate_bound=near_duplicate_bound, lock_timeout=lock_timeout,
-                          progress=bar.update, index_spec=spec, index_params=spec_params)
+                          progress=bar.update, index_spec=spec, index_params=spec_params,
+                          self_calibrate=self_calibrate)
     assert g.last_result is not None
     _report(g.last_result, "built gallery with", g)
 
@@ -194,6 +200,57 @@ def add(gallery: Path, paths: tuple[Path, ...], label: str | None, model: str | 
     _report(result, "added", g)
 
 
+def _self_cal_line(g: Gallery) -> str:
+    rec = g.self_calibration or {}
+    if not rec.get("enabled"):
+        return "off (`indexer calibrate GALLERY` turns it on)"
+    rows = [r for r in rec.get("table") or [] if r.get("measurable")]
+    if not rows:
+        return f"{rec.get('status', 'pending')}: {rec.get('reason') or 'no measurable row'}"
+    one = next((r for r in rows if abs(r["fpir"] - 1e-2) < 1e-12), None)
+    at = (f"; FPIR 0.01 -> threshold {one['threshold']:.4f} ({rec['rule']['name']}), expected DIR {one['dir']:.3f}"
+          if one and one.get("dir") is not None else "")
+    return (f"{rec.get('probes')} probes of {rec.get('types_probed')} of {rec.get('types')} types (preset "
+            f"{(rec.get('settings') or {}).get('preset')}); FPIR {rows[0]['fpir']:g}..{rows[-1]['fpir']:g} measurable"
+            f"{at}")
+
+
+@cli.command()
+@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--preset", type=click.Choice(["train", "train_wide", "eval"]), default=None,
+              help="Capture model of the probes [default: the gallery's setting, else train].")
+@click.option("--min-probes", type=click.IntRange(min=0), default=None, help="Probes in all, at least [default 240].")
+@click.option("--off", is_flag=True, help="Turn self-calibration off (the model's pair table is used for --fpir).")
+@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=MODEL_HELP)
+@lock_timeout_option
+@_errors
+def calibrate(gallery: Path, preset: str | None, min_probes: int | None, off: bool, model: str | None,
+              lock_timeout: float) -> None:
+    """Measure GALLERY's own open-set table again, from scratch (or turn it off).
+
+    Simulated captures of each type's first exemplar (its source file must still exist) are scored
+    against the gallery with and without their own type; the FPIR -> threshold -> DIR table goes
+    into the manifest as a new generation.  Later `indexer add/remove/compact` keep it up to date.
+    For a table measured on your own labelled captures, use `retriever calibrate`.
+    """
+    from .selfcal import Settings
+
+    g = Gallery.open(gallery, lock_timeout=lock_timeout)
+    if off:
+        g.set_self_calibration(enable=False)
+        click.echo(f"self-calibration off for {g.path} (generation {g.generation})")
+        return
+    old = Settings.from_dict((g.self_calibration or {}).get("settings"))
+    settings = Settings(preset=preset or old.preset, min_probes=old.min_probes if min_probes is None else min_probes,
+                        min_per_type=old.min_per_type, max_per_type=old.max_per_type, max_types=old.max_types)
+    enc = _load_encoder(model)
+    with _progress(min(len(g.label_counts()), settings.max_types)) as bar:
+        g.set_self_calibration(True, settings, enc, progress=bar.update)
+    for line in (g.last_result.notes if g.last_result else []):
+        click.echo(f"note: {line}", err=True)
+    click.echo(f"self-calibration of {g.path}: {_self_cal_line(g)} (generation {g.generation})")
+
+
 @cli.command()
 @click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--label", "labels", multiple=True, help="Remove every exemplar of this label (repeatable).")
@@ -214,6 +271,8 @@ def remove(gallery: Path, labels: tuple[str, ...], ids: tuple[int, ...], lock_ti
         raise click.UsageError("give at least one --label or --id")
     g = Gallery.open(gallery, lock_timeout=lock_timeout)
     gone = g.remove(labels=list(labels), ids=list(ids))
+    if g.self_calibrated:
+        click.echo(f"note: {_self_cal_line(g)}", err=True)
     shown = ", ".join(map(str, gone[:20])) + (" ..." if len(gone) > 20 else "")
     click.echo(f"removed {len(gone)} item(s) (ids {shown}); {g.path} now holds {g.count} vector(s), "
                f"{len(g.label_counts())} label(s) (generation {g.generation})")
@@ -285,6 +344,7 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
         ("encoder", f"{enc['name']} (fingerprint {enc['fingerprint']})"), ("label mode", s["label_mode"]),
         ("generation", f"{s['generation']} (previous: {s['previous_generation']})"), ("next id", s["next_id"]),
         ("near-duplicate bound", s["near_duplicate_bound"]), ("calibrated", s["calibrated"]),
+        ("self-calibration", _self_cal_line(g)),
         ("created", s["created_at"]), ("updated", s["updated_at"]),
         ("index file", f"{g.manifest['index_file']} ({sizes['index_file']} bytes)"),
         ("items file", f"{g.manifest['items_file']} ({sizes['items_file']} bytes)"),

@@ -609,6 +609,52 @@ class Gallery:
             self._reload_if_changed()
             self._commit(None, None, {"calibration": cal})
 
+    def set_self_calibration(self, enable: bool = True, settings: selfcal.Settings | None = None,
+                             encoder: Any = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Measure the self-calibration afresh (or turn it off), as a new generation; returns the record.
+
+        Probes are simulated from each type's first exemplar whose recorded ``source`` file can
+        still be read (imported vectors have none: their types are not probed, said so in the
+        record's notes).  Use it on galleries built without self-calibration, or to change its
+        settings (capture preset, probes per type).
+        """
+        if not enable:
+            with self._locked():
+                self._reload_if_changed()
+                self._commit(None, None, {"self_calibration": {"enabled": False}})
+            return {"enabled": False}
+        enc = self._encoder_for_write(encoder)
+        self._check_encoder(enc)
+        settings = settings or selfcal.Settings.from_dict((self._s.manifest.get("self_calibration") or {}).get("settings"))
+        t0 = time.perf_counter()
+        labels = self._s.labels.astype(str)
+        sources = self._s.items.column("source").to_pylist()
+        shas = self._s.items.column("sha256").to_pylist()
+        firsts: dict[str, list[int]] = {}
+        for row, lab in enumerate(labels.tolist()):
+            firsts.setdefault(lab, []).append(row)
+        per = selfcal.captures_per_type(len(firsts), settings)
+        chosen = []
+        problems = []
+        for lab, rows in sorted(firsts.items()):
+            if len(chosen) >= settings.max_types:
+                break
+            row = next((r for r in rows if sources[r] and os.path.isfile(str(sources[r]))), None)
+            if row is None:
+                problems.append(f"{lab!r}: no exemplar with a readable source file; type not probed")
+                continue
+            chosen.append((int(self._s.ids[row]), lab, str(sources[row]), shas[row] or str(sources[row])))
+        probes = selfcal.make_probes(chosen, enc, per, settings, progress)
+        probes.problems = problems + probes.problems
+        probes.seconds = time.perf_counter() - t0
+        result = AddResult(generation=self.generation)
+        with self._locked():
+            self._reload_if_changed()
+            base = {"enabled": True, "settings": settings.to_dict()}  # no probes_file: these probes replace the old
+            self._commit(None, None, {"self_calibration": base}, probes=probes, result=result)
+        self.last_result = result
+        return self.self_calibration or {}
+
     def rollback(self) -> int:
         """Make the previous generation current again (as a new generation); returns it.
 

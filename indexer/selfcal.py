@@ -57,7 +57,7 @@ class Settings:
     preset: str = "train"
     min_probes: int = 240
     min_per_type: int = 4
-    max_per_type: int = 32
+    max_per_type: int = 64
     max_types: int = 2000
 
     def __post_init__(self) -> None:

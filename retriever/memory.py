@@ -28,6 +28,7 @@ class MemoryGallery:
         self.sources = list(sources) if sources is not None else [None] * len(labels)
         self.path = name
         self.calibration: dict[str, Any] | None = None
+        self.self_calibration: dict[str, Any] | None = None  # set by whoever measures it (DocClassifier)
         enc = {}
         if encoder is not None:
             enc = {"name": encoder.name, "fingerprint": encoder.fingerprint, "dim": encoder.dim}

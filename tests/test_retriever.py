@@ -272,12 +272,18 @@ def test_doc_classifier_rejects_with_none(reference_register, tiny_model_path):
     assert 0.0 <= score < 0.999
 
 
-def test_doc_classifier_default_threshold_from_model_table(reference_register, tiny_model_path, tmp_path):
-    with pytest.raises(NoThresholdTableError, match="threshold="):
-        DocClassifier(register_root=reference_register, model_cfg=tiny_model_path)
-    rows = (ThresholdRow(1e-3, 0.8, 0.5), ThresholdRow(1e-2, 0.9, 0.2))
-    clf = DocClassifier(register_root=reference_register, model_cfg=tabled_model(tiny_model_path, tmp_path, rows))
-    assert clf.threshold == pytest.approx((0.2 + 1) / 2)
+def test_doc_classifier_default_is_fpir_of_its_self_calibrated_register(reference_register, tiny_model_path):
+    """No threshold given: the register measures its own open-set table at start-up (no model table
+    needed) and decides at FPIR 1e-2 with the cosine + margin rule; fpir= moves the point."""
+    clf = DocClassifier(register_root=reference_register, model_cfg=tiny_model_path)
+    op = clf.operating_point
+    rec = clf.gallery.self_calibration
+    assert op.kind == "fpir" and op.target == 1e-2 and rec["status"] == "measured"
+    assert op.rule.name == "cosine+margin" and clf.threshold is None  # not a cosine: see operating_point
+    row = next(r for r in rec["table"] if r["fpir"] == 1e-2)
+    assert op.threshold == pytest.approx(row["threshold"]) and row["measured_fpir"] <= 1e-2
+    loose = DocClassifier(register_root=reference_register, model_cfg=tiny_model_path, fpir=0.2)
+    assert loose.operating_point.threshold < op.threshold
     with pytest.raises(RetrieverError, match=r"\(cos\+1\)/2"):
         DocClassifier(register_root=reference_register, threshold=-0.2, model_cfg=tiny_model_path)
 
