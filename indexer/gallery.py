@@ -146,13 +146,16 @@ class Gallery:
     def create(cls, out: str | os.PathLike, encoder: Any, label_mode: str = "folder",
                index_spec: str = idx.DEFAULT_SPEC, near_duplicate_bound: float = NEAR_DUPLICATE_BOUND,
                overwrite: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-               index_params: dict[str, Any] | None = None) -> "Gallery":
-        """An empty gallery at ``out`` (generation 1); see :meth:`build` for ``overwrite``.
+               index_params: dict[str, Any] | None = None, self_calibrate: bool | None = None,
+               self_calibration: selfcal.Settings | None = None) -> "Gallery":
+        """An empty gallery at ``out`` (generation 1); see :meth:`build` for ``overwrite`` and
+        ``self_calibrate`` (exemplars added later as images are probed; imported vectors are not).
 
         ``encoder`` may be an :class:`EncoderInfo` (e.g. before importing vectors).
         """
         return cls._build_from(out, encoder, None, label_mode, index_spec, near_duplicate_bound, overwrite,
-                               lock_timeout, force=False, index_params=index_params)
+                               lock_timeout, force=False, index_params=index_params, self_calibrate=self_calibrate,
+                               self_calibration=self_calibration)
 
     @classmethod
     def build(cls, register_dir: str | os.PathLike, out: str | os.PathLike, encoder: Any,

@@ -392,7 +392,8 @@ def open_set_markdown(op: dict[str, Any], default_rule: str) -> str:
     return "\n".join(lines)
 
 
-def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], batch_size: int
+def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], batch_size: int,
+                       rules: dict[str, O.DecisionRule] | None = None
                        ) -> tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]:
     feats, enc_stats = encode_split(cand, split, batch_size)
     sets = M.pair_scores(feats["queries"], [lab for _, lab in split.queries], feats["register"],
@@ -403,7 +404,7 @@ def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], bat
            "dim": int(enc.dim), "encode": enc_stats, **res, "table_markdown": M.markdown_table(res),
            "roc": M.roc_points(sets.pos, sets.neg, neg_sorted=True), "worst": _worst(sets, split),
            "by_group": by_group(sets, feats, split)}
-    out["open_set_dir"] = evaluate_open_set(feats, split, sets, fprs)
+    out["open_set_dir"] = evaluate_open_set(feats, split, sets, fprs, rules)
     return out, sets, feats
 
 
@@ -545,6 +546,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="store the measured table in the first model's ONNX metadata (changes its fingerprint)")
     ap.add_argument("--fpr", type=float, action="append", dest="fprs",
                     help="FPR rows (repeatable) [default: 1e-5 1e-4 1e-3 1e-2 1e-1]")
+    ap.add_argument("--margin-weight", type=float, action="append", dest="margin_weights",
+                    help="also compare the rule cosine + W x margin (repeatable; the open-set rules of "
+                         "retriever.openset.RULES are always compared)")
     ap.add_argument("--batch-size", type=int, default=32)
     return ap.parse_args(argv)
 
@@ -563,9 +567,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# Benchmark {split.root} split {split.split}: register {info['register_types']} types "
           f"({info['register_images']} images), {info['queries']} queries, {info['unknown_queries']} unknown-type "
           f"queries ({info['unknown_types']} types)\n")
+    rules = dict(O.RULES)
+    for w in args.margin_weights or []:
+        rules.setdefault(O.DecisionRule(1.0, w).name, O.DecisionRule(1.0, w))
     results, plot_data = [], []
     for cand in cands:
-        res, sets, feats = evaluate_candidate(cand, split, fprs, args.batch_size)
+        res, sets, feats = evaluate_candidate(cand, split, fprs, args.batch_size, rules)
         results.append(res)
         print(report_text(res), "\n", flush=True)
         if args.plots:
