@@ -133,7 +133,7 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr
         raise click.ClickException(str(exc)) from None
     op = retriever.operating_point
     click.echo(f"# {retriever.gallery_name}: {retriever.count} exemplars, {retriever.n_labels} labels; "
-               f"{op.describe()}", err=True)
+               f"{op.summary()}", err=True)
 
     inputs = list(expand_inputs(paths))
     width = max([len(str(p)) for p, _ in inputs] + [4])

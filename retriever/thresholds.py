@@ -368,6 +368,15 @@ class OperatingPoint:
     rule: Any  # retriever.openset.DecisionRule
     origin: str
     expected_dir: float | None = None
+    short: str = ""  # where the threshold comes from, in a few words
+
+    def summary(self) -> str:
+        """One short line: the target, the rule with its threshold, and the table it comes from."""
+        rule = self.rule.describe(self.threshold).split(" (margin")[0]
+        if self.kind == "threshold":
+            return f"explicit threshold: {rule}"
+        what = "pair FPR" if self.kind == "fpr" else "FPIR"
+        return f"{what} {self.target:g}: {rule} ({self.short or self.origin})"
 
     def describe(self) -> str:
         if self.kind == "threshold":
@@ -385,7 +394,8 @@ class OperatingPoint:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "target": self.target, "threshold": self.threshold, "rule": self.rule.name,
-                "rule_weights": self.rule.to_dict(), "origin": self.origin, "expected_dir": self.expected_dir}
+                "rule_weights": self.rule.to_dict(), "origin": self.origin, "expected_dir": self.expected_dir,
+                "short": self.short}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "OperatingPoint":
@@ -394,7 +404,8 @@ class OperatingPoint:
 
         try:
             return cls(str(d["kind"]), None if d.get("target") is None else float(d["target"]), float(d["threshold"]),
-                       DecisionRule.from_value(d["rule_weights"]), str(d.get("origin", "")), d.get("expected_dir"))
+                       DecisionRule.from_value(d["rule_weights"]), str(d.get("origin", "")), d.get("expected_dir"),
+                       str(d.get("short", "")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ThresholdError(f"cannot read an operating point from {dict(d)!r} ({exc})") from None
 
@@ -422,13 +433,14 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
         if not -1.0 <= t <= 1.0 or math.isnan(t):
             raise ThresholdError(f"threshold {threshold!r} is not a cosine in [-1, 1] (a reference-project "
                                  "(cos+1)/2 score t is cosine 2*t - 1)")
-        return OperatingPoint("threshold", None, t, cosine, "explicit threshold")
+        return OperatingPoint("threshold", None, t, cosine, "explicit threshold", short="explicit")
     if fpr is not None:
         table = ThresholdTable.resolve(contract, calibration, gallery=gallery)
         row = table.row_for(fpr)
         return OperatingPoint("fpr", float(fpr), float(row.threshold), cosine,
                               f"pair-table row FPR {row.fpr:g} of {table.source}",
-                              None if math.isnan(row.tpr) else row.tpr)
+                              None if math.isnan(row.tpr) else row.tpr,
+                              short="gallery's user calibration" if "calibration" in table.source else "model's pair table")
     target = DEFAULT_FPIR if fpir is None else float(fpir)
     ot = OpenSetTable.resolve(calibration, self_calibration, gallery=gallery, fingerprint=fingerprint)
     if ot and n_labels >= 2:
@@ -438,7 +450,7 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
             raise ThresholdError(f"{gallery}: its open-set table uses rule {row.rule.name!r}, which needs >= 3 labels; "
                                  f"the gallery has {n_labels}: re-calibrate")
         return OperatingPoint("fpir", target, row.threshold, rule, f"FPIR {row.fpir:g} row of the {row.origin}",
-                              None if math.isnan(row.dir) else row.dir)
+                              None if math.isnan(row.dir) else row.dir, short=f"gallery's {row.origin}")
     why = ("the gallery has a single label, so FPIR cannot be measured (no type to leave out)" if n_labels < 2 else
            "the gallery has no measured open-set table" + (f" ({'; '.join(ot.notes)})" if ot.notes else ""))
     table = ThresholdTable.resolve(contract, calibration, gallery=gallery)
@@ -446,4 +458,5 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
     return OperatingPoint("fpir-fallback", target, float(row.threshold), cosine,
                           f"{why}; using the pair-table row FPR {row.fpr:g} of {table.source} instead: on a register of "
                           "look-alike types it lets more unknown documents through than the FPIR asked",
-                          None if math.isnan(row.tpr) else row.tpr)
+                          None if math.isnan(row.tpr) else row.tpr,
+                          short=f"FALLBACK to the model's pair-table row FPR {row.fpr:g}: {why}")

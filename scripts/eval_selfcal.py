@@ -164,6 +164,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = tuple(sorted(a.target or TARGETS))
     print(f"# Self-calibration on {split.root} split {a.split}, model {enc.name}: {len(split.types)} registered types, "
           f"{len(split.queries)} captures of them, {len(split.unknown)} captures of unregistered look-alike types\n")
+    # the same run's reference: DIR at FPIR with thresholds read off the real unknowns themselves (what a
+    # perfect calibration would give), per rule, and the pair table, on the mixed and dense registers
+    from retriever import metrics as M
+    from retriever import openset as O
+
+    sets = M.pair_scores(feats["queries"], [lab for _, lab in split.queries], feats["register"],
+                         [lab for _, lab in split.register], feats["unknown"])
+    oracle = E.evaluate_open_set(feats, split, sets, M.DEFAULT_FPRS,
+                                 {"cosine": O.RULES["cosine"], O.DEFAULT_RULE.name: O.DEFAULT_RULE})
+    print("## Reference: thresholds read off the real unknowns (no calibration error)\n")
+    print(E.open_set_markdown(oracle, O.DEFAULT_RULE.name), "\n")
+    print("## Self-calibrated galleries\n")
     results = []
     with tempfile.TemporaryDirectory(prefix="selfcal-eval-") as tmp:
         for preset in a.preset or ["train"]:
@@ -172,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(markdown(res), flush=True)
     if a.json:
         E.write_json_atomic(a.json, {"benchmark": split.describe(), "model": enc.name, "fingerprint": enc.fingerprint,
-                                     "targets": list(targets), "results": E.jsonable(results)})
+                                     "targets": list(targets), "results": E.jsonable(results),
+                                     "reference": E.jsonable(oracle)})
         print(f"wrote {a.json}")
     return 0
 

@@ -272,3 +272,19 @@ def test_unregistered_look_alikes_are_rejected_at_the_default_operating_point(en
     old_unk_acc, _ = rates(Retriever(g, encoder, fpr=1e-2))
     assert unk_acc <= 1 < 6 <= old_unk_acc, (unk_acc, old_unk_acc)
     assert known_ok >= 5, known_ok  # not by rejecting everything
+
+
+def test_self_calibration_never_imports_the_training_stack(tiny_model_path, tmp_path):
+    """Inference depends on numpy/opencv/onnxruntime/faiss/pyarrow only: the capture model used by the
+    self-calibration lives in encoders/capture.py, not beside the trainer (run in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    _register(tmp_path / "reg", range(3))
+    code = ("import sys, encoders; from indexer.gallery import Gallery; from retriever import Retriever; "
+            f"enc = encoders.load({str(tiny_model_path)!r}); "
+            f"g = Gallery.build({str(tmp_path / 'reg')!r}, {str(tmp_path / 'g')!r}, enc, self_calibrate=True); "
+            "assert g.self_calibration['status'] == 'measured'; Retriever(g, enc); "
+            "print(sorted(m for m in ('torch', 'timm', 'albumentations') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
