@@ -89,6 +89,7 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
         if bad.size:
             rep.problems.append(f"vectors not unit length for ids {bad[:20].tolist()}")
 
+    _check_self_calibration(gallery, m, item_ids, rep)
     prev = m.get("previous") or {}
     referenced = set(_generation_files(m)) | set(_generation_files(prev))
     for p in sorted(gallery.path.iterdir()):
@@ -101,6 +102,40 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
     if sample > 0 and len(item_ids):
         _reencode(gallery, encoder, sample, seed, dict(zip(stored_ids.tolist(), range(len(stored_ids)))), vecs, rep)
     return rep
+
+
+def _check_self_calibration(gallery: Gallery, m: dict[str, Any], item_ids: np.ndarray, rep: VerifyReport) -> None:
+    """The self-calibration's probes exist, belong to live exemplars under their labels, and its table
+    was measured with the gallery's model (a table from elsewhere would be refused at use anyway)."""
+    rec = m.get("self_calibration") or {}
+    if not rec.get("enabled"):
+        return
+    fp = (rec.get("encoder") or {}).get("fingerprint")
+    if fp and fp != m["encoder"]["fingerprint"]:
+        rep.problems.append(f"self-calibration table was measured with model fingerprint {fp}, the gallery's is "
+                            f"{m['encoder']['fingerprint']} (run `indexer calibrate`)")
+    if not rec.get("probes_file"):
+        if rec.get("status") == "measured":
+            rep.problems.append("self-calibration says measured but names no probes file")
+        return
+    try:
+        probes = gallery.probes()
+    except Exception as exc:  # noqa: BLE001 - a broken probes file is one more problem to list
+        rep.problems.append(f"self-calibration probes unreadable: {exc}")
+        return
+    if len(probes) != int(rec.get("probes", -1)):
+        rep.problems.append(f"{rec['probes_file']} holds {len(probes)} probes, the manifest says {rec.get('probes')}")
+    dead = sorted(set(probes.item_ids.tolist()) - set(item_ids.tolist()))
+    if dead:
+        rep.problems.append(f"{rec['probes_file']} has probes of ids no longer in the gallery: {dead[:20]}")
+    live = probes.item_ids[np.isin(probes.item_ids, item_ids)]
+    if len(live):
+        wrong = np.nonzero(gallery.labels_of(live).astype(str) != probes.labels[np.isin(probes.item_ids, item_ids)]
+                           .astype(str))[0]
+        if len(wrong):
+            rep.problems.append(f"{rec['probes_file']}: {len(wrong)} probes carry another label than their exemplar")
+    if len(probes.feats) and np.abs(np.linalg.norm(probes.feats, axis=1) - 1.0).max() > NORM_TOLERANCE:
+        rep.problems.append(f"{rec['probes_file']}: probe vectors not unit length")
 
 
 def _reencode(gallery: Gallery, encoder: Any, sample: int, seed: int, row_of: dict[int, int], vecs: np.ndarray,

@@ -98,10 +98,15 @@ def test_build_measures_a_table_and_writes_refresh_it(tiny, tmp_path):
     rec3 = g.self_calibration
     assert "type2" not in set(g.probes().labels) and rec3["types"] == 6 and rec3["probes"] == rec2["probes"] - per
 
+    from indexer.verify import verify
+
+    assert verify(g, sample=0).ok
     g.compact()
     assert g.self_calibration["probes_file"] == rec3["probes_file"]  # same probes, re-scored
     g.rollback()  # the previous generation's table comes back with its index
     assert g.self_calibration["table"] == rec3["table"]
+    (g.path / rec3["probes_file"]).write_bytes(b"not parquet")  # tampered: verify says so
+    assert any("probes unreadable" in p for p in verify(g, sample=0).problems)
 
 
 def test_a_two_type_register_uses_the_cosine_rule_and_one_type_cannot_be_measured(tiny, tmp_path):
