@@ -1109,8 +1109,7 @@ def _index_bytes(index: Any) -> float:
         return float("inf")
 
 
-_OWN_FILE = re.compile(r"^(manifest\.json|\.lock|index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy|"
-                       r"\.tmp-.*)$")
+_OWN_FILE = re.compile(r"^(manifest\.json|\.lock|\.tmp-.*)$|" + _GEN_FILE.pattern)
 
 
 def _check_target(out: Path, overwrite: bool) -> None:

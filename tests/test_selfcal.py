@@ -109,6 +109,13 @@ def test_build_measures_a_table_and_writes_refresh_it(tiny, tmp_path):
     assert any("probes unreadable" in p for p in verify(g, sample=0).problems)
 
 
+def test_a_self_calibrated_gallery_can_be_rebuilt_in_place(tiny, tmp_path):
+    reg = _register(tmp_path / "reg", range(4))
+    Gallery.build(reg, tmp_path / "g", tiny, self_calibrate=True)
+    g = Gallery.build(reg, tmp_path / "g", tiny, self_calibrate=True, overwrite=True)  # its probes file is its own
+    assert g.generation == 2 and g.self_calibration["status"] == "measured"
+
+
 def test_a_two_type_register_uses_the_cosine_rule_and_one_type_cannot_be_measured(tiny, tmp_path):
     g2 = Gallery.build(_register(tmp_path / "r2", range(2)), tmp_path / "g2", tiny, self_calibrate=True)
     assert g2.self_calibration["rule"]["name"] == "cosine" and 1e-2 in _measurable(g2.self_calibration)
