@@ -48,6 +48,7 @@ from . import specs
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
 from .exact import ExactStore
 from .importer import EncoderInfo, check_vectors  # noqa: F401  (EncoderInfo: re-exported for callers)
+from .integrity import Integrity, checksums_for
 from .errors import (EncoderMismatchError, GalleryCorruptError, GalleryError, GalleryLockedError, LabelError,
                      NearDuplicateError, UnknownItemsError)
 from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, MMAP_MIN_BYTES, State as _State,  # noqa: F401
@@ -674,8 +675,16 @@ class Gallery:
                 if not (self.path / name).is_file():
                     raise GalleryCorruptError(f"{self.path}: previous generation file {name} is missing; "
                                               "cannot roll back")
-            index = idx.read_index(self.path / prev["index_file"])
-            table = items_mod.read(self.path / prev["items_file"])
+            try:
+                Integrity(self.path, prev.get("checksums"), _generation_files(prev))
+                index = idx.read_index(self.path / prev["index_file"])
+                table = items_mod.read(self.path / prev["items_file"])
+            except GalleryCorruptError as exc:
+                raise GalleryCorruptError(f"{self.path}: cannot roll back: the previous generation is damaged too "
+                                          f"({exc})") from None
+            except Exception as exc:  # FAISS RuntimeError, Arrow errors on a garbage file
+                raise GalleryCorruptError(f"{self.path}: cannot roll back: the previous generation's files cannot be "
+                                          f"read ({type(exc).__name__}: {exc}); rebuild the gallery") from None
             base = {k: v for k, v in prev.items() if k != "previous"}
             self._s = _State.of(cur, index, table, _open_exact(self.path, prev))
             next_id = max(int(cur.get("next_id", 0)), int(prev.get("next_id", 0)))
@@ -926,12 +935,24 @@ class Gallery:
         if (new.get("self_calibration") or {}).get("enabled") and (probes is not None or index is not self._s.index
                                                                    or table is not self._s.items):
             new["self_calibration"] = self._remeasure(state, gen, new["self_calibration"], probes, result)
+        known = {**((base or {}).get("checksums") or {}), **(old.get("checksums") or {})}
+        new["checksums"] = checksums_for(self.path, _generation_files(new), known)
         fsync_dir(self.path)  # new generation files durable before the manifest points at them
         crash_point("before-manifest-write")
         atomic_write_json(self.path / MANIFEST, new)
         crash_point("after-manifest-write")
         self._s = state
         self._prune()
+
+    def integrity_problems(self, wait: bool = True) -> list[str]:
+        """Files whose SHA-256 differs from the manifest's record (waits for the background check of
+        memory-mapped files unless ``wait=False``); a gallery opened ``strict`` refuses to answer then."""
+        integ = self._s.integrity
+        if integ is None:
+            return []
+        if wait:
+            integ.wait()
+        return list(integ.problems)
 
     def probes(self) -> selfcal.Probes:
         """The self-calibration probes of the current generation (empty when it has none)."""
@@ -1046,6 +1067,8 @@ class _StateView:
 
 
 def _search_state(s: _State, q: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+    if s.integrity is not None:
+        s.integrity.raise_if_bad()  # a file that changed after it was written: no answers from it
     n = len(q)
     count = int(len(s.ids))
     if count == 0:

@@ -21,6 +21,7 @@ from . import items as items_mod
 from . import specs
 from .errors import GalleryCorruptError, GalleryError, NotAGalleryError
 from .exact import ExactStore
+from .integrity import Integrity, validate_manifest
 
 FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
 MANIFEST = "manifest.json"
@@ -40,6 +41,7 @@ class State:
     dead: idx.Tombstones | None = None  # removed ids still inside an index that cannot remove
     exact: ExactStore | None = None
     mapped: bool = False  # index memory-mapped read-only: never add to it
+    integrity: Integrity | None = None  # checks of the files against the manifest's checksums
 
     @classmethod
     def of(cls, manifest: dict[str, Any], index: Any, items: pa.Table, exact: ExactStore | None = None,
@@ -77,21 +79,28 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not path.is_dir():
         raise NotAGalleryError(f"gallery not found: {path} is not a directory (create one with `indexer build`)")
     try:
-        text = mpath.read_text(encoding="utf-8")
+        text = mpath.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise NotAGalleryError(f"not a gallery: {mpath} does not exist (create one with `indexer build`)") from None
+    except UnicodeDecodeError as exc:
+        raise GalleryCorruptError(f"{mpath}: not UTF-8 text ({exc.reason} at byte {exc.start}); the manifest is "
+                                  f"damaged: try `indexer rollback {path}`") from None
+    except OSError as exc:
+        raise GalleryCorruptError(f"{mpath}: cannot be read ({exc.strerror or exc})") from None
     try:
         m = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GalleryCorruptError(f"{mpath}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise GalleryCorruptError(f"{mpath}: not valid JSON ({exc}); try `indexer rollback {path}`") from None
     if not isinstance(m, dict) or "format_version" not in m:
         raise GalleryCorruptError(f"{mpath}: not a docretriever gallery manifest (no format_version)")
-    if int(m["format_version"]) > FORMAT_VERSION:
+    fv = m["format_version"]
+    if isinstance(fv, int) and not isinstance(fv, bool) and fv > FORMAT_VERSION:
         raise GalleryError(f"{mpath}: gallery format {m['format_version']} is newer than this docretriever "
                            f"understands ({FORMAT_VERSION}); upgrade docretriever")
     missing = [k for k in ("generation", "index_file", "items_file", "encoder", "index_spec") if k not in m]
     if missing:
         raise GalleryCorruptError(f"{mpath}: manifest lacks {missing}")
+    validate_manifest(m, str(mpath))
     return m
 
 
@@ -110,10 +119,18 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
     last: Exception | None = None
     for _ in range(attempts):
         m = read_manifest(path)
-        plan = specs.Plan.from_dict(m.get("index"))
+        try:
+            plan = specs.Plan.from_dict(m.get("index"))
+        except Exception as exc:  # a tampered plan: wrong keys or types
+            raise GalleryCorruptError(f"{path}: manifest 'index' is not a valid index plan ({exc}); "
+                                      f"try `indexer rollback {path}`") from None
         try:
             ipath = path / m["index_file"]
             use_mmap = bool(mmap) if mmap is not None else ipath.stat().st_size >= MMAP_MIN_BYTES
+            # files read into memory are checked before FAISS or Arrow parse them; mapped ones meanwhile
+            big = {n for n in generation_files(m) if n.endswith(".npy") or (use_mmap and n == m["index_file"])}
+            now = [n for n in generation_files(m) if n not in big]
+            integrity = Integrity(path, m.get("checksums"), now, sorted(big), strict=strict)
             index = idx.read_index(ipath, True, plan.type) if use_mmap else idx.read_index(ipath)
             table = items_mod.read(path / m["items_file"])
             exact = open_exact(path, m)
@@ -123,6 +140,8 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
                 continue  # a writer moved on meanwhile: read the newer manifest
             break
         except GalleryCorruptError as exc:
+            if "rollback" in str(exc):
+                raise
             raise GalleryCorruptError(f"{path}: {exc}; try `indexer rollback {path}`") from None
         except Exception as exc:  # faiss raises RuntimeError, pyarrow ArrowInvalid, ...
             raise GalleryCorruptError(f"{path}: cannot read generation {m['generation']} files "
@@ -136,7 +155,9 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
         if strict and index.d != int(m["encoder"]["dim"]):
             raise GalleryCorruptError(f"{path}: {m['index_file']} is {index.d}-d, manifest says "
                                       f"{m['encoder']['dim']}-d")
-        return State.of(m, index, table, exact, use_mmap)
+        state = State.of(m, index, table, exact, use_mmap)
+        state.integrity = integrity
+        return state
     name = getattr(last, "filename", None) or str(last)
     raise GalleryCorruptError(f"{path}: file named by the manifest is missing: {name}; "
                               f"try `indexer rollback {path}`")

@@ -89,6 +89,9 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
         if bad.size:
             rep.problems.append(f"vectors not unit length for ids {bad[:20].tolist()}")
 
+    rep.problems += gallery.integrity_problems()
+    if not m.get("checksums"):
+        rep.notes.append("the manifest records no checksums (written by an older docretriever): files not checked")
     _check_self_calibration(gallery, m, item_ids, rep)
     prev = m.get("previous") or {}
     referenced = set(_generation_files(m)) | set(_generation_files(prev))

@@ -17,6 +17,7 @@ import encoders
 import faiss
 from indexer import (BadImagesError, EncoderMismatchError, Gallery, GalleryError, GalleryLockedError, LabelError,
                      NearDuplicateError, NotAGalleryError, UnknownItemsError, make_index)
+from indexer.errors import GalleryCorruptError
 from indexer.export import export_parquet
 from indexer.index import PAD_SCORE
 from indexer.items import SCHEMA
@@ -386,6 +387,18 @@ def test_writer_killed_after_manifest_switch_shows_new_generation(built, tiny, t
 
 
 # ------------------------------------------------------------------------------ verify / export
+def _reseal(path: Path) -> None:
+    """Record the current files' checksums in the manifest (a tamperer who also rewrites the manifest)."""
+    import json
+
+    from indexer.integrity import file_sha256
+
+    mp = path / "manifest.json"
+    m = json.loads(mp.read_text())
+    m["checksums"] = {n: file_sha256(path / n) for n in m["checksums"]}
+    mp.write_text(json.dumps(m))
+
+
 def test_verify_flags_tampered_vectors_and_notes_moved_sources(built, tiny):
     rep = verify(built, tiny, sample=10)
     assert rep.ok and rep.reencoded == 5
@@ -399,6 +412,9 @@ def test_verify_flags_tampered_vectors_and_notes_moved_sources(built, tiny):
     assert index.ntotal == fake.ntotal
     moved = Path(built.items.column("source").to_pylist()[4])
     moved.rename(moved.with_suffix(".moved"))
+    with pytest.raises(GalleryCorruptError, match=rf"{m['index_file']}: checksum mismatch.*indexer rollback"):
+        Gallery.open(built.path)  # the file changed after it was written: no answers from it
+    _reseal(built.path)  # as if the writer itself had stored the wrong vector: only re-encoding can tell
     rep = verify(Gallery.open(built.path), tiny, sample=10)
     assert not rep.ok and len(rep.problems) == 1 and "id 0" in rep.problems[0]
     assert any("no longer exist" in n for n in rep.notes)
@@ -410,6 +426,7 @@ def test_verify_reports_index_items_disagreement(built, tiny):
     ids = pa.array([0, 1, 2, 3, 42], pa.int64())
     items = built.items.set_column(0, SCHEMA.field("id"), ids)
     pq.write_table(items, str(built.path / m["items_file"]))
+    _reseal(built.path)
     rep = verify(Gallery.open(built.path), tiny, sample=0)
     assert not rep.ok
     text = "\n".join(rep.problems)

@@ -131,7 +131,8 @@ def test_verify_failure_lists_problems(gal, tiny_model_path):
     index.remove_ids(faiss.IDSelectorRange(0, 1))  # index loses id 0, items keep it
     faiss.write_index(index, str(gal / m["index_file"]))
     r = run("verify", gal, "--model", tiny_model_path, ok=False)
-    assert "3 problem(s)" in r.output and "items-0001.parquet has 3 rows but index-0001.faiss 2 vectors" in r.output
+    assert "4 problem(s)" in r.output and "items-0001.parquet has 3 rows but index-0001.faiss 2 vectors" in r.output
+    assert "index-0001.faiss: checksum mismatch" in r.output
     assert "count 3, index holds 2" in r.output and "but not in index-0001.faiss: [0]" in r.output
     assert "Error: " in run("list", gal, ok=False).output  # normal open refuses the inconsistent gallery
 
