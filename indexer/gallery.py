@@ -179,6 +179,14 @@ class Gallery:
         """
         scan = scan_register(register_dir, label_mode)
         entries = [Entry(p, lab, derived=True) for p, lab in scan.entries]
+        bad = []
+        for e in entries:  # the same rules as `add`: refused before anything is read
+            try:
+                check_label(e.label)
+            except GalleryError as exc:
+                bad.append(f"{e.path}: {exc}")
+        if bad:
+            raise LabelError(_clip(bad), "bad labels (from folder or file names); nothing was built")
         return cls._build_from(out, encoder, entries, label_mode, index_spec, near_duplicate_bound, overwrite,
                                lock_timeout, force=force, progress=progress, index_params=index_params,
                                self_calibrate=self_calibrate, self_calibration=self_calibration)

@@ -38,12 +38,26 @@ def is_image(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+# Labels end up in text tables, JSON, CSV and Parquet; a newline splits a row, a bidirectional
+# override reorders what a reader sees (a label can spoof another), and a megabyte label is no name.
+MAX_LABEL_CHARS = 512
+_BIDI_CONTROLS = {"\u200e", "\u200f", "\u061c", *(chr(c) for c in range(0x202A, 0x202F)),
+                  *(chr(c) for c in range(0x2066, 0x206A))}
+
+
 def check_label(label: str) -> str:
-    """A usable label: non-empty, no control characters, no surrounding whitespace."""
+    """A usable label: non-empty, at most MAX_LABEL_CHARS characters, no control or bidirectional
+    formatting characters, no surrounding whitespace."""
     if not isinstance(label, str) or not label.strip():
         raise GalleryError(f"label must be a non-empty string, not {label!r}")
-    if label != label.strip() or any(ord(c) < 32 or ord(c) == 127 for c in label):
+    if len(label) > MAX_LABEL_CHARS:
+        raise GalleryError(f"label {label[:40]!r}... is {len(label):,} characters long; at most {MAX_LABEL_CHARS}")
+    if label != label.strip() or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in label):
         raise GalleryError(f"label {label!r} has surrounding whitespace or control characters")
+    bidi = sorted({f"U+{ord(c):04X}" for c in label if c in _BIDI_CONTROLS})
+    if bidi:
+        raise GalleryError(f"label {label!r} contains bidirectional formatting characters ({', '.join(bidi)}), "
+                           "which can make it display as another label")
     return label
 
 

@@ -188,6 +188,7 @@ def _summary(out: Path, status: str, tally: Tally, files: int, resumed_files: in
 def format_summary(s: dict[str, Any], max_labels: int = 20) -> str:
     """The summary dict as a few human lines (what `retriever run` prints)."""
     lines = [f"retriever run: {s['out']} {s['status']}"]
+    lines += [f"  note: {n}" for n in s.get("notes") or []]
     resumed = f" (resumed after {s['resumed_files']} inputs)" if s.get("resumed_files") else ""
     lines.append(f"  inputs {s['files']}{resumed}; rows {s['rows']}: accepted {s['accepted']}, "
                  f"rejected {s['rejected']}, errors {s['errors']} (threshold {s['threshold']:.4f} cosine)")
@@ -202,9 +203,25 @@ def format_summary(s: dict[str, Any], max_labels: int = 20) -> str:
     return "\n".join(lines)
 
 
+def _refuse_inside_gallery(out: Path, retriever: "Retriever") -> None:
+    """Results never go into the gallery directory: the gallery prunes files it does not know."""
+    gpath = getattr(retriever.gallery, "path", None)
+    if gpath is None or not os.path.isdir(str(gpath)):
+        return
+    g = Path(gpath).resolve()
+    o = out.resolve()
+    if o == g or g in o.parents:
+        raise BulkError(f"output {out} is inside the gallery directory {gpath}; write results elsewhere")
+
+
 def _already_complete(out: Path, specs: Sequence[str], identity: dict[str, Any], overwrite: bool,
                       resume: bool) -> dict[str, Any] | None:
     """If ``out`` is a finished result of this very run, its metadata; refuse if it is in the way."""
+    if out.exists() and not out.is_file():
+        raise BulkError(f"output {out} exists and is not a regular file; choose another output path")
+    if overwrite and out.exists() and read_result_metadata(out) is None:
+        raise BulkError(f"{out} exists and is not a docretriever bulk result: --overwrite only replaces results this "
+                        "tool wrote (an input, or another program's file?); choose another output path")
     if overwrite or not out.exists() or parts_dir_for(out).exists():
         return None
     meta = read_result_metadata(out)
@@ -268,6 +285,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     meta = run_metadata(specs, retriever, with_features, engine)
     meta["identity"] = identity
 
+    _refuse_inside_gallery(out, retriever)
     done = _already_complete(out, specs, identity, overwrite, resume)
     if done is not None:
         tally = Tally()
@@ -281,6 +299,9 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
 
     schema = with_run_metadata(output_schema(retriever.encoder.dim, with_features), meta)
     store = PartStore.open(out, identity, schema, resume=resume, overwrite=overwrite, part_rows=part_rows)
+    if progress:
+        for note in store.notes:
+            print(f"note: {note}", file=sys.stderr, flush=True)
     resumed_files, resumed_rows = store.files_done, store.rows_done
     hasher, items = _numbered_after(specs, resumed_files, store.inputs_sha256, out)
     store.set_hasher(hasher)
@@ -308,6 +329,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     store.merge(final)
     s = _summary(out, "complete", store.tally, store.files_done, resumed_files, resumed_rows,
                  time.monotonic() - t0, engine, retriever.threshold)
+    s["notes"] = list(store.notes)
     if progress:
         print(format_summary(s), file=sys.stderr, flush=True)
     return s

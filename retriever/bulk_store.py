@@ -29,12 +29,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import re
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexer.atomic import atomic_write, atomic_write_json
+from indexer.atomic import TMP_PREFIX, atomic_write, atomic_write_json
 
 from .bulk_batch import SEQ
+
+# What a parts directory of ours may hold: the progress file, parts, temporary files of atomic writes.
+_OWN_PART_FILE = re.compile(r"^(progress\.json|part-\d{5,}\.parquet|\.tmp-.*)$")
 
 __all__ = ["BulkError", "PartStore", "ResumeRefusedError", "Tally", "identity_differences", "path_hasher"]
 
@@ -56,6 +61,32 @@ class ResumeRefusedError(BulkError):
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def _refuse_foreign(pdir: Path) -> None:
+    """A parts directory holds only files this tool writes; anything else means it is not ours."""
+    if not pdir.is_dir():
+        raise BulkError(f"{pdir} exists and is not a directory; choose another output path")
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in pdir.iterdir()
+                     if not (_OWN_PART_FILE.match(p.name) and p.is_file()))
+    if foreign:
+        raise BulkError(f"{pdir} holds files docretriever did not write ({', '.join(foreign[:5])}"
+                        f"{' ...' if len(foreign) > 5 else ''}); it is left untouched: move them, or choose another "
+                        "output path")
 
 
 def path_hasher() -> "hashlib._Hash":
@@ -134,6 +165,7 @@ class PartStore:
         self.part_rows = max(1, int(part_rows or PART_ROWS))
         self.part_seconds = float(PART_SECONDS if part_seconds is None else part_seconds)
         self.tally = Tally()
+        self.notes: list[str] = []  # what opening repaired (damaged parts dropped), for the summary
         self._buf: list[pa.Table] = []
         self._buf_rows = 0
         self._last_flush = time.monotonic()
@@ -148,6 +180,8 @@ class PartStore:
         """Start a new parts directory, or reopen an interrupted one (``resume``) after checking it."""
         out = Path(out)
         pdir = parts_dir_for(out)
+        if pdir.exists():
+            _refuse_foreign(pdir)
         if overwrite and pdir.exists():
             shutil.rmtree(pdir)
         ppath = pdir / PROGRESS
@@ -166,6 +200,7 @@ class PartStore:
                                          ". Rerun with --overwrite to start again, or choose another output path")
             store = cls(out, identity, schema, progress, part_rows, part_seconds)
             store._clean_orphans()
+            store._drop_damaged_parts()
             store._retally()
             return store
         if pdir.exists() and any(pdir.iterdir()):
@@ -198,11 +233,42 @@ class PartStore:
         listed = {p["file"] for p in self.progress["parts"]}
         for p in self.dir.iterdir():
             if p.name != PROGRESS and p.name not in listed:
-                p.unlink()
+                p.unlink()  # _refuse_foreign made sure every entry is a file of ours
         missing = [f for f in sorted(listed) if not (self.dir / f).is_file()]
         if missing:
             raise BulkError(f"{self.dir}: committed parts are missing ({', '.join(missing[:5])}); the partial "
                             "results are damaged: rerun with --overwrite to start again")
+
+    def _drop_damaged_parts(self) -> None:
+        """A committed part that is unreadable or changed (disk error, tampering) and every part after it
+        are redone: progress goes back to the last good part (each part records its SHA-256 and the input
+        hash at its end).  Parts written by an older version carry no record: damage there is an error."""
+        parts = self.progress["parts"]
+        for i, part in enumerate(parts):
+            path = self.dir / part["file"]
+            try:
+                if part.get("sha256") and _sha256(path) != part["sha256"]:
+                    raise ValueError("its SHA-256 differs from the one recorded when it was written")
+                pq.read_metadata(path)
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                if any("inputs_sha256" not in p for p in parts[:i]) or (i and "files_end" not in parts[i - 1]):
+                    raise BulkError(f"{path}: committed results part is damaged ({exc}); rerun with --overwrite to "
+                                    "start again") from None
+                good = parts[:i]
+                progress = dict(self.progress)
+                progress["parts"] = good
+                progress["files_done"] = int(good[-1]["files_end"]) if good else 0
+                progress["rows_done"] = sum(int(p["rows"]) for p in good)
+                progress["inputs_sha256"] = good[-1]["inputs_sha256"] if good else path_hasher().hexdigest()
+                progress["updated_at"] = now_iso()
+                atomic_write_json(self.dir / PROGRESS, progress)
+                for p in parts[i:]:
+                    (self.dir / p["file"]).unlink(missing_ok=True)
+                self.progress = progress
+                self._last_seq = int(progress["files_done"]) - 1
+                self.notes.append(f"{path.name} was damaged ({exc}); redoing inputs from {progress['files_done']} on "
+                                  f"({len(parts) - i} part(s) dropped)")
+                return
 
     def _retally(self) -> None:
         for part in self.progress["parts"]:
@@ -264,7 +330,9 @@ class PartStore:
         name = f"part-{len(self.progress['parts']):05d}.parquet"
         atomic_write(self.dir / name, lambda fh: pq.write_table(data, fh, compression=COMPRESSION), sync_dir=True)
         progress = dict(self.progress)
-        progress["parts"] = self.progress["parts"] + [{"file": name, "rows": data.num_rows, "files_end": expected + 1}]
+        progress["parts"] = self.progress["parts"] + [{"file": name, "rows": data.num_rows, "files_end": expected + 1,
+                                                       "sha256": _sha256(self.dir / name),
+                                                       "inputs_sha256": hasher.hexdigest()}]
         progress["files_done"] = expected + 1
         progress["rows_done"] = self.rows_done + data.num_rows
         progress["inputs_sha256"] = hasher.hexdigest()
@@ -284,6 +352,8 @@ class PartStore:
 
         schema = with_run_metadata(self.schema, extra_metadata)
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.out.parent.glob(f"{TMP_PREFIX}{glob_escape(self.out.name)}.*"):
+            stale.unlink(missing_ok=True)  # a merge killed half-way left it: nobody else writes this name
 
         def write(fh: Any) -> None:
             with pq.ParquetWriter(fh, schema, compression=COMPRESSION) as writer:
