@@ -505,7 +505,7 @@ def rollback(gallery: Path, lock_timeout: float) -> None:
     Example:
       indexer rollback gallery/
     """
-    from .gallery import _read_manifest
+    from .state import read_manifest as _read_manifest
 
     before = int(_read_manifest(gallery)["generation"])
     g = Gallery.rollback_at(gallery, lock_timeout=lock_timeout)  # works even if the current files are broken

@@ -28,12 +28,10 @@ unit vectors).
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -45,49 +43,29 @@ from . import index as idx
 from . import items as items_mod
 from . import selfcal
 from . import specs
-from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
 from .exact import ExactStore
+from .gallery_selfcal import SelfCalibrationMixin, _probe_batch, _probes_with_ids
+from .generations import (DEFAULT_LOCK_TIMEOUT, LOCK_FILE, GenerationsMixin, _labels_of_state,  # noqa: F401
+                          _now, _search_state, _StateView)
 from .importer import EncoderInfo, check_vectors  # noqa: F401  (EncoderInfo: re-exported for callers)
-from .integrity import Integrity, checksums_for
-from .errors import (EncoderMismatchError, GalleryCorruptError, GalleryError, GalleryLockedError, LabelError,
+from .errors import (EncoderMismatchError, GalleryCorruptError, GalleryError, LabelError,  # noqa: F401
                      NearDuplicateError, UnknownItemsError)
+from .neardup import (NEAR_DUP_BATCH_MAX, NEAR_DUP_CODE_ERROR, NEAR_DUP_NEIGHBOURS, NEAR_DUP_SEARCH,  # noqa: F401
+                      NearDuplicatesMixin)
 from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, MMAP_MIN_BYTES, State as _State,  # noqa: F401
-                    generation_files as _generation_files, load_state as _load_state, open_exact as _open_exact,
-                    read_manifest as _read_manifest, try_read_manifest as _try_read_manifest)
-from .ingest import (Batch, Entry, file_mode_collisions, near_duplicate_pairs_within, read_and_encode,
-                     resolve_inputs)
+                    load_state as _load_state, try_read_manifest as _try_read_manifest)
+from .ingest import Batch, Entry, file_mode_collisions, near_duplicate_pairs_within, read_and_encode, resolve_inputs
 from .labels import LABEL_MODES, check_label, scan_register
 
-LOCK_FILE = ".lock"
 METRIC = "inner_product"
 # Two images of *different* document types this similar (cosine) would make both labels
 # ambiguous for retrieval; refused unless forced.  Stored per gallery in the manifest.
 NEAR_DUPLICATE_BOUND = 0.97
-DEFAULT_LOCK_TIMEOUT = 10.0  # seconds a writer waits for another writer before giving up
 MAX_LISTED = 50  # problems listed in one error message before "... and N more"
 # A write copies the index first (readers of this object keep a consistent index; a failed
 # write leaves it untouched) when it is smaller than this; bigger ones are changed in place
 # (a copy of a 1 GB index costs seconds) and reloaded from disk if the write fails.
 CLONE_MAX_BYTES = 256 << 20
-# Near-duplicate checks on an approximate index look at this many neighbours per new vector, with
-# cheaper search parameters than queries (a vector at cosine >= 0.97 lies in the same IVF list or
-# graph neighbourhood; this keeps adding 10k vectors to a 1M IVF gallery within seconds).  Scores
-# are re-ranked exactly, so the bound is compared with true cosines.
-NEAR_DUP_NEIGHBOURS = 16
-NEAR_DUP_SEARCH = {"nprobe": 4, "efSearch": 64}
-# On scalar-quantised codes the check reads code scores (no re-ranking of every candidate: 10k new
-# vectors x 64 candidates would gather 650 MB of exact rows) and re-scores exactly only those
-# within this margin of the bound; SQ8 cosine errors on unit vectors are ~0.01 at most (measured
-# max 0.006 on 100k real-like features).  PQ codes err far more (4-bit fast-scan PQ128x4fs: mean
-# -0.062, sd 0.026, max 0.19), so under PQ or an unknown factory every one of the
-# NEAR_DUP_NEIGHBOURS candidates is re-scored exactly (16 rows per new vector).
-NEAR_DUP_CODE_ERROR = {"sq8": 0.05, "fp16": 0.05, "sq4": 0.1}
-# The check among the new vectors themselves is quadratic; bigger batches skip it (noted).
-NEAR_DUP_BATCH_MAX = 20_000
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _clip(lines: list[str]) -> list[str]:
@@ -112,8 +90,13 @@ class AddResult:
         return len(self.added_ids)
 
 
-class Gallery:
-    """An opened gallery.  Use :meth:`open` or :meth:`build`; writes go through methods that lock."""
+class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
+    """An opened gallery.  Use :meth:`open` or :meth:`build`; writes go through methods that lock.
+
+    The facade: opening, facts, reading and the write operations are here; committing generations
+    (lock, commit, prune, rollback) is in generations.py, the self-calibration's storage in
+    gallery_selfcal.py, the near-duplicate policy in neardup.py.
+    """
 
     def __init__(self, path: Path, state: _State, encoder: Any = None,
                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT, mmap: bool | None = None) -> None:
@@ -386,6 +369,10 @@ class Gallery:
         order = np.argsort(ids, kind="stable")
         return ids[order], vecs[order]
 
+    def exact_ids(self) -> np.ndarray | None:
+        """Ids held by the exact-vector store beside a lossy index (None: the index stores exact vectors)."""
+        return None if self._s.exact is None else self._s.exact.ids
+
     def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, exact vectors) of everything stored, tombstones included: the exact store beside a
         lossy index, else the index itself."""
@@ -621,96 +608,6 @@ class Gallery:
             self._reload_if_changed()
             self._commit(None, None, {"calibration": cal})
 
-    def set_self_calibration(self, enable: bool = True, settings: selfcal.Settings | None = None,
-                             encoder: Any = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        """Measure the self-calibration afresh (or turn it off), as a new generation; returns the record.
-
-        Probes are simulated from each type's first exemplar whose recorded ``source`` file can
-        still be read (imported vectors have none: their types are not probed, said so in the
-        record's notes).  Use it on galleries built without self-calibration, or to change its
-        settings (capture preset, probes per type).
-        """
-        if not enable:
-            with self._locked():
-                self._reload_if_changed()
-                self._commit(None, None, {"self_calibration": {"enabled": False}})
-            return {"enabled": False}
-        enc = self._encoder_for_write(encoder)
-        self._check_encoder(enc)
-        settings = settings or selfcal.Settings.from_dict((self._s.manifest.get("self_calibration") or {}).get("settings"))
-        t0 = time.perf_counter()
-        labels = self._s.labels.astype(str)
-        sources = self._s.items.column("source").to_pylist()
-        shas = self._s.items.column("sha256").to_pylist()
-        firsts: dict[str, list[int]] = {}
-        for row, lab in enumerate(labels.tolist()):
-            firsts.setdefault(lab, []).append(row)
-        per = selfcal.captures_per_type(len(firsts), settings)
-        chosen = []
-        problems = []
-        for lab, rows in sorted(firsts.items()):
-            if len(chosen) >= settings.max_types:
-                break
-            row = next((r for r in rows if sources[r] and os.path.isfile(str(sources[r]))), None)
-            if row is None:
-                problems.append(f"{lab!r}: no exemplar with a readable source file; type not probed")
-                continue
-            chosen.append((int(self._s.ids[row]), lab, str(sources[row]), shas[row] or str(sources[row])))
-        probes = selfcal.make_probes(chosen, enc, per, settings, progress)
-        probes.problems = problems + probes.problems
-        probes.seconds = time.perf_counter() - t0
-        result = AddResult(generation=self.generation)
-        with self._locked():
-            self._reload_if_changed()
-            base = {"enabled": True, "settings": settings.to_dict()}  # no probes_file: these probes replace the old
-            self._commit(None, None, {"self_calibration": base}, probes=probes, result=result)
-        self.last_result = result
-        return self.self_calibration or {}
-
-    def rollback(self) -> int:
-        """Make the previous generation current again (as a new generation); returns it.
-
-        ``next_id`` is kept at its highest value so ids handed out by the rolled-back generation
-        are not reused.  Rolling back twice restores the state before the first rollback.
-        """
-        with self._locked():
-            self._reload_if_changed(for_write=True)
-            cur = self._s.manifest
-            prev = cur.get("previous")
-            if not prev:
-                raise GalleryError(f"{self.path}: no previous generation to roll back to")
-            for name in _generation_files(prev):
-                if not (self.path / name).is_file():
-                    raise GalleryCorruptError(f"{self.path}: previous generation file {name} is missing; "
-                                              "cannot roll back")
-            try:
-                Integrity(self.path, prev.get("checksums"), _generation_files(prev))
-                index = idx.read_index(self.path / prev["index_file"])
-                table = items_mod.read(self.path / prev["items_file"])
-            except GalleryCorruptError as exc:
-                raise GalleryCorruptError(f"{self.path}: cannot roll back: the previous generation is damaged too "
-                                          f"({exc})") from None
-            except Exception as exc:  # FAISS RuntimeError, Arrow errors on a garbage file
-                raise GalleryCorruptError(f"{self.path}: cannot roll back: the previous generation's files cannot be "
-                                          f"read ({type(exc).__name__}: {exc}); rebuild the gallery") from None
-            base = {k: v for k, v in prev.items() if k != "previous"}
-            self._s = _State.of(cur, index, table, _open_exact(self.path, prev))
-            next_id = max(int(cur.get("next_id", 0)), int(prev.get("next_id", 0)))
-            self._commit(None, None, {}, next_id=next_id, base=base)
-        return self.generation
-
-    @classmethod
-    def rollback_at(cls, path: str | os.PathLike, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> "Gallery":
-        """Roll back the gallery at ``path`` even if its current files are missing or corrupt.
-
-        Only the manifest must be readable; returns the gallery opened at the restored generation.
-        """
-        path = Path(path)
-        g = cls(path, _State.of(_read_manifest(path), None, items_mod.empty()), None, lock_timeout)
-        g.rollback()
-        return cls.open(path, lock_timeout=lock_timeout)
-
-    # ------------------------------------------------------------------ internals: index writes
     def _write(self, add_ids: np.ndarray, add_vecs: np.ndarray, add_rows: pa.Table | None, remove_ids: np.ndarray,
                next_id: int | None = None, result: AddResult | None = None, rebuild: str | None = None,
                spec: specs.Spec | None = None, changes: dict[str, Any] | None = None,
@@ -792,10 +689,6 @@ class Gallery:
             result.notes.append(f"index: {plan.type} ({plan.reason})")
         self._commit(index, table, {}, next_id=next_id, base=manifest, exact=exact, probes=probes, result=result)
 
-    def _next_generation(self) -> int:
-        return int(self._s.manifest.get("generation", 0)) + 1
-
-    # ------------------------------------------------------------------ internals
     def _encoder_for_write(self, encoder: Any) -> Any:
         enc = encoder if encoder is not None else self.encoder
         if enc is None:
@@ -824,210 +717,6 @@ class Gallery:
                     for src, lab, d in zip(batch.sources, batch.labels, batch.derived) if d and lab in present]
         if problems:
             raise LabelError(_clip(problems), "label collisions with the gallery (file mode); nothing was added")
-
-    def _neighbours_above(self, feats: np.ndarray, bound: float) -> list[tuple[int, int, float]]:
-        """(new row, stored id, exact cosine) with cosine >= bound.  Exact on a flat index (range
-        search); on an approximate one, among the NEAR_DUP_NEIGHBOURS nearest (a near-duplicate is
-        the nearest neighbour of any usable ANN index)."""
-        s = self._s
-        if self.count == 0 or len(feats) == 0:
-            return []
-        if s.plan.type == "flat" and s.dead is None:
-            return idx.neighbours_above(s.index, feats, bound)
-        out = []
-        p = s.plan.search_defaults  # a near-duplicate sits in the query's own list / graph region:
-        cheap = {k: min(v, NEAR_DUP_SEARCH[k]) for k, v in p.items() if k in NEAR_DUP_SEARCH}
-        lossy = s.exact is not None
-        if lossy:  # approximate code scores first; only candidates within the code error get exact ones
-            cheap["rerank"] = 0
-        for start in range(0, len(feats), 4096):
-            chunk = feats[start:start + 4096]
-            scores, ids = self.search(chunk, NEAR_DUP_NEIGHBOURS, params=cheap)
-            margin = NEAR_DUP_CODE_ERROR.get(s.plan.codec or "", 2.0)  # 2: cosines span [-1, 1]
-            floor = np.float32(bound - margin) if lossy else np.float32(bound)
-            rows, cols = np.nonzero((scores >= floor) & (ids >= 0))
-            if lossy and len(rows):
-                exact = np.einsum("ij,ij->i", s.exact.get(ids[rows, cols]), chunk[rows])
-                keep = exact >= np.float32(bound)
-                rows, cols, found = rows[keep], cols[keep], exact[keep]
-            else:
-                found = scores[rows, cols]
-            out += [(start + int(r), int(ids[r, c]), float(v)) for r, c, v in zip(rows, cols, found)]
-        return out
-
-    def _near_duplicates(self, batch: Batch, bound: float, notes: list[str]) -> list[str]:
-        lines = []
-        hits = self._neighbours_above(batch.feats, bound)
-        if hits:
-            sources = self._s.items.column("source")
-            for row, item_id, score in hits:
-                pos = int(np.searchsorted(self._s.ids, item_id))
-                if self._s.labels[pos] != batch.labels[row]:
-                    lines.append(f"{batch.sources[row]} ({batch.labels[row]!r}) ~ id {item_id} "
-                                 f"{sources[pos].as_py()} ({self._s.labels[pos]!r}): cosine {score:.4f}")
-        if len(batch) > NEAR_DUP_BATCH_MAX:
-            notes.append(f"near-duplicates among the {len(batch)} new vectors were not checked (more than "
-                         f"{NEAR_DUP_BATCH_MAX}: the check is quadratic); each was checked against the gallery")
-            return lines
-        for i, j, score in near_duplicate_pairs_within(batch.feats, batch.labels, bound):
-            lines.append(f"{batch.sources[i]} ({batch.labels[i]!r}) ~ {batch.sources[j]} ({batch.labels[j]!r}): "
-                         f"cosine {score:.4f}")
-        return lines
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        import filelock
-
-        if self._lock is None:
-            self._lock = filelock.FileLock(str(self.lock_path), timeout=self.lock_timeout)
-        try:
-            self._lock.acquire()
-        except filelock.Timeout:
-            raise GalleryLockedError(str(self.lock_path), self.lock_timeout) from None
-        try:
-            yield
-        finally:
-            self._lock.release()
-
-    def _reload_if_changed(self, for_write: bool = False) -> None:
-        disk = _read_manifest(self.path)
-        if disk != self._s.manifest:
-            self._s = _load_state(self.path, mmap=False if for_write else self._mmap)
-
-    def _writable(self) -> None:
-        """Fresh state whose index may be changed: never a memory-mapped one (see Gallery.index)."""
-        self._reload_if_changed(for_write=True)
-        if self._s.mapped:
-            self._s = _load_state(self.path, mmap=False)
-
-    def _commit(self, index: Any, table: pa.Table | None, changes: dict[str, Any], next_id: int | None = None,
-                base: dict[str, Any] | None = None, exact: ExactStore | None | str = "keep",
-                probes: selfcal.Probes | None = None, result: AddResult | None = None) -> None:
-        """Write a new generation and switch the manifest to it.  Caller holds the lock.
-
-        ``exact``: the exact store the new manifest names (its segment files already written);
-        "keep" = the current one, or, with ``base``, the one ``base`` names.  A write that changes
-        the index or the items re-measures the self-calibration (when the gallery has it) with the
-        stored probes of live exemplars plus ``probes``, against the new generation.
-        """
-        old = self._s.manifest
-        gen = int(old.get("generation", 0)) + 1
-        new = {k: v for k, v in (base if base is not None else old).items() if k != "previous"}
-        new.update(changes)
-        mapped = False
-        if index is not None:
-            new["index_file"] = f"index-{gen:04d}.faiss"
-            idx.write_index(index, self.path / new["index_file"])
-            crash_point("after-index-write")
-        else:
-            index = self._s.index
-            mapped = self._s.mapped
-        if table is not None:
-            new["items_file"] = f"items-{gen:04d}.parquet"
-            table = table.sort_by("id")
-            atomic_write(self.path / new["items_file"], lambda fh: items_mod.write(table, fh), sync_dir=False)
-            crash_point("after-items-write")
-        else:
-            table = self._s.items
-        if isinstance(exact, str):
-            exact = _open_exact(self.path, new) if base is not None else self._s.exact
-        labels = table.column("label").to_pylist()
-        plan = specs.Plan.from_dict(new.get("index"))
-        tombstones = int(index.ntotal) - len(table)
-        plain = plan.type == "flat" and not new.get("exact") and tombstones == 0
-        new.update({"generation": gen, "count": len(table), "labels": len(set(labels)), "tombstones": tombstones,
-                    "updated_at": _now(), "format_version": 1 if plain else FORMAT_VERSION})
-        new["next_id"] = int(next_id if next_id is not None else old.get("next_id", 0))
-        new["previous"] = {k: v for k, v in old.items() if k != "previous"} if old.get("generation") else None
-        state = _State.of(new, index, table, exact, mapped)
-        if (new.get("self_calibration") or {}).get("enabled") and (probes is not None or index is not self._s.index
-                                                                   or table is not self._s.items):
-            new["self_calibration"] = self._remeasure(state, gen, new["self_calibration"], probes, result)
-        known = {**((base or {}).get("checksums") or {}), **(old.get("checksums") or {})}
-        new["checksums"] = checksums_for(self.path, _generation_files(new), known)
-        fsync_dir(self.path)  # new generation files durable before the manifest points at them
-        crash_point("before-manifest-write")
-        atomic_write_json(self.path / MANIFEST, new)
-        crash_point("after-manifest-write")
-        self._s = state
-        self._prune()
-
-    def integrity_problems(self, wait: bool = True) -> list[str]:
-        """Files whose SHA-256 differs from the manifest's record (waits for the background check of
-        memory-mapped files unless ``wait=False``); a gallery opened ``strict`` refuses to answer then."""
-        integ = self._s.integrity
-        if integ is None:
-            return []
-        if wait:
-            integ.wait()
-        return list(integ.problems)
-
-    def probes(self) -> selfcal.Probes:
-        """The self-calibration probes of the current generation (empty when it has none)."""
-        return self._stored_probes(self._s.manifest.get("self_calibration") or {})
-
-    def _probed_labels(self) -> set[str]:
-        return set(self._stored_probes(self._s.manifest.get("self_calibration") or {}).labels.tolist())
-
-    def _stored_probes(self, rec: dict[str, Any], dim: int | None = None) -> selfcal.Probes:
-        dim = self.dim if dim is None else dim
-        name = rec.get("probes_file")
-        if not name:
-            return selfcal.Probes.empty(dim)
-        try:
-            return selfcal.Probes.read(self.path / name, dim)
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            raise GalleryCorruptError(f"{self.path}: self-calibration probes {name} unreadable ({exc}); "
-                                      "run `indexer calibrate` to measure them again") from None
-
-    def _remeasure(self, state: _State, gen: int, rec: dict[str, Any], added: selfcal.Probes | None,
-                   result: AddResult | None) -> dict[str, Any]:
-        """The new generation's self-calibration record (writes its probes file if the probes changed)."""
-        settings = selfcal.Settings.from_dict(rec.get("settings"))
-        old = self._stored_probes(rec, int(state.manifest["encoder"]["dim"]))
-        probes = old.live(state.ids)
-        changed = len(probes) != len(old)
-        if added is not None and len(added):
-            probes = probes.concat(added.live(state.ids))
-            changed = True
-        n_labels = len(set(state.labels.tolist()))
-        try:
-            new = selfcal.measure(_StateView(state, str(self.path)), probes, len(state.ids), n_labels, settings,
-                                  state.manifest["encoder"])
-        except Exception as exc:  # a failed measurement must not block the write: recorded, the model table is used
-            new = {"enabled": True, "version": selfcal.VERSION, "settings": settings.to_dict(), "status": "failed",
-                   "reason": f"self-calibration failed: {type(exc).__name__}: {exc}", "table": []}
-        new["probes_file"] = rec.get("probes_file")
-        if changed:
-            name = f"probes-{gen:04d}.parquet"
-            atomic_write(self.path / name, probes.write, sync_dir=False)
-            new["probes_file"] = name
-        new["probe_seconds"] = round(added.seconds, 3) if added is not None else 0.0
-        if result is not None:
-            if added is not None and added.problems:
-                result.notes += added.problems
-            measurable = [r for r in new.get("table") or [] if r.get("measurable")]
-            result.notes.append(
-                f"self-calibration: {new.get('status')}, {len(probes)} probes of {len(probes.types)} of {n_labels} types"
-                + (f", FPIR {measurable[0]['fpir']:g}..{measurable[-1]['fpir']:g} measurable" if measurable else
-                   f" ({new.get('reason')})")
-                + f"; +{new['probe_seconds'] + float(new.get('seconds') or 0):.1f} s")
-        return new
-
-    def _prune(self) -> None:
-        """Delete generation files referenced by neither the current nor the previous manifest."""
-        keep = {MANIFEST, LOCK_FILE}
-        for m in (self._s.manifest, self._s.manifest.get("previous") or {}):
-            keep.update(_generation_files(m))
-        for p in self.path.iterdir():
-            if p.name in keep or not p.is_file():
-                continue
-            if _GEN_FILE.match(p.name) or p.name.startswith(TMP_PREFIX):
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
-
 
 class _ShaLookup(Mapping[str, str]):
     """sha256 -> "id N, label 'x', source" for the items table.  Built on first use (an import of
@@ -1058,79 +747,6 @@ class _ShaLookup(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._row)
-
-
-class _StateView:
-    """Search and labels of one generation's state, before it is committed (self-calibration)."""
-
-    def __init__(self, state: _State, name: str) -> None:
-        self._s = state
-        self._name = name
-
-    def search(self, feats: np.ndarray, k: int, params: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return _search_state(self._s, np.asarray(feats, dtype=np.float32), k, specs.check_search_params(params))
-
-    def labels_of(self, ids: np.ndarray) -> np.ndarray:
-        return _labels_of_state(self._s, ids, self._name)
-
-
-def _search_state(s: _State, q: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
-    if s.integrity is not None:
-        s.integrity.raise_if_bad()  # a file that changed after it was written: no answers from it
-    n = len(q)
-    count = int(len(s.ids))
-    if count == 0:
-        return np.full((n, k), idx.PAD_SCORE, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
-    return idx.search(s.index, np.ascontiguousarray(q), min(k, count), s.plan, params, s.dead, s.exact)
-
-
-def _labels_of_state(s: _State, ids: np.ndarray | Sequence[int], name: str) -> np.ndarray:
-    arr = np.asarray(ids, dtype=np.int64)
-    flat = arr.reshape(-1)
-    out = np.full(flat.shape, "", dtype=object)
-    valid = np.flatnonzero(flat >= 0)
-    if valid.size:
-        known = s.ids
-        pos = np.minimum(np.searchsorted(known, flat[valid]), max(known.size - 1, 0))
-        found = (known[pos] == flat[valid]) if known.size else np.zeros(valid.size, dtype=bool)
-        if not found.all():
-            unknown = sorted(set(flat[valid][~found].tolist()))
-            raise GalleryError(f"ids not in gallery {name}: {unknown[:20]}")
-        out[valid] = s.labels[pos]
-    return out.reshape(arr.shape)
-
-
-def _probe_batch(batch: Batch, encoder: Any, probed: set[str], settings: selfcal.Settings,
-                 result: AddResult | None, n_types: int | None = None) -> selfcal.Probes:
-    """Probes (simulated captures) of the first new exemplar of each type not probed yet.  Outside the
-    lock (slow); their ``item_ids`` are positions in ``sha_keys`` until :func:`_probes_with_ids`."""
-    t0 = time.perf_counter()
-    labels = list(batch.labels)
-    n_types = n_types if n_types is not None else len(set(labels) | probed)
-    per = selfcal.captures_per_type(n_types, settings)
-    room = max(0, settings.max_types - len(probed))
-    chosen, keys, seen = [], [], set(probed)
-    for i, lab in enumerate(labels):
-        if lab in seen or not batch.sha256[i] or len(chosen) >= room:
-            continue
-        seen.add(lab)
-        chosen.append((len(keys), lab, batch.sources[i], batch.sha256[i]))
-        keys.append(batch.sha256[i])
-    probes = selfcal.make_probes(chosen, encoder, per, settings)
-    probes.seconds = time.perf_counter() - t0
-    probes.sha_keys = keys  # type: ignore[attr-defined]
-    return probes
-
-
-def _probes_with_ids(probes: selfcal.Probes | None, batch: Batch, ids: np.ndarray) -> selfcal.Probes | None:
-    """Probes keyed by the item ids their exemplars got (an exemplar skipped as a duplicate loses its probes)."""
-    if probes is None:
-        return None
-    by_sha = {sha: int(i) for sha, i in zip(batch.sha256, ids) if sha}
-    keys = getattr(probes, "sha_keys", [])
-    out_ids = np.asarray([by_sha.get(keys[int(k)], -1) for k in probes.item_ids], dtype=np.int64)
-    keep = out_ids >= 0
-    return selfcal.Probes(out_ids[keep], probes.labels[keep], probes.feats[keep], list(probes.problems), probes.seconds)
 
 
 def _index_bytes(index: Any) -> float:

@@ -79,8 +79,9 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
         rep.problems.append(f"{m['index_file']} is {index.d}-d, manifest says {m['encoder']['dim']}-d")
     if not idx.is_supported_spec(str(m.get("index_spec"))):
         rep.problems.append(f"unknown index spec {m.get('index_spec')!r}")
-    if m.get("exact") and gallery._s.exact is not None:
-        missing = sorted(set(item_ids.tolist()) - set(gallery._s.exact.ids.tolist()))
+    exact_ids = gallery.exact_ids()
+    if m.get("exact") and exact_ids is not None:
+        missing = sorted(set(item_ids.tolist()) - set(exact_ids.tolist()))
         if missing:
             rep.problems.append(f"exact vector store lacks ids {missing[:20]}")
     if len(vecs):

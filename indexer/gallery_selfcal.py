@@ -1,0 +1,164 @@
+"""The gallery side of self-calibration: probes kept as generation files, re-measured on every write.
+
+The measurement itself (simulated captures, leave one type out, the FPIR table) is in selfcal.py;
+this module stores the probes beside each generation and calls it from the commit.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from . import selfcal
+from .atomic import atomic_write
+from .errors import GalleryCorruptError
+from .generations import _StateView
+from .ingest import Batch
+
+if TYPE_CHECKING:
+    from .gallery import AddResult
+    from .state import State as _State
+
+
+class SelfCalibrationMixin:
+    """Probes and the self-calibration record of a gallery (mixed into :class:`indexer.gallery.Gallery`)."""
+
+    path: Path
+    _s: "_State"
+
+    def probes(self) -> selfcal.Probes:
+        """The self-calibration probes of the current generation (empty when it has none)."""
+        return self._stored_probes(self._s.manifest.get("self_calibration") or {})
+
+    def _probed_labels(self) -> set[str]:
+        return set(self._stored_probes(self._s.manifest.get("self_calibration") or {}).labels.tolist())
+
+    def _stored_probes(self, rec: dict[str, Any], dim: int | None = None) -> selfcal.Probes:
+        dim = self.dim if dim is None else dim
+        name = rec.get("probes_file")
+        if not name:
+            return selfcal.Probes.empty(dim)
+        try:
+            return selfcal.Probes.read(self.path / name, dim)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise GalleryCorruptError(f"{self.path}: self-calibration probes {name} unreadable ({exc}); "
+                                      "run `indexer calibrate` to measure them again") from None
+
+    def _remeasure(self, state: _State, gen: int, rec: dict[str, Any], added: selfcal.Probes | None,
+                   result: AddResult | None) -> dict[str, Any]:
+        """The new generation's self-calibration record (writes its probes file if the probes changed)."""
+        settings = selfcal.Settings.from_dict(rec.get("settings"))
+        old = self._stored_probes(rec, int(state.manifest["encoder"]["dim"]))
+        probes = old.live(state.ids)
+        changed = len(probes) != len(old)
+        if added is not None and len(added):
+            probes = probes.concat(added.live(state.ids))
+            changed = True
+        n_labels = len(set(state.labels.tolist()))
+        try:
+            new = selfcal.measure(_StateView(state, str(self.path)), probes, len(state.ids), n_labels, settings,
+                                  state.manifest["encoder"])
+        except Exception as exc:  # a failed measurement must not block the write: recorded, the model table is used
+            new = {"enabled": True, "version": selfcal.VERSION, "settings": settings.to_dict(), "status": "failed",
+                   "reason": f"self-calibration failed: {type(exc).__name__}: {exc}", "table": []}
+        new["probes_file"] = rec.get("probes_file")
+        if changed:
+            name = f"probes-{gen:04d}.parquet"
+            atomic_write(self.path / name, probes.write, sync_dir=False)
+            new["probes_file"] = name
+        new["probe_seconds"] = round(added.seconds, 3) if added is not None else 0.0
+        if result is not None:
+            if added is not None and added.problems:
+                result.notes += added.problems
+            measurable = [r for r in new.get("table") or [] if r.get("measurable")]
+            result.notes.append(
+                f"self-calibration: {new.get('status')}, {len(probes)} probes of {len(probes.types)} of {n_labels} types"
+                + (f", FPIR {measurable[0]['fpir']:g}..{measurable[-1]['fpir']:g} measurable" if measurable else
+                   f" ({new.get('reason')})")
+                + f"; +{new['probe_seconds'] + float(new.get('seconds') or 0):.1f} s")
+        return new
+
+    def set_self_calibration(self, enable: bool = True, settings: selfcal.Settings | None = None,
+                             encoder: Any = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Measure the self-calibration afresh (or turn it off), as a new generation; returns the record.
+
+        Probes are simulated from each type's first exemplar whose recorded ``source`` file can
+        still be read (imported vectors have none: their types are not probed, said so in the
+        record's notes).  Use it on galleries built without self-calibration, or to change its
+        settings (capture preset, probes per type).
+        """
+        if not enable:
+            with self._locked():
+                self._reload_if_changed()
+                self._commit(None, None, {"self_calibration": {"enabled": False}})
+            return {"enabled": False}
+        enc = self._encoder_for_write(encoder)
+        self._check_encoder(enc)
+        settings = settings or selfcal.Settings.from_dict((self._s.manifest.get("self_calibration") or {}).get("settings"))
+        t0 = time.perf_counter()
+        labels = self._s.labels.astype(str)
+        sources = self._s.items.column("source").to_pylist()
+        shas = self._s.items.column("sha256").to_pylist()
+        firsts: dict[str, list[int]] = {}
+        for row, lab in enumerate(labels.tolist()):
+            firsts.setdefault(lab, []).append(row)
+        per = selfcal.captures_per_type(len(firsts), settings)
+        chosen = []
+        problems = []
+        for lab, rows in sorted(firsts.items()):
+            if len(chosen) >= settings.max_types:
+                break
+            row = next((r for r in rows if sources[r] and os.path.isfile(str(sources[r]))), None)
+            if row is None:
+                problems.append(f"{lab!r}: no exemplar with a readable source file; type not probed")
+                continue
+            chosen.append((int(self._s.ids[row]), lab, str(sources[row]), shas[row] or str(sources[row])))
+        probes = selfcal.make_probes(chosen, enc, per, settings, progress)
+        probes.problems = problems + probes.problems
+        probes.seconds = time.perf_counter() - t0
+        from .gallery import AddResult
+
+        result = AddResult(generation=self.generation)
+        with self._locked():
+            self._reload_if_changed()
+            base = {"enabled": True, "settings": settings.to_dict()}  # no probes_file: these probes replace the old
+            self._commit(None, None, {"self_calibration": base}, probes=probes, result=result)
+        self.last_result = result
+        return self.self_calibration or {}
+
+
+def _probe_batch(batch: Batch, encoder: Any, probed: set[str], settings: selfcal.Settings,
+                 result: AddResult | None, n_types: int | None = None) -> selfcal.Probes:
+    """Probes (simulated captures) of the first new exemplar of each type not probed yet.  Outside the
+    lock (slow); their ``item_ids`` are positions in ``sha_keys`` until :func:`_probes_with_ids`."""
+    t0 = time.perf_counter()
+    labels = list(batch.labels)
+    n_types = n_types if n_types is not None else len(set(labels) | probed)
+    per = selfcal.captures_per_type(n_types, settings)
+    room = max(0, settings.max_types - len(probed))
+    chosen, keys, seen = [], [], set(probed)
+    for i, lab in enumerate(labels):
+        if lab in seen or not batch.sha256[i] or len(chosen) >= room:
+            continue
+        seen.add(lab)
+        chosen.append((len(keys), lab, batch.sources[i], batch.sha256[i]))
+        keys.append(batch.sha256[i])
+    probes = selfcal.make_probes(chosen, encoder, per, settings)
+    probes.seconds = time.perf_counter() - t0
+    probes.sha_keys = keys  # type: ignore[attr-defined]
+    return probes
+
+
+def _probes_with_ids(probes: selfcal.Probes | None, batch: Batch, ids: np.ndarray) -> selfcal.Probes | None:
+    """Probes keyed by the item ids their exemplars got (an exemplar skipped as a duplicate loses its probes)."""
+    if probes is None:
+        return None
+    by_sha = {sha: int(i) for sha, i in zip(batch.sha256, ids) if sha}
+    keys = getattr(probes, "sha_keys", [])
+    out_ids = np.asarray([by_sha.get(keys[int(k)], -1) for k in probes.item_ids], dtype=np.int64)
+    keep = out_ids >= 0
+    return selfcal.Probes(out_ids[keep], probes.labels[keep], probes.feats[keep], list(probes.problems), probes.seconds)
