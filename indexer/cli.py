@@ -96,6 +96,7 @@ lock_timeout_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="docretriever", prog_name="indexer")
 def cli() -> None:
     """Build and maintain docretriever register galleries (FAISS index + Parquet items + manifest).
 
@@ -283,18 +284,38 @@ def remove(gallery: Path, labels: tuple[str, ...], ids: tuple[int, ...], lock_ti
 
 @cli.command(name="list")
 @click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: [{label, count}, ...].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: [{label, count}, ...] (with --items, one object "
+                                                       "per exemplar).")
+@click.option("--items", "items", is_flag=True, help="One line per exemplar: id, label, source, added (the ids "
+                                                      "`indexer remove --id` takes).")
 @click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=CHECK_MODEL_HELP)
 @_errors
-def list_(gallery: Path, as_json: bool, model: str | None) -> None:
-    """List GALLERY's labels with their exemplar counts.
+def list_(gallery: Path, as_json: bool, items: bool, model: str | None) -> None:
+    """List GALLERY's labels with their exemplar counts (--items: every exemplar with its id).
 
     \b
     Examples:
       indexer list gallery/
+      indexer list gallery/ --items
       indexer list gallery/ --json | jq '.[].label'
     """
     g = Gallery.open(gallery, _load_encoder(model) if model else None)
+    if items:
+        t = g.items
+        rows = [{"id": int(i), "label": lab, "source": src,
+                 "added_at": at.isoformat(timespec="seconds").replace("+00:00", "Z") if at is not None else None}
+                for i, lab, src, at in zip(t.column("id").to_pylist(), t.column("label").to_pylist(),
+                                           t.column("source").to_pylist(), t.column("added_at").to_pylist())]
+        if as_json:
+            for r in rows:
+                click.echo(json.dumps(r, ensure_ascii=False))
+            return
+        width = max((len(r["label"]) for r in rows), default=5)
+        click.echo(f"{'id':>6}  {'label':<{width}}  {'added':<20}  source")
+        for r in rows:
+            click.echo(f"{r['id']:>6}  {r['label']:<{width}}  {(r['added_at'] or '-')[:20]:<20}  {r['source']}")
+        click.echo(f"{len(rows)} exemplar(s) under {len(g.label_counts())} label(s)")
+        return
     counts = g.label_counts()
     if as_json:
         click.echo(json.dumps([{"label": k, "count": v} for k, v in counts.items()], indent=2))

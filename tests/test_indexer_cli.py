@@ -167,3 +167,14 @@ def test_python_dash_m_indexer_builds_a_gallery(tmp_path, tiny_model_path):
     proc = subprocess.run([sys.executable, "-m", "indexer", "list", str(tmp_path / "nowhere")], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_list_items_shows_ids_and_version_is_printed(gal):
+    r = run("list", gal, "--items")
+    lines = r.output.strip().splitlines()
+    assert lines[0].split()[:3] == ["id", "label", "added"] and lines[-1].startswith("3 exemplar(s)")
+    ids = [int(ln.split()[0]) for ln in lines[1:-1]]
+    assert ids == sorted(ids) and len(ids) == 3
+    recs = [json.loads(x) for x in run("list", gal, "--items", "--json").output.strip().splitlines()]
+    assert [r["id"] for r in recs] == ids and all(r["added_at"].endswith("Z") and r["source"] for r in recs)
+    assert "indexer, version " in run("--version").output
