@@ -181,17 +181,20 @@ SEARCH_DEPTH_FACTOR = 4
 
 
 def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labels: int,
-                  params: Mapping[str, Any] | None = None) -> list[list[tuple[str, float]]]:
+                  params: Mapping[str, Any] | None = None,
+                  best_ids: list[dict[str, int]] | None = None) -> list[list[tuple[str, float]]]:
     """Per query row: distinct labels by best-exemplar cosine, best first, at least ``want`` of them
     when the gallery has that many.
 
     ``gallery`` needs ``search(feats, k[, params])`` and ``labels_of(ids)``.  Searches
     ``SEARCH_DEPTH_FACTOR * want`` exemplars and deepens (x4) only for the rows whose hits cover
     too few labels, up to the whole gallery (``count`` live exemplars, ``n_labels`` labels).
+    ``best_ids``: if given (a list), it receives per row ``{label: id of its best exemplar}``.
     """
     want = max(1, min(int(want), int(n_labels)))
     depth = max(1, min(int(count), SEARCH_DEPTH_FACTOR * want))
     ranked: list[list[tuple[str, float]]] = [[] for _ in range(len(feats))]
+    ids_of: list[dict[str, int]] = [{} for _ in range(len(feats))]
     todo = np.arange(len(feats))
     while len(todo):
         scores, ids = (gallery.search(feats[todo], depth, params=dict(params)) if params
@@ -204,16 +207,21 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
         again = []
         for row, q in enumerate(todo):
             best: dict[str, float] = {}
-            for lab, sc, ok in zip(labels[row], scores[row], valid[row]):
+            where: dict[str, int] = {}
+            for lab, sc, ok, iid in zip(labels[row], scores[row], valid[row], ids[row]):
                 if ok and lab not in best:  # hits come best first
                     best[str(lab)] = float(sc)
+                    where[str(lab)] = int(iid)
             ranked[q] = sorted(best.items(), key=lambda kv: -kv[1])
+            ids_of[q] = where
             if len(best) < want and depth < count:
                 again.append(q)
         if not again:
             break
         todo = np.asarray(again)
         depth = min(int(count), depth * SEARCH_DEPTH_FACTOR)
+    if best_ids is not None:
+        best_ids[:] = ids_of
     return ranked
 
 

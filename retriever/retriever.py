@@ -47,6 +47,7 @@ class Result:
     source: str | None = None
     decision_score: float | None = None
     rule: str = "cosine"
+    top_k_ids: list[int] = field(default_factory=list)  # the best exemplar of each top_k label (item id)
 
     @property
     def reference_score(self) -> float:
@@ -228,7 +229,8 @@ class Retriever:
         if n == 0:
             return []
         feats = np.ascontiguousarray(feats)
-        ranked = self._ranked_labels(feats)
+        best_ids: list[dict[str, int]] = []
+        ranked = self._ranked_labels(feats, best_ids)
         out = []
         rule = self.rule
         for i, labels in enumerate(ranked):
@@ -239,13 +241,16 @@ class Retriever:
                 else float(rule.cosine_weight * best)
             out.append(Result(label=best_label, score=best, accepted=bool(z >= self.threshold),
                               threshold=self.threshold, top_k=top, margin=margin,
-                              source=None if sources is None else sources[i], decision_score=z, rule=rule.name))
+                              source=None if sources is None else sources[i], decision_score=z, rule=rule.name,
+                              top_k_ids=[best_ids[i].get(lab, -1) for lab, _ in top]))
         return out
 
-    def _ranked_labels(self, feats: np.ndarray) -> list[list[tuple[str, float]]]:
+    def _ranked_labels(self, feats: np.ndarray, best_ids: list[dict[str, int]] | None = None
+                       ) -> list[list[tuple[str, float]]]:
         """Per query: distinct labels by best-exemplar score, at least ``top_k + 1`` when possible
         (the +1 is the runner-up needed for ``margin`` even when ``top_k`` is 1)."""
-        ranked = ranked_labels(self.gallery, feats, self.top_k + 1, self.count, self.n_labels, self.search_params)
+        ranked = ranked_labels(self.gallery, feats, self.top_k + 1, self.count, self.n_labels, self.search_params,
+                               best_ids)
         for q, labels_q in enumerate(ranked):
             if not labels_q:
                 raise RetrieverError(f"gallery {self.gallery_name} returned no hits for query {q}")

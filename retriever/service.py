@@ -1,0 +1,469 @@
+"""`retriever serve`: one gallery as an HTTP service (FastAPI on uvicorn; the ``docretriever[serve]`` extra).
+
+Why this shape: other systems need the classifier without Python: upload scans, get the same results
+`retriever classify --json` gives.  One process serves one gallery with one operating point.
+
+* **Hot reload**: a thread polls the gallery's manifest; when another process commits a new generation
+  (`indexer add`, `indexer rollback`), a new :class:`retriever.Retriever` is opened and swapped in.
+  Every request takes the retriever current when it starts, so requests in flight finish on their
+  generation and no request fails during the swap.
+* **Bad input is never a 500**: an unreadable upload is a per-file ``error`` in a 200 response; a body
+  over ``max_upload_mb`` is 413; images over the pixel limit are refused from their header before
+  decoding (encoders.decode); the service never opens a server-side path named by a client.
+* **Overload**: at most ``workers`` requests encode at once and at most ``queue`` wait; beyond that,
+  503 with ``Retry-After``: memory stays bounded.
+* **Writes** (`POST /v1/items`, `DELETE /v1/items`) exist only with a token file, and need
+  ``Authorization: Bearer <token>`` (constant-time comparison); they go through the gallery's lock and
+  atomic generations like `indexer add/remove`.
+* ``/metrics``: Prometheus text (requests, latencies, errors, images, gallery generation).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+# FastAPI resolves the endpoints' annotations from this module's globals: imported here, so importing this
+# module needs the ``docretriever[serve]`` extra (only `retriever serve` imports it)
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+__all__ = ["GalleryHolder", "ServiceConfig", "create_app"]
+
+LOG = logging.getLogger("retriever.service")
+DEFAULT_MAX_UPLOAD_MB = 32
+DEFAULT_POLL_S = 0.5
+MAX_FILES_PER_REQUEST = 256
+
+
+class ServiceConfig:
+    """Everything a service process needs, decided once at start-up."""
+
+    def __init__(self, gallery: str | os.PathLike, encoder: Any, fpir: float | None = None, fpr: float | None = None,
+                 threshold: float | None = None, top_k: int = 5, token: str | None = None,
+                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, workers: int = 2, queue: int = 16,
+                 poll_s: float = DEFAULT_POLL_S, search_params: dict | None = None) -> None:
+        self.gallery = Path(gallery)
+        self.encoder = encoder
+        self.operating_point = {"fpir": fpir, "fpr": fpr, "threshold": threshold}
+        self.top_k = int(top_k)
+        self.token = token
+        self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
+        self.workers = max(1, int(workers))
+        self.queue = max(0, int(queue))
+        self.poll_s = float(poll_s)
+        self.search_params = search_params
+
+
+def read_token(path: str | os.PathLike) -> str:
+    """The write token: the file's first line, at least 16 characters (refused otherwise)."""
+    text = Path(path).read_text(encoding="utf-8").strip().splitlines()
+    token = text[0].strip() if text else ""
+    if len(token) < 16:
+        raise ValueError(f"{path}: the token must be at least 16 characters on the first line")
+    return token
+
+
+class GalleryHolder:
+    """The current retriever of a gallery, replaced when another process commits a new generation."""
+
+    def __init__(self, cfg: ServiceConfig) -> None:
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self.retriever = self._open()
+        self.sources = self._sources(self.retriever)
+        self.reload_errors = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="gallery-reload", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> Any:
+        from .retriever import Retriever
+
+        return Retriever(str(self.cfg.gallery), encoder=self.cfg.encoder, top_k=self.cfg.top_k,
+                         search_params=self.cfg.search_params, **self.cfg.operating_point)
+
+    @staticmethod
+    def _sources(retriever: Any) -> dict[int, str]:
+        items = retriever.gallery.items
+        return dict(zip(items.column("id").to_pylist(), items.column("source").to_pylist()))
+
+    @property
+    def generation(self) -> int:
+        return int(self.retriever.gallery.generation)
+
+    def current(self) -> tuple[Any, dict[int, str]]:
+        with self._lock:
+            return self.retriever, self.sources
+
+    def _disk_generation(self) -> int | None:
+        try:
+            return int(json.loads((self.cfg.gallery / "manifest.json").read_text(encoding="utf-8"))["generation"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def reload_if_changed(self) -> bool:
+        gen = self._disk_generation()
+        if gen is None or gen == self.generation:
+            return False
+        try:
+            fresh = self._open()
+            sources = self._sources(fresh)
+        except Exception as exc:  # a half-written or damaged gallery: keep serving the last good one
+            self.reload_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            LOG.warning("gallery reload failed (still serving generation %s): %s", self.generation, exc)
+            return False
+        with self._lock:
+            self.retriever, self.sources = fresh, sources
+        self.last_error = None
+        LOG.info("now serving gallery generation %s", fresh.gallery.generation)
+        return True
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.cfg.poll_s):
+            self.reload_if_changed()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets 413 before it is stored anywhere."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            msg = await receive()
+            if msg.get("type") == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return msg
+
+        async def tracking_send(msg: dict) -> None:
+            nonlocal started
+            if msg.get("type") == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send: Any) -> None:
+        body = json.dumps({"detail": f"request body over the limit of {self.max_bytes // (1024 * 1024)} MB "
+                                     "(--max-upload-mb)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class Admission:
+    """At most ``workers`` requests at work and ``queue`` more waiting; the rest are told to come back."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self._work = threading.BoundedSemaphore(workers)
+        self._limit = workers + queue
+        self._inside = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self) -> Iterator[bool]:
+        """Yields False at once when full; else waits for a worker and yields True (blocking: call it
+        from a worker thread, never on the event loop)."""
+        with self._lock:
+            admitted = self._inside < self._limit
+            if admitted:
+                self._inside += 1
+        if not admitted:
+            yield False
+            return
+        try:
+            with self._work:
+                yield True
+        finally:
+            with self._lock:
+                self._inside -= 1
+
+
+def _pages(data: bytes, name: str, target_hw: tuple[int, int]) -> list[tuple[int, Any]]:
+    """(page, BGR image or DecodeError) of one upload: TIFF and PDF give one item per page."""
+    from encoders.decode import DecodeError, decode_bytes
+
+    if data[:5] == b"%PDF-" or data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        from .pages import iter_pages
+
+        suffix = ".pdf" if data[:5] == b"%PDF-" else ".tif"
+        with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
+            fh.write(data)
+            fh.flush()
+            out = []
+            for page, img in iter_pages(fh.name, target_hw):
+                if isinstance(img, DecodeError):
+                    img = DecodeError(name, img.reason)
+                out.append((page, img))
+            return out
+    try:
+        return [(0, decode_bytes(data, name, target_hw))]
+    except DecodeError as exc:
+        return [(0, exc)]
+
+
+def create_app(cfg: ServiceConfig) -> Any:
+    """The FastAPI application for one gallery (its OpenAPI schema is served at /docs)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+    from encoders.decode import DecodeError
+    from encoders.preprocess import preprocess
+
+    holder = GalleryHolder(cfg)
+    admission = Admission(cfg.workers, cfg.queue)
+    registry = CollectorRegistry()
+    m_requests = Counter("docretriever_requests_total", "HTTP requests", ["endpoint", "status"], registry=registry)
+    m_latency = Histogram("docretriever_request_seconds", "Request latency", ["endpoint"], registry=registry)
+    m_images = Counter("docretriever_images_total", "Images (pages) classified or embedded", ["endpoint"],
+                       registry=registry)
+    m_errors = Counter("docretriever_image_errors_total", "Uploaded images that could not be read", registry=registry)
+    m_generation = Gauge("docretriever_gallery_generation", "Gallery generation being served", registry=registry)
+    m_reload_errors = Gauge("docretriever_gallery_reload_errors", "Failed gallery reloads", registry=registry)
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> Any:
+        yield
+        holder.stop()  # the reload thread ends with the service
+
+    app = FastAPI(title="docretriever", version=_version(), lifespan=lifespan,
+                  description="Document-type recognition against one register gallery. Scores are cosines in "
+                              "[-1, 1]; `accepted` applies the service's operating point.")
+    app.state.holder = holder
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Any) -> Any:
+        t0 = time.perf_counter()
+        endpoint = request.url.path
+        try:
+            response = await call_next(request)
+        except Exception:  # never a traceback to the client
+            LOG.exception("unhandled error on %s", endpoint)
+            response = JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
+        m_requests.labels(endpoint, str(response.status_code)).inc()
+        m_latency.labels(endpoint).observe(time.perf_counter() - t0)
+        return response
+
+    def _check_token(request: Request) -> None:
+        if not cfg.token:
+            raise HTTPException(403, "writes are disabled: start the service with --token-file to allow them")
+        auth = request.headers.get("authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(given.strip().encode(), cfg.token.encode()):
+            raise HTTPException(403, "wrong token")
+
+    async def _read_uploads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
+        if not files:
+            raise HTTPException(422, "no files: send one or more under the multipart field 'file'")
+        if len(files) > MAX_FILES_PER_REQUEST:
+            raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES_PER_REQUEST}")
+        return [(f.filename or f"upload-{i}", await f.read()) for i, f in enumerate(files)]
+
+    def _busy() -> JSONResponse:
+        return JSONResponse({"detail": "busy: too many requests waiting; retry shortly"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    def _encode_uploads(retriever: Any, uploads: list[tuple[str, bytes]], endpoint: str
+                        ) -> tuple[list[dict[str, Any]], list[int], np.ndarray]:
+        """Rows (name, page, error) in input order, which rows have images, and their features."""
+        enc = retriever.encoder
+        rows: list[dict[str, Any]] = []
+        good: list[int] = []
+        tensors = []
+        for name, data in uploads:
+            for page, img in _pages(data, name, enc.input_size):
+                row: dict[str, Any] = {"file": name, "page": page, "error": None}
+                if isinstance(img, DecodeError):
+                    row["error"] = img.reason
+                    m_errors.inc()
+                else:
+                    try:
+                        tensors.append(preprocess(img, enc.contract))
+                        good.append(len(rows))
+                    except (ValueError, DecodeError) as exc:
+                        row["error"] = str(exc)
+                        m_errors.inc()
+                rows.append(row)
+        feats = enc.encode_batch(np.stack(tensors)) if tensors else np.zeros((0, enc.dim), np.float32)
+        m_images.labels(endpoint).inc(len(good))
+        return rows, good, feats
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """200 when the model and gallery are loaded."""
+        r, _ = holder.current()
+        m_generation.set(r.gallery.generation)
+        m_reload_errors.set(holder.reload_errors)
+        return {"status": "ok", "model": {"name": r.encoder.name, "fingerprint": r.encoder.fingerprint},
+                "gallery": {"path": str(cfg.gallery), "generation": r.gallery.generation, "labels": r.n_labels,
+                            "exemplars": r.count},
+                "operating_point": r.operating_point.summary(), "last_reload_error": holder.last_error}
+
+    def _classify_sync(uploads: list[tuple[str, bytes]]) -> Any:
+        with admission.slot() as ok:
+            if not ok:
+                return _busy()
+            retriever, sources = holder.current()
+            rows, good, feats = _encode_uploads(retriever, uploads, "/v1/classify")
+            results = retriever.classify_features(feats) if len(good) else []
+        op = retriever.operating_point
+        for i, res in zip(good, results):
+            d = res.to_dict()
+            d.pop("source", None)
+            d["top_k"] = [{"label": lab, "score": round(float(s), 6), "id": int(iid), "source": sources.get(int(iid))}
+                          for (lab, s), iid in zip(res.top_k, res.top_k_ids)]
+            rows[i].update(d, operating_point=op.label)
+        return {"results": rows, "gallery_generation": retriever.gallery.generation,
+                "model": {"name": retriever.encoder.name, "fingerprint": retriever.encoder.fingerprint}}
+
+    @app.post("/v1/classify")
+    async def classify(file: list[UploadFile] = File(..., description="images, TIFF or PDF (one result per page)")
+                       ) -> Any:
+        """Classify uploads: ``{"results": [...]}`` in input order (pages in order), each as
+        `retriever classify --json` gives it, plus ``top_k`` entries with the exemplar's id and source."""
+        return await run_in_threadpool(_classify_sync, await _read_uploads(file))
+
+    def _embed_sync(uploads: list[tuple[str, bytes]]) -> Any:
+        with admission.slot() as ok:
+            if not ok:
+                return _busy()
+            retriever, _ = holder.current()
+            rows, good, feats = _encode_uploads(retriever, uploads, "/v1/embed")
+        for i, f in zip(good, feats):
+            rows[i]["vector"] = [round(float(x), 7) for x in f]
+        return {"results": rows, "model": {"name": retriever.encoder.name,
+                                           "fingerprint": retriever.encoder.fingerprint, "dim": retriever.encoder.dim}}
+
+    @app.post("/v1/embed")
+    async def embed(file: list[UploadFile] = File(...)) -> Any:
+        """Feature vectors (L2-normalised) of uploads, with the model's fingerprint (what `indexer import` reads)."""
+        return await run_in_threadpool(_embed_sync, await _read_uploads(file))
+
+    @app.get("/v1/labels")
+    def labels() -> dict[str, Any]:
+        r, _ = holder.current()
+        return {"labels": r.gallery.label_counts(), "generation": r.gallery.generation}
+
+    @app.get("/v1/thresholds")
+    def thresholds() -> dict[str, Any]:
+        r, _ = holder.current()
+        from .thresholds import OpenSetTable
+
+        g = r.gallery
+        table = OpenSetTable.resolve(g.calibration, g.self_calibration, fingerprint=r.encoder.fingerprint)
+        return {"operating_point": r.operating_point.to_dict(),
+                "open_set": [{"fpir": x.fpir, "threshold": x.threshold, "dir": None if np.isnan(x.dir) else x.dir,
+                              "rule": x.rule.name, "from": x.origin} for x in table.rows],
+                "pair_table": r.table.to_dict()}
+
+    def _add_sync(uploads: list[tuple[str, bytes]], label: str) -> Any:
+        from indexer.errors import GalleryError
+        from indexer.gallery import Gallery
+
+        with admission.slot() as ok:
+            if not ok:
+                return _busy()
+            with tempfile.TemporaryDirectory(prefix="docretriever-upload-") as tmp:
+                paths = []
+                for i, (name, data) in enumerate(uploads):
+                    safe = f"{i:04d}-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name)[:80]
+                    p = Path(tmp) / safe
+                    p.write_bytes(data)
+                    paths.append(p)
+                try:
+                    g = Gallery.open(cfg.gallery, encoder=cfg.encoder)
+                    res = g.add(paths, label=label)
+                except GalleryError as exc:
+                    return JSONResponse({"detail": str(exc)}, status_code=422)
+        holder.reload_if_changed()
+        return {"added_ids": res.added_ids, "skipped": res.skipped, "notes": res.notes, "generation": res.generation}
+
+    @app.post("/v1/items")
+    async def add_items(request: Request, file: list[UploadFile] = File(...), label: str = Form(...)) -> Any:
+        """Register uploads as exemplars of ``label`` (needs the bearer token; all or nothing, like `indexer add`)."""
+        _check_token(request)
+        return await run_in_threadpool(_add_sync, await _read_uploads(file), label)
+
+    @app.delete("/v1/items")
+    def delete_items(request: Request, label: list[str] = Query(default=[]), id: list[int] = Query(default=[])) -> Any:
+        """Remove every exemplar of ``label`` and/or the items ``id`` (needs the bearer token)."""
+        _check_token(request)
+        if not label and not id:
+            raise HTTPException(422, "give ?label= and/or ?id=")
+        from indexer.errors import GalleryError
+        from indexer.gallery import Gallery
+
+        try:
+            g = Gallery.open(cfg.gallery)
+            gone = g.remove(labels=label, ids=id)
+        except GalleryError as exc:
+            raise HTTPException(404 if "not in gallery" in str(exc) else 422, str(exc)) from None
+        holder.reload_if_changed()
+        return {"removed_ids": gone, "generation": g.generation}
+
+    @app.get("/metrics")
+    def metrics() -> Any:
+        r, _ = holder.current()
+        m_generation.set(r.gallery.generation)
+        m_reload_errors.set(holder.reload_errors)
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_upload_bytes)
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("docretriever")
+    except Exception:  # pragma: no cover - a source tree that was never installed
+        return "0"
+
+
+def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
+    """Run the service until interrupted (uvicorn, one process)."""
+    import uvicorn
+
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, access_log=False)
