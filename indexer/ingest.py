@@ -84,7 +84,9 @@ def resolve_inputs(paths: Sequence[str | Path], label: str | None, mode: str) ->
             else:
                 entries.append(Entry(p, label))
         else:
-            missing.append(f"{p}: file not found")
+            from encoders.decode import file_problem
+
+            missing.append(f"{p}: {file_problem(p) or 'file not found'}")
     if unlabelled:
         raise LabelError([f"{u}: a single file needs --label (only directories give labels from their folders)"
                           for u in unlabelled], "no label for these files")

@@ -65,7 +65,8 @@ def walk_images(root: Path) -> tuple[list[Path], list[Path]]:
     """(images, other files) below ``root``, sorted, hidden files and folders skipped."""
     images: list[Path] = []
     others: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    # symbolic links to directories are not followed: `sub/up -> ..` would register the tree again
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):

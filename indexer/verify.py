@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from encoders.decode import DecodeError, decode_bytes
+from encoders.decode import DecodeError, decode_bytes, read_bytes
 from encoders.preprocess import preprocess
 
 from . import index as idx
@@ -167,7 +167,11 @@ def _reencode(gallery: Gallery, encoder: Any, sample: int, seed: int, row_of: di
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(existing, size=min(sample, len(existing)), replace=False).tolist()) if existing else []
     for i in pick:
-        data = Path(sources[i]).read_bytes()
+        try:
+            data = read_bytes(sources[i])  # stats first: a source replaced by a FIFO never blocks verify
+        except DecodeError as exc:
+            rep.notes.append(f"{sources[i]}: {exc.reason}; not re-encoded")
+            continue
         if hashlib.sha256(data).hexdigest() != shas[i]:
             rep.notes.append(f"{sources[i]}: file changed since it was registered as id {ids[i]}; not re-encoded")
             continue

@@ -20,6 +20,7 @@ import pyarrow as pa
 from encoders.decode import DecodeError
 from encoders.preprocess import preprocess
 
+from .inputs import display_path, fs_path
 from .pages import iter_pages
 
 T = TypeVar("T")
@@ -70,12 +71,13 @@ class _Rows:
     tensor_of: dict[int, np.ndarray] = field(default_factory=dict)  # row -> preprocessed page
 
     def add(self, seq: int, path: str, page: int, error: str | None = None, tensor: np.ndarray | None = None) -> None:
+        """``path`` and ``error`` must be valid UTF-8 text: Arrow refuses surrogate-escaped bytes."""
         if tensor is not None:
             self.tensor_of[len(self.path)] = tensor
         self.seq.append(seq)
         self.path.append(path)
         self.page.append(page)
-        self.error.append(error)
+        self.error.append(None if error is None else display_path(error))
 
 
 def _reason(exc: BaseException) -> str:
@@ -101,13 +103,18 @@ class BatchProcessor:
         rows = _Rows()
         target = tuple(self.contract.input_size)
         for seq, path, problem in zip(seqs, paths, problems):
+            # Inputs arrive as text (retriever.inputs shows non-UTF-8 bytes of a name as \xNN):
+            # read the file that text names, report the text.  A raw name is shown the same way.
             path = str(path)
+            shown = display_path(path)
+            source = path if shown != path else fs_path(path)
+            path = shown
             if problem:
                 rows.add(seq, path, 0, error=problem)
                 continue
             last = -1
             try:
-                for page, img in iter_pages(path, target):
+                for page, img in iter_pages(source, target):
                     if isinstance(img, DecodeError):
                         rows.add(seq, path, page, error=img.reason)
                     else:

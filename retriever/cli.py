@@ -47,20 +47,24 @@ def _load_encoder(model: Path | None, backend: str, gpu_id: int) -> Any:
 def expand_inputs(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str | None]]:
     """Files as given; directories searched recursively for image suffixes, sorted.
 
-    Yields ``(path, problem)``: problem is None for a file to classify, or a reason the path
-    produced nothing (missing, or a directory without images).
+    Yields ``(path, problem)``: problem is None for a file to classify, or why the path cannot be
+    (file not found, broken symbolic link, symbolic link loop, not a regular file, a directory
+    without images), from the same checks the reader makes.  Like ``retriever run``, directory
+    walks do not follow symbolic links to directories and list broken or looping file links.
     """
+    from encoders.decode import file_problem
+
+    from .inputs import walk_files
+
     for p in paths:
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = [(Path(f), problem) for f, problem in walk_files(str(p), IMAGE_SUFFIXES, hidden=True)]
             if not found:
                 yield p, f"directory has no images ({', '.join(IMAGE_SUFFIXES)})"
-            for f in found:
-                yield f, None
-        elif not p.exists():
-            yield p, "file not found"
+            for f, problem in found:
+                yield f, problem if problem is not None else file_problem(f)
         else:
-            yield p, None
+            yield p, file_problem(p)
 
 
 def _label_width(gallery: Any, cap: int = 40) -> int:
@@ -82,6 +86,7 @@ def model_option(f: Any) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="docretriever", prog_name="retriever")
 def main() -> None:
     """Classify document images against a register gallery.
 
@@ -140,13 +145,15 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr
     lwidth = _label_width(retriever.gallery)
     failed = 0
 
+    from .inputs import display_path
+
     def emit_error(path: Path, reason: str) -> None:
         nonlocal failed
         failed += 1
         if as_json:
-            click.echo(json.dumps({"path": str(path), "error": reason}))
+            click.echo(json.dumps({"path": display_path(str(path)), "error": reason}))
         else:
-            click.echo(f"{str(path):<{width}}  ERROR: {reason}")
+            click.echo(f"{display_path(str(path)):<{width}}  ERROR: {reason}")
 
     if not as_json:
         click.echo(f"{'path':<{width}}  {'label':<{lwidth}} {'score':>7} {'margin':>7}  {'decision':<8}  runner-up")
@@ -171,12 +178,12 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr
         elif as_json:
             d = outcome.to_dict()
             d.pop("source", None)
-            click.echo(json.dumps({"path": str(path), **d, "operating_point": op.label}))
+            click.echo(json.dumps({"path": display_path(str(path)), **d, "operating_point": op.label}))
         else:
             ru = outcome.runner_up
             runner = f"{ru[0]} ({ru[1]:.4f})" if ru else "-"
             margin = "-" if outcome.margin is None else f"{outcome.margin:.4f}"
-            click.echo(f"{str(path):<{width}}  {outcome.label:<{lwidth}} {outcome.score:>7.4f} {margin:>7}  "
+            click.echo(f"{display_path(str(path)):<{width}}  {outcome.label:<{lwidth}} {outcome.score:>7.4f} {margin:>7}  "
                        f"{'ACCEPT' if outcome.accepted else 'REJECT':<8}  {runner}")
     if failed:
         click.echo(f"{failed} of {len(inputs)} inputs could not be classified", err=True)
@@ -263,8 +270,10 @@ def calibrate_cmd(labelled_dir: Path, gallery: Path, fprs: tuple[float, ...], mo
 
 
 from .bulk_cli import run as _run_cmd  # noqa: E402  (the bulk job lives in its own module)
+from .serve_cli import serve as _serve_cmd  # noqa: E402  (the HTTP service; needs docretriever[serve] to run)
 
 main.add_command(_run_cmd)
+main.add_command(_serve_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

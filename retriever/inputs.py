@@ -18,22 +18,35 @@ Accepted specs:
 
 Relative paths inside list files and tables are taken as written (relative to the current
 directory), like ``tar -T`` or ``xargs``.
+
+Walks never follow symbolic links to directories (like ``find``; ``sub/up -> ..`` would
+otherwise repeat the tree without end), including ``**`` globs; a file symbolic link is listed
+even when broken or looping, so the reader gives it its error row.  Special files with an image
+suffix (FIFOs, devices) are listed too and refused by the reader without being opened.
+
+Paths are yielded as valid UTF-8 text (results are Parquet strings): a file name with bytes that
+are not UTF-8 is shown with ``\\xNN`` escapes (:func:`display_path`), and :func:`fs_path` turns
+such a string back into the name on disk.
 """
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-__all__ = ["InputError", "InputItem", "SUPPORTED_SUFFIXES", "count_inputs", "expand_inputs"]
+__all__ = ["InputError", "InputItem", "SUPPORTED_SUFFIXES", "count_inputs", "display_path", "expand_inputs", "fs_path",
+           "walk_files"]
 
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".pdf")
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 DEFAULT_COLUMN = "path"
 _GLOB_CHARS = set("*?[")
+_BYTE_ESCAPE = re.compile(rb"\\x([89a-f][0-9a-f])")  # what backslashreplace makes of a non-UTF-8 byte
 
 
 class InputError(ValueError):
@@ -66,6 +79,49 @@ def count_inputs(specs: Iterable[str | os.PathLike]) -> int:
     return sum(1 for _ in expand_inputs(specs))
 
 
+def display_path(path: str) -> str:
+    """``path`` as valid UTF-8 text: bytes of a file name that are not UTF-8 (which Python holds
+    as surrogate escapes) are shown as ``\\xNN``, as ``os.fsencode(p).decode("utf-8", "backslashreplace")``."""
+    if path.isascii():
+        return path
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def fs_path(path: str) -> str:
+    """The path on disk that a :func:`display_path` string names.
+
+    A path that exists as written is itself; otherwise its ``\\xNN`` escapes are turned back into
+    bytes when that gives a name :func:`display_path` shows as ``path``.  (Expansion refuses the
+    rare name this cannot tell apart from another; see :func:`_item`.)
+    """
+    if "\\x" not in path:
+        return path
+    try:
+        if os.path.lexists(path):
+            return path
+        raw = _BYTE_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), path.encode("utf-8"))
+    except (ValueError, UnicodeEncodeError):
+        return path
+    candidate = os.fsdecode(raw)
+    return candidate if display_path(candidate) == path else path
+
+
+def _item(path: str, problem: str | None = None) -> InputItem:
+    shown = display_path(path)
+    if shown != path and problem is None and fs_path(shown) != path:
+        problem = (f"file name is not valid UTF-8 and, shown as {shown}, cannot be told apart from another "
+                   "file's name; rename it")
+    return InputItem(shown, problem)
+
+
 def _expand_one(spec: str) -> Iterator[InputItem]:
     if spec.startswith("@"):
         yield from _list_file(spec[1:])
@@ -77,49 +133,110 @@ def _expand_one(spec: str) -> Iterator[InputItem]:
     p = Path(spec)
     if p.is_dir():
         found = False
-        for path in _walk(spec):
+        for path, problem in walk_files(spec):
             found = True
-            yield InputItem(path)
+            yield _item(path, problem)
         if not found:
-            yield InputItem(spec, f"directory has no supported files ({' '.join(SUPPORTED_SUFFIXES)})")
+            yield _item(spec, f"directory has no supported files ({' '.join(SUPPORTED_SUFFIXES)})")
         return
     if p.is_file():
         if p.suffix.lower() == ".txt":
             yield from _list_file(spec)
         else:
-            yield InputItem(spec)
+            yield _item(spec)
         return
     if _GLOB_CHARS & set(spec):
-        matches = sorted(m for m in glob.iglob(spec, recursive=True) if os.path.isfile(m))
+        matches = _glob(spec)
         if not matches:
-            yield InputItem(spec, "pattern matched no files")
+            yield _item(spec, "pattern matched no files")
         for m in matches:
-            yield InputItem(m)
+            yield _item(m)
         return
-    yield InputItem(spec)  # missing: the reader reports "file not found" for this row
+    yield _item(spec)  # missing, broken link, FIFO...: the reader reports why for this row
 
 
-def _walk(root: str) -> Iterator[str]:
-    """Files under ``root`` with a supported suffix, depth first, entries sorted by name.
-
-    Lazy: memory is one directory listing per level, whatever the size of the tree.
-    """
+def _scan_sorted(path: str) -> tuple[Iterator[os.DirEntry], str | None]:
     try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError:
+        with os.scandir(path or ".") as it:
+            return iter(sorted(it, key=lambda e: e.name)), None
+    except OSError as exc:
+        return iter(()), f"cannot list directory ({exc.strerror or exc})"
+
+
+def walk_files(root: str, suffixes: tuple[str, ...] | None = SUPPORTED_SUFFIXES, hidden: bool = False
+               ) -> Iterator[tuple[str, str | None]]:
+    """``(path, problem)`` for the files under ``root`` with one of ``suffixes`` (None: any),
+    depth first, entries sorted by name; hidden entries skipped unless ``hidden``.
+
+    Symbolic links to directories are not followed (no cycles, no duplicates); any other entry
+    that is not a directory is listed, broken or looping symbolic links and FIFOs included, so
+    its reader reports it.  A directory that cannot be listed is one item with a ``problem``.
+    Lazy and iterative: memory is one directory listing per level, and no tree is too deep.
+    """
+    top, problem = _scan_sorted(root)
+    if problem is not None:
+        yield root, problem
         return
-    for e in entries:
-        if e.name.startswith("."):
+    stack = [(root, top)]
+    while stack:
+        base, entries = stack[-1]
+        e = next(entries, None)
+        if e is None:
+            stack.pop()
             continue
-        path = os.path.join(root, e.name)
+        if e.name.startswith(".") and not hidden:
+            continue
+        path = os.path.join(base, e.name)
         try:
-            if e.is_dir():
-                yield from _walk(path)
-            elif e.is_file() and os.path.splitext(e.name)[1].lower() in SUPPORTED_SUFFIXES:
-                yield path
+            is_dir = e.is_dir(follow_symlinks=False)
         except OSError:
+            is_dir = False
+        if is_dir:
+            sub, problem = _scan_sorted(path)
+            if problem is not None:
+                yield path, problem
+            stack.append((path, sub))
             continue
+        if suffixes is not None and os.path.splitext(e.name)[1].lower() not in suffixes:
+            continue
+        try:
+            if e.is_symlink() and os.path.isdir(path):
+                continue  # a directory symbolic link: not followed
+        except OSError:
+            pass  # the reader gives this path its error row
+        yield path, None
+
+
+def _glob(pattern: str) -> list[str]:
+    """Sorted non-directory matches of ``pattern`` (``**`` without following directory links)."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:  # no recursion: each wildcard component goes one level down
+        return sorted(m for m in glob.iglob(pattern) if not os.path.isdir(m))
+    k = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
+    base = os.sep.join(parts[:k]) or (os.sep if pattern.startswith(os.sep) else "")
+    rest = parts[k:]
+    hidden = any(part.startswith(".") for part in rest)
+    out = []
+    for path, problem in walk_files(base, None, hidden=hidden):
+        if problem is None and _match(os.path.relpath(path, base or ".").split(os.sep), rest):
+            out.append(path)
+    return sorted(out)
+
+
+def _match(names: list[str], pats: list[str]) -> bool:
+    """glob's rules for path components: ``**`` spans zero or more non-hidden directories; a
+    hidden name matches only a pattern that starts with a dot."""
+    ok = [True] + [False] * len(names)  # ok[j]: names[:j] matched by the patterns so far
+    for pat in pats:
+        new = [False] * (len(names) + 1)
+        for j in range(len(names) + 1):
+            if pat == "**":
+                new[j] = ok[j] or (j > 0 and new[j - 1] and not names[j - 1].startswith("."))
+            elif j > 0 and ok[j - 1]:
+                name = names[j - 1]
+                new[j] = fnmatch.fnmatchcase(name, pat) and (pat.startswith(".") or not name.startswith("."))
+        ok = new
+    return ok[-1]
 
 
 def _list_file(path: str) -> Iterator[InputItem]:

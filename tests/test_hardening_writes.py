@@ -119,3 +119,21 @@ def test_a_merge_killed_half_way_leaves_nothing_behind(gallery, tiny, tmp_path):
     bulk([tmp_path / "in"], gallery, out, tiny)
     assert not stale.exists() and pq.read_table(out).num_rows == 3
     assert sorted(os.listdir(tmp_path)) == sorted(["in", "gallery", "gallery-register", "res.parquet"])
+
+
+def test_a_register_walk_does_not_follow_directory_links(tiny, tmp_path):
+    reg = tmp_path / "reg"
+    for lab in ("a", "b"):
+        (reg / lab).mkdir(parents=True)
+        cv2.imwrite(str(reg / lab / "x.png"), scan(ord(lab) + 40))
+    os.symlink("..", reg / "a" / "up")  # would register the whole tree again under a/up/...
+    g = Gallery.build(reg, tmp_path / "g", tiny, force=True)
+    assert g.count == 2 and sorted(g.label_counts()) == ["a", "b"]
+
+
+def test_indexer_add_names_a_broken_link(tiny, tmp_path, gallery):
+    from indexer.errors import BadImagesError
+
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "broken.jpg")
+    with pytest.raises(BadImagesError, match="broken symbolic link"):
+        gallery.add([tmp_path / "broken.jpg"], label="x")
