@@ -340,13 +340,20 @@ def create_app(cfg: ServiceConfig) -> Any:
                             "exemplars": r.count},
                 "operating_point": r.operating_point.summary(), "last_reload_error": holder.last_error}
 
-    def _classify_sync(uploads: list[tuple[str, bytes]]) -> Any:
+    def _admitted(uploads: list[tuple[str, bytes]], endpoint: str) -> tuple[Any, dict[int, str], list, list, Any] | None:
+        """Encode uploads within an admission slot: (retriever, sources, rows, good rows, features), None if full."""
         with admission.slot() as ok:
             if not ok:
-                return _busy()
+                return None
             retriever, sources = holder.current()
-            rows, good, feats = _encode_uploads(retriever, uploads, "/v1/classify")
-            results = retriever.classify_features(feats) if len(good) else []
+            return (retriever, sources, *_encode_uploads(retriever, uploads, endpoint))
+
+    def _classify_sync(uploads: list[tuple[str, bytes]]) -> Any:
+        got = _admitted(uploads, "/v1/classify")
+        if got is None:
+            return _busy()
+        retriever, sources, rows, good, feats = got
+        results = retriever.classify_features(feats) if len(good) else []
         op = retriever.operating_point
         for i, res in zip(good, results):
             d = res.to_dict()
@@ -365,11 +372,10 @@ def create_app(cfg: ServiceConfig) -> Any:
         return await run_in_threadpool(_classify_sync, await _read_uploads(file))
 
     def _embed_sync(uploads: list[tuple[str, bytes]]) -> Any:
-        with admission.slot() as ok:
-            if not ok:
-                return _busy()
-            retriever, _ = holder.current()
-            rows, good, feats = _encode_uploads(retriever, uploads, "/v1/embed")
+        got = _admitted(uploads, "/v1/embed")
+        if got is None:
+            return _busy()
+        retriever, _, rows, good, feats = got
         for i, f in zip(good, feats):
             rows[i]["vector"] = [round(float(x), 7) for x in f]
         return {"results": rows, "model": {"name": retriever.encoder.name,

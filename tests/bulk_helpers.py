@@ -56,3 +56,13 @@ def write_pdf(path: Path, pages: int) -> Path:
     ims = [Image.fromarray(scan(700 + i, 300, 220)[:, :, ::-1]) for i in range(pages)]
     ims[0].save(path, save_all=True, append_images=ims[1:], resolution=72.0)
     return path
+
+
+def bulk(inputs, gallery, out, encoder, **kw):
+    """run_bulk on paths with the tiny model's defaults: explicit threshold, quiet, small batches."""
+    from retriever.bulk import run_bulk
+
+    kw.setdefault("threshold", THRESHOLD)
+    kw.setdefault("progress", False)
+    kw.setdefault("batch_size", 4)
+    return run_bulk([str(i) for i in inputs], str(gallery.path), out, encoder=encoder, **kw)

@@ -50,6 +50,25 @@ def encoder():
 
 
 @pytest.fixture(scope="session")
+def tiny(tiny_model_path):
+    """The tiny model loaded (session-wide: loading is the slow part)."""
+    import encoders
+
+    return encoders.load(tiny_model_path)
+
+
+@pytest.fixture
+def runner():
+    """A click runner keeping stderr apart from stdout."""
+    from click.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 always keeps stderr apart
+        return CliRunner()
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
 

@@ -18,9 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 import encoders
-from bulk_helpers import LABELS, THRESHOLD, build_gallery, scan, write_pdf, write_scans, write_tiff
+from bulk_helpers import bulk, LABELS, THRESHOLD, build_gallery, scan, write_pdf, write_scans, write_tiff
 from retriever import bulk_batch
-from retriever.bulk import run_bulk
 from retriever.bulk_cli import run as run_cmd
 from retriever.bulk_meta import META_KEY, read_result_metadata
 from retriever.bulk_store import BulkError, ResumeRefusedError
@@ -31,21 +30,11 @@ COLUMNS = ["path", "page", "label", "score", "accepted", "threshold", "top_k_lab
            "decision_score", "rule", "operating_point", "error"]
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_path):
-    return encoders.load(tiny_model_path)
-
 
 @pytest.fixture
 def gallery(tiny, tmp_path):
     return build_gallery(tiny, tmp_path)
 
-
-def bulk(inputs, gallery, out, tiny, **kw):
-    kw.setdefault("threshold", THRESHOLD)
-    kw.setdefault("progress", False)
-    kw.setdefault("batch_size", 4)
-    return run_bulk([str(i) for i in inputs], str(gallery.path), out, encoder=tiny, **kw)
 
 
 def paths_of(item_iter):

@@ -19,14 +19,11 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-import encoders
-from bulk_helpers import THRESHOLD, build_gallery, scan, write_pdf, write_scans
+from bulk_helpers import bulk, build_gallery, scan, write_pdf, write_scans
 from encoders import decode
 from encoders.decode import MAX_PIXELS, DecodeError, read_bytes, read_image
 from retriever import bulk_batch, pages
-from retriever.bulk import run_bulk
 from retriever.inputs import display_path, expand_inputs, fs_path, walk_files
 from retriever.pages import iter_pages
 
@@ -35,29 +32,12 @@ needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists(
                                 reason="needs FIFOs and /dev/zero (POSIX)")
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_path):
-    return encoders.load(tiny_model_path)
-
 
 @pytest.fixture
 def gallery(tiny, tmp_path):
     return build_gallery(tiny, tmp_path)
 
 
-@pytest.fixture
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        return CliRunner()
-
-
-def bulk(inputs, gallery, out, tiny, **kw):
-    kw.setdefault("threshold", THRESHOLD)
-    kw.setdefault("progress", False)
-    kw.setdefault("batch_size", 4)
-    return run_bulk([str(i) for i in inputs], str(gallery.path), out, encoder=tiny, **kw)
 
 
 def rows(out: Path) -> list[dict]:

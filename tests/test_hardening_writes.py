@@ -7,30 +7,18 @@ import cv2
 import pyarrow.parquet as pq
 import pytest
 
-import encoders
-from bulk_helpers import THRESHOLD, build_gallery, scan, write_scans
+from bulk_helpers import bulk, build_gallery, scan, write_scans
 from indexer import Gallery
 from indexer.errors import GalleryError, LabelError
 from indexer.labels import MAX_LABEL_CHARS, check_label
-from retriever.bulk import run_bulk
 from retriever.bulk_store import BulkError
 
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_path):
-    return encoders.load(tiny_model_path)
 
 
 @pytest.fixture
 def gallery(tiny, tmp_path):
     return build_gallery(tiny, tmp_path)
 
-
-def bulk(inputs, gallery, out, tiny, **kw):
-    kw.setdefault("threshold", THRESHOLD)
-    kw.setdefault("progress", False)
-    kw.setdefault("batch_size", 4)
-    return run_bulk([str(i) for i in inputs], str(gallery.path), out, encoder=tiny, **kw)
 
 
 # ---------------------------------------------------------------------------------- labels

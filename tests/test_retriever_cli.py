@@ -9,20 +9,12 @@ from pathlib import Path
 
 import cv2
 import pytest
-from click.testing import CliRunner
 
 import encoders
 from encoders.contract import ThresholdRow, write_contract
 from retriever.cli import EXIT_INPUT_ERRORS, main
 from test_retriever import LABELS, doc_image, noise_image, perturb
 
-
-@pytest.fixture
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        return CliRunner()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import encoders
 from indexer.gallery import Gallery
 from indexer.selfcal import Settings, captures_per_type
 from retriever import Retriever
@@ -16,10 +15,6 @@ from retriever import openset as O
 from retriever.thresholds import OpenSetTable, ThresholdError, choose_operating_point
 from synth_docs import capture, type_image, write
 
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_path):
-    return encoders.load(tiny_model_path)
 
 
 def _register(root: Path, types) -> Path:

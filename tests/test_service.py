@@ -12,7 +12,6 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-import encoders  # noqa: E402
 from bulk_helpers import LABELS, build_gallery, scan  # noqa: E402
 from indexer import Gallery  # noqa: E402
 from retriever import Retriever  # noqa: E402
@@ -21,10 +20,6 @@ from retriever.service import Admission, ServiceConfig, create_app  # noqa: E402
 TOKEN = "s3cret-token-0123456789"
 THRESHOLD = 0.5
 
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_path):
-    return encoders.load(tiny_model_path)
 
 
 @pytest.fixture

@@ -10,16 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import encoders
 import faiss
 from indexer import Gallery
 from indexer.errors import GalleryCorruptError, GalleryError
 from synth_docs import type_image, write
 
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_path):
-    return encoders.load(tiny_model_path)
 
 
 @pytest.fixture()
