@@ -25,7 +25,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import hashlib
 import json
-import resource
 import shutil
 import struct
 import subprocess
@@ -193,21 +192,37 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
+# Each command runs through this launcher, which records the command's own peak RSS at exit (a parent's
+# RUSAGE_CHILDREN would mix in every earlier child of the same process).
+_LAUNCH = ("import atexit, os, resource, runpy, sys\n"
+           "f = os.environ['ATTACK_RSS_FILE']\n"
+           "atexit.register(lambda: open(f, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+           "mod = sys.argv[1]\n"
+           "sys.argv = [mod] + sys.argv[2:]\n"
+           "runpy.run_module(mod, run_name='__main__', alter_sys=True)\n")
+
+
 def _run(cmd: list[str], timeout: float, env: dict[str, str]) -> tuple[int | None, str, str, float, int]:
-    """(exit status or None on timeout, stdout, stderr, seconds, peak RSS KB of the child)."""
+    """(exit status or None on timeout, stdout, stderr, seconds, peak RSS KB of the command itself)."""
     t0 = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with tempfile.NamedTemporaryFile(prefix="attack-rss-", delete=False) as fh:
+        rss_file = fh.name
+    env = dict(env, ATTACK_RSS_FILE=rss_file)
     try:
         p = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env)
         rc, out, err = p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
     except subprocess.TimeoutExpired as exc:
         rc, out, err = None, (exc.stdout or b"").decode("utf-8", "replace"), (exc.stderr or b"").decode("utf-8", "replace")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return rc, out, err, time.perf_counter() - t0, max(peak, before)
+    try:
+        peak = int(Path(rss_file).read_text() or 0)
+    except (OSError, ValueError):
+        peak = 0
+    os.unlink(rss_file)
+    return rc, out, err, time.perf_counter() - t0, peak
 
 
 def _bin(name: str) -> list[str]:
-    return [sys.executable, "-m", name]
+    return [sys.executable, "-c", _LAUNCH, name]
 
 
 @dataclass
