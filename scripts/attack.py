@@ -192,11 +192,20 @@ def snapshot(root: Path) -> dict[str, str]:
     return out
 
 
-# Each command runs through this launcher, which records the command's own peak RSS at exit (a parent's
-# RUSAGE_CHILDREN would mix in every earlier child of the same process).
+# Each command runs through this launcher, which records the command's own peak RSS at exit: VmHWM of its
+# own address space (getrusage's maxrss survives exec on Linux, so a child of a big process, such as a
+# test runner that loaded torch, would report its parent's peak).
 _LAUNCH = ("import atexit, os, resource, runpy, sys\n"
+           "def _peak():\n"
+           "    try:\n"
+           "        for line in open('/proc/self/status'):\n"
+           "            if line.startswith('VmHWM:'):\n"
+           "                return int(line.split()[1])\n"
+           "    except OSError:\n"
+           "        pass\n"
+           "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
            "f = os.environ['ATTACK_RSS_FILE']\n"
-           "atexit.register(lambda: open(f, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+           "atexit.register(lambda: open(f, 'w').write(str(_peak())))\n"
            "mod = sys.argv[1]\n"
            "sys.argv = [mod] + sys.argv[2:]\n"
            "runpy.run_module(mod, run_name='__main__', alter_sys=True)\n")
