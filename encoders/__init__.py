@@ -7,9 +7,9 @@
 from .contract import ModelContract, ThresholdRow
 from .decode import DecodeError, read_image
 from .preprocess import preprocess, preprocess_batch
-from .runtime import Encoder, EncoderError, default_model_path, load
+from .runtime import Encoder, EncoderError, default_model_path, load, model_for_fingerprint
 
 __all__ = [
     "DecodeError", "Encoder", "EncoderError", "ModelContract", "ThresholdRow", "default_model_path", "load",
-    "preprocess", "preprocess_batch", "read_image",
+    "model_for_fingerprint", "preprocess", "preprocess_batch", "read_image",
 ]

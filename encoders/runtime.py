@@ -187,6 +187,30 @@ class Encoder:
         return np.concatenate(feats)
 
 
+def model_for_fingerprint(fingerprint: str | None, recorded_path: str | os.PathLike | None = None) -> Path | None:
+    """The model file whose SHA-256 is ``fingerprint``, among the default model, the file a gallery
+    recorded when it was built, and the models shipped beside the default (its int8 copy); None if
+    none is.  Lets a gallery open with its own model without ``--model``."""
+    if not fingerprint:
+        return None
+    candidates = [default_model_path()]
+    if recorded_path:
+        candidates.append(Path(recorded_path))
+    candidates += sorted(DEFAULT_MODEL.parent.glob("*.onnx"))
+    seen = set()
+    for c in candidates:
+        try:
+            key = c.resolve()
+            if key in seen or not c.is_file():
+                continue
+            seen.add(key)
+            if file_sha256(c) == fingerprint:
+                return c
+        except OSError:
+            continue
+    return None
+
+
 def load(model: str | os.PathLike | None = None, backend: str = "cpu", gpu_id: int = 0,
          threads: int | None = None, run_batch: int | None = None) -> Encoder:
     """Load an encoder; ``model=None`` means the model shipped with docretriever.  ``run_batch``:

@@ -39,9 +39,21 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _load_encoder(model: str | None) -> Any:
+def _load_encoder(model: str | None, gallery: Path | None = None) -> Any:
+    """``--model``, else (for an existing gallery) the model it was built with when it can be found by its
+    fingerprint, else the shipped model."""
     import encoders
 
+    if model is None and gallery is not None:
+        from .errors import GalleryError
+        from .state import read_manifest
+
+        try:
+            enc = read_manifest(Path(gallery))["encoder"]
+            found = encoders.model_for_fingerprint(enc.get("fingerprint"), enc.get("path"))
+            return encoders.load(found)
+        except GalleryError:
+            pass  # opening the gallery says what is wrong
     return encoders.load(model)
 
 
@@ -190,7 +202,7 @@ def add(gallery: Path, paths: tuple[Path, ...], label: str | None, model: str | 
       indexer add gallery/ scan1.jpg scan2.png --label invoice
       indexer add gallery/ lookalike.jpg --label receipt --force
     """
-    enc = _load_encoder(model)
+    enc = _load_encoder(model, gallery)
     g = Gallery.open(gallery, enc, lock_timeout=lock_timeout)
     from .ingest import resolve_inputs
 
@@ -244,7 +256,7 @@ def calibrate(gallery: Path, preset: str | None, min_probes: int | None, off: bo
     old = Settings.from_dict((g.self_calibration or {}).get("settings"))
     settings = Settings(preset=preset or old.preset, min_probes=old.min_probes if min_probes is None else min_probes,
                         min_per_type=old.min_per_type, max_per_type=old.max_per_type, max_types=old.max_types)
-    enc = _load_encoder(model)
+    enc = _load_encoder(model, gallery)
     with _progress(min(len(g.label_counts()), settings.max_types)) as bar:
         g.set_self_calibration(True, settings, enc, progress=bar.update)
     for line in (g.last_result.notes if g.last_result else []):
@@ -395,7 +407,7 @@ def verify(gallery: Path, sample: int, model: str | None) -> None:
     from .verify import verify as run_verify
 
     g = Gallery.open(gallery, strict=False)  # load inconsistent files too, to list every problem
-    enc = _load_encoder(model) if sample > 0 else None
+    enc = _load_encoder(model, gallery) if sample > 0 else None
     rep = run_verify(g, enc, sample=sample)
     for note in rep.notes:
         click.echo(f"note: {note}", err=True)

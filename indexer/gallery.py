@@ -210,7 +210,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             now = _now()
             manifest = {
                 "format_version": FORMAT_VERSION,
-                "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint, "dim": int(encoder.dim)},
+                "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint, "dim": int(encoder.dim),
+                            **({"path": str(Path(encoder.path).resolve())} if getattr(encoder, "path", None) else {})},
                 "metric": METRIC, "index_spec": spec.text, "index_params": dict(spec.params),
                 "label_mode": label_mode, "created_at": now, "calibration": None,
                 "near_duplicate_bound": float(bound), "next_id": next_id,

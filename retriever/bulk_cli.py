@@ -76,7 +76,7 @@ def _sigterm_to_interrupt() -> Any:
 @click.option("--ray-address", default=None,
               help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance.")
 @click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="ONNX model file (default: the shipped model). Must be the gallery's model.")
+              help="ONNX model file; default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
 @click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt (local engine).")
@@ -105,7 +105,10 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
 
     errors = _setup_errors()
     try:
-        encoder = encoders.load(model, backend=backend, gpu_id=gpu_id)
+        from .cli import gallery_model
+
+        encoder = encoders.load(model if model is not None else gallery_model(gallery), backend=backend,
+                                gpu_id=gpu_id)
     except errors as exc:
         raise click.ClickException(str(exc)) from None
     previous = _sigterm_to_interrupt()

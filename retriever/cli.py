@@ -35,13 +35,30 @@ def _setup_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
-def _load_encoder(model: Path | None, backend: str, gpu_id: int) -> Any:
+def _load_encoder(model: Path | None, backend: str, gpu_id: int, gallery: Path | None = None) -> Any:
+    """``--model``, else the model the gallery was built with (found by its fingerprint among the default
+    model, the path the gallery recorded, and the shipped models), else the default model."""
     import encoders
 
     try:
+        if model is None and gallery is not None:
+            model = gallery_model(gallery)
         return encoders.load(model, backend=backend, gpu_id=gpu_id)
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def gallery_model(gallery: Path) -> Path | None:
+    """The model file a gallery was built with, if it can be found here (None: let the default decide)."""
+    import encoders
+    from indexer.errors import GalleryError
+    from indexer.state import read_manifest
+
+    try:
+        enc = read_manifest(Path(gallery))["encoder"]
+    except GalleryError:
+        return None  # opening the gallery will say what is wrong with it
+    return encoders.model_for_fingerprint(enc.get("fingerprint"), enc.get("path"))
 
 
 def expand_inputs(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str | None]]:
@@ -81,7 +98,7 @@ def model_option(f: Any) -> Any:
     f = click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
                      help="ONNX Runtime execution provider.")(f)
     f = click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="ONNX model file (default: the shipped model). Must be the gallery's model.")(f)
+                     help="ONNX model file; default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")(f)
     return f
 
 
@@ -131,7 +148,7 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr
 
     from .retriever import Retriever
 
-    encoder = _load_encoder(model, backend, gpu_id)
+    encoder = _load_encoder(model, backend, gpu_id, gallery)
     try:
         retriever = Retriever(gallery, encoder=encoder, fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k)
     except _setup_errors() as exc:
@@ -211,7 +228,7 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
 
     if fpir is not None and fpr is not None:
         raise click.UsageError("give --fpir or --fpr, not both")
-    encoder = _load_encoder(model, backend, gpu_id)
+    encoder = _load_encoder(model, backend, gpu_id, gallery)
     calibration = self_cal = None
     name = "gallery"
     n_labels = 0
@@ -261,7 +278,7 @@ def calibrate_cmd(labelled_dir: Path, gallery: Path, fprs: tuple[float, ...], mo
             raise
         raise click.ClickException("`retriever calibrate` is not available: this installation has no "
                                    "retriever.calibrate module") from None
-    encoder = _load_encoder(model, backend, gpu_id)
+    encoder = _load_encoder(model, backend, gpu_id, gallery)
     try:
         result = calibrate_gallery(str(gallery), str(labelled_dir), encoder, fprs=list(fprs) or None)
     except _setup_errors() as exc:

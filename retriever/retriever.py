@@ -135,6 +135,12 @@ class Retriever:
     * ``threshold``: an explicit cosine in [-1, 1] (a reference-project (cos+1)/2 threshold ``t``
       is cosine ``2*t - 1``).
 
+    Threads: one retriever may serve many threads at once (``classify``, ``classify_iter``,
+    ``classify_features``; tested against separate instances): the encoder's ONNX Runtime session and the
+    FAISS search are re-entrant and a call keeps no state on the object.  :meth:`reload` replaces the
+    gallery and threshold, so call it while no other thread classifies, or swap whole retrievers the way
+    ``retriever serve`` does.
+
     ``operating_point`` says what was chosen and where it comes from (pass one to reuse a decision
     made elsewhere, as bulk workers do).  ``search_params``: per-query index parameters for large
     approximate galleries.

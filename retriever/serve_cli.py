@@ -27,7 +27,7 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
 @click.option("--queue", type=click.IntRange(min=0), default=16, show_default=True,
               help="Requests waiting beyond the workers; more get 503 + Retry-After.")
 @click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="ONNX model file (default: the shipped model). Must be the gallery's model.")
+              help="ONNX model file; default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True)
 @click.option("--gpu-id", type=int, default=0, show_default=True)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
@@ -61,7 +61,9 @@ def serve(gallery: Path, host: str, port: int, fpir: float | None, fpr: float | 
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        enc = encoders.load(model, backend=backend, gpu_id=gpu_id)
+        from .cli import gallery_model
+
+        enc = encoders.load(model if model is not None else gallery_model(gallery), backend=backend, gpu_id=gpu_id)
         cfg = ServiceConfig(gallery, enc, fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k, token=token,
                             max_upload_mb=max_upload_mb, workers=workers, queue=queue)
         run(cfg, host=host, port=port, log_level=log_level)

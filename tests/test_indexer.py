@@ -51,7 +51,8 @@ def _files(g: Gallery) -> set[str]:
 def test_build_writes_manifest_items_and_flat_idmap_index(built, tiny):
     m = built.manifest
     assert m["format_version"] == 1 and m["generation"] == 1
-    assert m["encoder"] == {"name": tiny.name, "fingerprint": tiny.fingerprint, "dim": tiny.dim}
+    assert m["encoder"] == {"name": tiny.name, "fingerprint": tiny.fingerprint, "dim": tiny.dim,
+                            "path": str(Path(tiny.path).resolve())}  # found again without --model
     assert (m["metric"], m["index_spec"], m["count"], m["labels"], m["next_id"]) == ("inner_product", "flat", 5, 3, 5)
     assert m["calibration"] is None and m["near_duplicate_bound"] == pytest.approx(0.97)
     assert _files(built) >= {"manifest.json", m["index_file"], m["items_file"]}

@@ -339,3 +339,34 @@ def test_encoder_runs_small_calls_on_cpu_with_the_same_features(tiny_model_path)
     assert a.shape == (11, chunked.dim) and np.allclose(a, b, atol=1e-5)
     with pytest.raises(EncoderError, match="run_batch"):
         encoders.load(tiny_model_path, run_batch=0)
+
+
+def test_one_retriever_shared_by_threads_answers_like_separate_ones(tiny_model_path, tmp_path):
+    """Thread safety as documented: classify/classify_features may be called from many threads at once
+    (ONNX Runtime sessions and FAISS searches are re-entrant; the retriever keeps no per-call state)."""
+    import threading
+
+    import encoders
+    from indexer.gallery import Gallery
+
+    reg = tmp_path / "reg"
+    for i, lab in enumerate(LABELS):
+        (reg / lab).mkdir(parents=True)
+        cv2.imwrite(str(reg / lab / "x.png"), doc_image(i))
+    enc = encoders.load(tiny_model_path)
+    g = Gallery.build(reg, tmp_path / "g", enc, self_calibrate=False)
+    images = [perturb(doc_image(i % len(LABELS)), seed=i) for i in range(24)]
+    want = [(r.label, round(r.score, 6), r.accepted) for r in Retriever(g.path, enc, threshold=0.5).classify(images)]
+    shared = Retriever(g.path, enc, threshold=0.5)
+    got: dict[int, list] = {}
+
+    def work(t: int) -> None:
+        for _ in range(5):
+            got[t] = [(r.label, round(r.score, 6), r.accepted) for r in shared.classify(images, batch_size=5)]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8 and all(v == want for v in got.values())

@@ -186,3 +186,29 @@ def test_calibrate_then_thresholds_and_classify_use_the_gallery_table(runner, ga
     res = runner.invoke(main, ["classify", str(labelled / "invoice"), "-g", str(gallery_dir), "--fpr", "0.001"]
                         + model)
     assert res.exit_code == 1 and "below the measured range" in res.stderr
+
+
+def test_a_gallery_opens_with_its_own_model_without_model_flag(runner, tmp_path):
+    """Built with the shipped int8 copy: every retriever command finds that model by the gallery's
+    fingerprint instead of failing until --model is repeated; --model still overrides (and a mismatch is
+    refused with both fingerprints)."""
+    import encoders
+    from encoders.runtime import DEFAULT_MODEL
+    from indexer.gallery import Gallery
+
+    int8 = DEFAULT_MODEL.parent / "docretriever-default-int8.onnx"
+    if not int8.is_file():
+        pytest.skip("no shipped int8 model")
+    reg = tmp_path / "reg"
+    for i, lab in enumerate(LABELS[:3]):
+        (reg / lab).mkdir(parents=True)
+        cv2.imwrite(str(reg / lab / "x.png"), doc_image(i))
+    enc = encoders.load(int8)
+    Gallery.build(reg, tmp_path / "g", enc, self_calibrate=False)
+    q = tmp_path / "q.png"
+    cv2.imwrite(str(q), perturb(doc_image(1), seed=3))
+    res = runner.invoke(main, ["classify", str(q), "-g", str(tmp_path / "g"), "--fpr", "0.01", "--json"])
+    assert res.exit_code == 0, res.output + res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["label"] == LABELS[1]
+    res = runner.invoke(main, ["classify", str(q), "-g", str(tmp_path / "g"), "--model", str(DEFAULT_MODEL)])
+    assert res.exit_code == 1 and enc.fingerprint in res.stderr
