@@ -193,3 +193,50 @@ def test_metrics_count_requests_and_show_the_generation(gallery, tiny):
     assert 'docretriever_requests_total{endpoint="/v1/classify",status="200"} 1.0' in text
     assert f"docretriever_gallery_generation {float(gallery.generation)}" in text
     assert "docretriever_images_total" in text
+
+
+def test_the_real_server_on_a_free_port(gallery, tiny, tmp_path):
+    """uvicorn in a thread on a free port, spoken to over HTTP: the same answers as the in-process app,
+    413 for an oversized body, 401 for an unauthorised write."""
+    import socket
+
+    import httpx
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = ServiceConfig(gallery.path, tiny, threshold=THRESHOLD, top_k=3, token=TOKEN, max_upload_mb=0.05)
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        good = _reg_image(gallery, "receipt")
+        r = httpx.post(f"{base}/v1/classify", files=[("file", ("r.png", good, "image/png"))], timeout=10)
+        assert r.status_code == 200 and r.json()["results"][0]["label"] == "receipt"
+        big = httpx.post(f"{base}/v1/classify", files=[("file", ("b.png", b"\0" * 200_000, "image/png"))], timeout=10)
+        assert big.status_code == 413
+        w = httpx.post(f"{base}/v1/items", files=[("file", ("n.png", _png(scan(5)), "image/png"))],
+                       data={"label": "x"}, timeout=10)
+        assert w.status_code == 401
+    finally:
+        server.should_exit = True
+        t.join(10)
+
+
+def test_serve_refuses_a_short_token_file(tmp_path, gallery):
+    from click.testing import CliRunner
+
+    from retriever.cli import main
+
+    tok = tmp_path / "token.txt"
+    tok.write_text("short\n")
+    res = CliRunner().invoke(main, ["serve", "-g", str(gallery.path), "--token-file", str(tok)])
+    assert res.exit_code == 1 and "at least 16 characters" in res.output
