@@ -49,14 +49,16 @@ def _providers(backend: str, gpu_id: int, available: Sequence[str]) -> list[Any]
         if "CUDAExecutionProvider" not in available:
             raise EncoderError(
                 "backend='cuda' asked, but this onnxruntime has no CUDAExecutionProvider "
-                f"(available: {', '.join(available)}); install onnxruntime-gpu with CUDA 12, or use backend='cpu'"
+                f"(available: {', '.join(available)}); replace the CPU build with the GPU one "
+                "(pip uninstall -y onnxruntime && pip install onnxruntime-gpu), or use backend='cpu'"
             )
         return [("CUDAExecutionProvider", {"device_id": gpu_id}), "CPUExecutionProvider"]
     if backend == "tensorrt":
         if "TensorrtExecutionProvider" not in available:
             raise EncoderError(
                 "backend='tensorrt' asked, but this onnxruntime has no TensorrtExecutionProvider "
-                f"(available: {', '.join(available)})"
+                f"(available: {', '.join(available)}); replace the CPU build with onnxruntime-gpu "
+                "(pip uninstall -y onnxruntime && pip install onnxruntime-gpu) and install TensorRT"
             )
         return [("TensorrtExecutionProvider", {"device_id": gpu_id}),
                 ("CUDAExecutionProvider", {"device_id": gpu_id}), "CPUExecutionProvider"]

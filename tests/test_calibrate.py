@@ -22,7 +22,7 @@ def tiny_encoder(tiny_model_path):
 @pytest.fixture()
 def gallery(tmp_path, tiny_encoder) -> Path:
     """A real gallery of N_TYPES synthetic types, one specimen each."""
-    Gallery = pytest.importorskip("indexer.gallery").Gallery
+    from indexer.gallery import Gallery
 
     reg = tmp_path / "register"
     for t in range(N_TYPES):

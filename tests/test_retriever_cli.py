@@ -161,7 +161,6 @@ def test_help_documents_exit_codes(runner):
 def test_calibrate_then_thresholds_and_classify_use_the_gallery_table(runner, gallery_dir, tmp_path,
                                                                       tiny_model_path):
     """End to end with the real retriever.calibrate: the stored table overrides the model's."""
-    pytest.importorskip("retriever.calibrate")
     labelled = tmp_path / "labelled"
     for i, lab in enumerate(LABELS):
         (labelled / lab).mkdir(parents=True)
