@@ -45,15 +45,9 @@ def _load_encoder(model: str | None, gallery: Path | None = None) -> Any:
     import encoders
 
     if model is None and gallery is not None:
-        from .errors import GalleryError
-        from .state import read_manifest
+        from .gallery import gallery_model
 
-        try:
-            enc = read_manifest(Path(gallery))["encoder"]
-            found = encoders.model_for_fingerprint(enc.get("fingerprint"), enc.get("path"))
-            return encoders.load(found)
-        except GalleryError:
-            pass  # opening the gallery says what is wrong
+        return encoders.load(gallery_model(gallery))
     return encoders.load(model)
 
 

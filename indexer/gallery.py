@@ -46,14 +46,14 @@ from . import specs
 from .exact import ExactStore
 from .gallery_selfcal import SelfCalibrationMixin, _probe_batch, _probes_with_ids
 from .generations import (DEFAULT_LOCK_TIMEOUT, LOCK_FILE, GenerationsMixin, _labels_of_state,  # noqa: F401
-                          _now, _search_state, _StateView)
+                          _now, _search_state)
 from .importer import EncoderInfo, check_vectors  # noqa: F401  (EncoderInfo: re-exported for callers)
 from .errors import (EncoderMismatchError, GalleryCorruptError, GalleryError, LabelError,  # noqa: F401
                      NearDuplicateError, UnknownItemsError)
-from .neardup import (NEAR_DUP_BATCH_MAX, NEAR_DUP_CODE_ERROR, NEAR_DUP_NEIGHBOURS, NEAR_DUP_SEARCH,  # noqa: F401
-                      NearDuplicatesMixin)
-from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, MMAP_MIN_BYTES, State as _State,  # noqa: F401
-                    load_state as _load_state, try_read_manifest as _try_read_manifest)
+from .neardup import NearDuplicatesMixin
+from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, State as _State,  # noqa: F401
+                    load_state as _load_state, read_manifest as _read_manifest,
+                    try_read_manifest as _try_read_manifest)
 from .ingest import Batch, Entry, file_mode_collisions, near_duplicate_pairs_within, read_and_encode, resolve_inputs
 from .labels import LABEL_MODES, check_label, scan_register
 
@@ -758,6 +758,19 @@ def _index_bytes(index: Any) -> float:
 
 
 _OWN_FILE = re.compile(r"^(manifest\.json|\.lock|\.tmp-.*)$|" + _GEN_FILE.pattern)
+
+
+def gallery_model(path: str | os.PathLike) -> Path | None:
+    """The model file a gallery was built with, found by the fingerprint its manifest records (among the
+    default model, the file it recorded and the shipped models); None when it cannot be found here or the
+    manifest cannot be read (opening the gallery then says what is wrong)."""
+    import encoders
+
+    try:
+        enc = _read_manifest(Path(path))["encoder"]
+    except GalleryError:
+        return None
+    return encoders.model_for_fingerprint(enc.get("fingerprint"), enc.get("path"))
 
 
 def _check_target(out: Path, overwrite: bool) -> None:

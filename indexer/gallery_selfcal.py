@@ -134,7 +134,7 @@ class SelfCalibrationMixin:
 def _probe_batch(batch: Batch, encoder: Any, probed: set[str], settings: selfcal.Settings,
                  result: AddResult | None, n_types: int | None = None) -> selfcal.Probes:
     """Probes (simulated captures) of the first new exemplar of each type not probed yet.  Outside the
-    lock (slow); their ``item_ids`` are positions in ``sha_keys`` until :func:`_probes_with_ids`."""
+    lock (slow); their ``item_ids`` are positions in ``keys`` until :func:`_probes_with_ids`."""
     t0 = time.perf_counter()
     labels = list(batch.labels)
     n_types = n_types if n_types is not None else len(set(labels) | probed)
@@ -149,7 +149,7 @@ def _probe_batch(batch: Batch, encoder: Any, probed: set[str], settings: selfcal
         keys.append(batch.sha256[i])
     probes = selfcal.make_probes(chosen, encoder, per, settings)
     probes.seconds = time.perf_counter() - t0
-    probes.sha_keys = keys  # type: ignore[attr-defined]
+    probes.keys = keys
     return probes
 
 
@@ -158,7 +158,7 @@ def _probes_with_ids(probes: selfcal.Probes | None, batch: Batch, ids: np.ndarra
     if probes is None:
         return None
     by_sha = {sha: int(i) for sha, i in zip(batch.sha256, ids) if sha}
-    keys = getattr(probes, "sha_keys", [])
+    keys = probes.keys
     out_ids = np.asarray([by_sha.get(keys[int(k)], -1) for k in probes.item_ids], dtype=np.int64)
     keep = out_ids >= 0
     return selfcal.Probes(out_ids[keep], probes.labels[keep], probes.feats[keep], list(probes.problems), probes.seconds)

@@ -29,9 +29,8 @@ from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, State as _State, genera
                     load_state as _load_state, open_exact as _open_exact, read_manifest as _read_manifest)
 
 if TYPE_CHECKING:
+    from . import selfcal
     from .gallery import AddResult, Gallery
-
-from . import selfcal  # noqa: E402,F401  (type names in signatures)
 
 LOCK_FILE = ".lock"
 DEFAULT_LOCK_TIMEOUT = 10.0  # seconds a writer waits for another writer before giving up

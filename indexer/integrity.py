@@ -13,30 +13,19 @@ mismatch stops answers within the time one hash takes, never silently.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from pathlib import Path
 from typing import Any, Iterable
 
+from encoders.runtime import file_sha256  # noqa: F401  (re-exported: the one file hash of the project)
+
 from .errors import GalleryCorruptError
 
 __all__ = ["Integrity", "file_sha256", "validate_manifest"]
 
-CHUNK = 1 << 22
 # Generation files are plain names in the gallery directory: no separators, no "..", no absolute paths.
 _SAFE_NAME = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy|probes-\d+\.parquet)$")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(CHUNK)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 def _int(m: dict[str, Any], key: str, where: str, lo: int = 0, required: bool = True) -> None:

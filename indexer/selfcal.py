@@ -96,6 +96,7 @@ class Probes:
     feats: np.ndarray                    # (n, dim) float32, unit rows
     problems: list[str] = field(default_factory=list)  # exemplars that could not be probed, and why
     seconds: float = 0.0                 # time spent simulating and encoding them
+    keys: list[str] = field(default_factory=list)  # before ids exist: the image sha256 each item_id indexes
 
     @classmethod
     def empty(cls, dim: int) -> "Probes":

@@ -105,7 +105,7 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
 
     errors = _setup_errors()
     try:
-        from .cli import gallery_model
+        from indexer.gallery import gallery_model
 
         encoder = encoders.load(model if model is not None else gallery_model(gallery), backend=backend,
                                 gpu_id=gpu_id)

@@ -20,20 +20,21 @@ rename) with the run's metadata in the Parquet key-value metadata, and ``OUT.par
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import re
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from encoders.runtime import file_sha256
 from indexer.atomic import TMP_PREFIX, atomic_write, atomic_write_json
 
 from .bulk_batch import SEQ
@@ -61,20 +62,6 @@ class ResumeRefusedError(BulkError):
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def _refuse_foreign(pdir: Path) -> None:
@@ -247,7 +234,7 @@ class PartStore:
         for i, part in enumerate(parts):
             path = self.dir / part["file"]
             try:
-                if part.get("sha256") and _sha256(path) != part["sha256"]:
+                if part.get("sha256") and file_sha256(path) != part["sha256"]:
                     raise ValueError("its SHA-256 differs from the one recorded when it was written")
                 pq.read_metadata(path)
             except (OSError, ValueError, pa.ArrowException) as exc:
@@ -331,7 +318,7 @@ class PartStore:
         atomic_write(self.dir / name, lambda fh: pq.write_table(data, fh, compression=COMPRESSION), sync_dir=True)
         progress = dict(self.progress)
         progress["parts"] = self.progress["parts"] + [{"file": name, "rows": data.num_rows, "files_end": expected + 1,
-                                                       "sha256": _sha256(self.dir / name),
+                                                       "sha256": file_sha256(self.dir / name),
                                                        "inputs_sha256": hasher.hexdigest()}]
         progress["files_done"] = expected + 1
         progress["rows_done"] = self.rows_done + data.num_rows
@@ -352,7 +339,7 @@ class PartStore:
 
         schema = with_run_metadata(self.schema, extra_metadata)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.out.parent.glob(f"{TMP_PREFIX}{glob_escape(self.out.name)}.*"):
+        for stale in self.out.parent.glob(f"{TMP_PREFIX}{glob.escape(self.out.name)}.*"):
             stale.unlink(missing_ok=True)  # a merge killed half-way left it: nobody else writes this name
 
         def write(fh: Any) -> None:

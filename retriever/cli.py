@@ -42,23 +42,12 @@ def _load_encoder(model: Path | None, backend: str, gpu_id: int, gallery: Path |
 
     try:
         if model is None and gallery is not None:
+            from indexer.gallery import gallery_model
+
             model = gallery_model(gallery)
         return encoders.load(model, backend=backend, gpu_id=gpu_id)
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def gallery_model(gallery: Path) -> Path | None:
-    """The model file a gallery was built with, if it can be found here (None: let the default decide)."""
-    import encoders
-    from indexer.errors import GalleryError
-    from indexer.state import read_manifest
-
-    try:
-        enc = read_manifest(Path(gallery))["encoder"]
-    except GalleryError:
-        return None  # opening the gallery will say what is wrong with it
-    return encoders.model_for_fingerprint(enc.get("fingerprint"), enc.get("path"))
 
 
 def expand_inputs(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str | None]]:

@@ -35,9 +35,7 @@ from .thresholds import from_reference_score, to_reference_score
 if TYPE_CHECKING:
     from encoders.decode import ImageInput
 
-__all__ = ["DocClassifier", "REFERENCE_DEFAULT_FPR", "reference_labels"]
-
-REFERENCE_DEFAULT_FPR = 1e-2
+__all__ = ["DocClassifier", "reference_labels"]
 
 
 def reference_labels(root: str | os.PathLike) -> dict[str, Path]:

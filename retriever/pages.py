@@ -26,7 +26,7 @@ import numpy as np
 from encoders.decode import (MAX_PAGES, MAX_PIXELS, DecodeError, TiffDirectory, check_header, decode_bytes, imdecode,
                              read_bytes, tiff_layout, tiff_page_header, to_bgr_uint8)
 
-__all__ = ["PDF_INSTALL_HINT", "PDF_RENDER_FACTOR", "iter_pages"]
+__all__ = ["PDF_INSTALL_HINT", "PDF_RENDER_FACTOR", "iter_pages", "iter_pages_of"]
 
 PDF_RENDER_FACTOR = 2.0
 PDF_MAX_SCALE = 8.0  # 576 dpi: tiny pages (labels, tickets) still get enough pixels
@@ -49,13 +49,18 @@ def iter_pages(path: str, target_hw: tuple[int, int] | None = None) -> Iterator[
     except DecodeError as exc:
         yield 0, exc
         return
-    if data[:5] == b"%PDF-" or (path.lower().endswith(".pdf") and b"%PDF-" in data[:1024]):
-        yield from _pdf_pages(data, path, target_hw)
+    yield from iter_pages_of(data, path, target_hw)
+
+
+def iter_pages_of(data: bytes, name: str, target_hw: tuple[int, int] | None = None) -> Iterator[Page]:
+    """:func:`iter_pages` for bytes already in memory (an upload); ``name`` is what errors report."""
+    if data[:5] == b"%PDF-" or (name.lower().endswith(".pdf") and b"%PDF-" in data[:1024]):
+        yield from _pdf_pages(data, name, target_hw)
     elif data[:4] in _TIFF_MAGIC:
-        yield from _tiff_pages(data, path)
+        yield from _tiff_pages(data, name)
     else:
         try:
-            yield 0, decode_bytes(data, path, target_hw)
+            yield 0, decode_bytes(data, name, target_hw)
         except DecodeError as exc:
             yield 0, exc
 

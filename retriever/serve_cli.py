@@ -61,7 +61,7 @@ def serve(gallery: Path, host: str, port: int, fpir: float | None, fpr: float | 
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        from .cli import gallery_model
+        from indexer.gallery import gallery_model
 
         enc = encoders.load(model if model is not None else gallery_model(gallery), backend=backend, gpu_id=gpu_id)
         cfg = ServiceConfig(gallery, enc, fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k, token=token,

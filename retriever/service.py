@@ -217,35 +217,14 @@ class Admission:
                 self._inside -= 1
 
 
-def _pages(data: bytes, name: str, target_hw: tuple[int, int]) -> list[tuple[int, Any]]:
-    """(page, BGR image or DecodeError) of one upload: TIFF and PDF give one item per page."""
-    from encoders.decode import DecodeError, decode_bytes
-
-    if data[:5] == b"%PDF-" or data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        from .pages import iter_pages
-
-        suffix = ".pdf" if data[:5] == b"%PDF-" else ".tif"
-        with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
-            fh.write(data)
-            fh.flush()
-            out = []
-            for page, img in iter_pages(fh.name, target_hw):
-                if isinstance(img, DecodeError):
-                    img = DecodeError(name, img.reason)
-                out.append((page, img))
-            return out
-    try:
-        return [(0, decode_bytes(data, name, target_hw))]
-    except DecodeError as exc:
-        return [(0, exc)]
-
-
 def create_app(cfg: ServiceConfig) -> Any:
     """The FastAPI application for one gallery (its OpenAPI schema is served at /docs)."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
     from encoders.decode import DecodeError
     from encoders.preprocess import preprocess
+
+    from .pages import iter_pages_of
 
     holder = GalleryHolder(cfg)
     admission = Admission(cfg.workers, cfg.queue)
@@ -312,7 +291,7 @@ def create_app(cfg: ServiceConfig) -> Any:
         good: list[int] = []
         tensors = []
         for name, data in uploads:
-            for page, img in _pages(data, name, enc.input_size):
+            for page, img in iter_pages_of(data, name, enc.input_size):
                 row: dict[str, Any] = {"file": name, "page": page, "error": None}
                 if isinstance(img, DecodeError):
                     row["error"] = img.reason

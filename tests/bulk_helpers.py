@@ -66,3 +66,25 @@ def bulk(inputs, gallery, out, encoder, **kw):
     kw.setdefault("progress", False)
     kw.setdefault("batch_size", 4)
     return run_bulk([str(i) for i in inputs], str(gallery.path), out, encoder=encoder, **kw)
+
+
+def interrupted_run(monkeypatch, nth_batch: int, *args, **kw) -> None:
+    """Run :func:`bulk` with a Ctrl-C raised in its ``nth_batch``-th batch (parts before it committed),
+    then restore the batch processor so the caller can resume."""
+    import pytest
+
+    from retriever import bulk_batch
+
+    real = bulk_batch.BatchProcessor.process
+    calls = [0]
+
+    def interrupting(self, *a, **k):
+        calls[0] += 1
+        if calls[0] == nth_batch:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(bulk_batch.BatchProcessor, "process", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        bulk(*args, **kw)
+    monkeypatch.setattr(bulk_batch.BatchProcessor, "process", real)

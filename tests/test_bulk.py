@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import encoders
-from bulk_helpers import bulk, LABELS, THRESHOLD, build_gallery, scan, write_pdf, write_scans, write_tiff
+from bulk_helpers import bulk, interrupted_run, LABELS, THRESHOLD, build_gallery, scan, write_pdf, write_scans, write_tiff
 from retriever import bulk_batch
 from retriever.bulk_cli import run as run_cmd
 from retriever.bulk_meta import META_KEY, read_result_metadata
@@ -229,19 +229,7 @@ def test_inputs_are_consumed_lazily(tiny, gallery, tmp_path, monkeypatch):
 def test_interrupted_run_keeps_complete_parts_and_resumes(tiny, gallery, tmp_path, monkeypatch):
     files = write_scans(tmp_path / "in", 40)
     out = tmp_path / "res.parquet"
-    real = bulk_batch.BatchProcessor.process
-    calls = [0]
-
-    def flaky(self, *a, **k):
-        calls[0] += 1
-        if calls[0] == 6:
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(bulk_batch.BatchProcessor, "process", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        bulk([tmp_path / "in"], gallery, out, tiny, batch_size=4, workers=1, part_rows=4)
-    monkeypatch.setattr(bulk_batch.BatchProcessor, "process", real)
+    interrupted_run(monkeypatch, 6, [tmp_path / "in"], gallery, out, tiny, batch_size=4, workers=1, part_rows=4)
     progress = json.loads((tmp_path / "res.parquet.parts" / "progress.json").read_text())
     assert progress["files_done"] == 20 and not out.exists()
     s = bulk([tmp_path / "in"], gallery, out, tiny, batch_size=4)
@@ -254,19 +242,7 @@ def test_resume_is_refused_when_model_gallery_or_inputs_differ(tiny, gallery, tm
                                                                other_tiny_model_path):
     write_scans(tmp_path / "in", 12)
     out = tmp_path / "res.parquet"
-    real = bulk_batch.BatchProcessor.process
-    calls = [0]
-
-    def stop_at_third(self, *a, **k):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(bulk_batch.BatchProcessor, "process", stop_at_third)
-    with pytest.raises(KeyboardInterrupt):
-        bulk([tmp_path / "in"], gallery, out, tiny, workers=1, part_rows=1)
-    monkeypatch.setattr(bulk_batch.BatchProcessor, "process", real)
+    interrupted_run(monkeypatch, 3, [tmp_path / "in"], gallery, out, tiny, workers=1, part_rows=1)
 
     other = encoders.load(other_tiny_model_path)
     other_gallery = build_gallery(other, tmp_path, "other-gallery")

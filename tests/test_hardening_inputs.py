@@ -20,10 +20,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bulk_helpers import bulk, build_gallery, scan, write_pdf, write_scans
+from bulk_helpers import bulk, interrupted_run, build_gallery, scan, write_pdf, write_scans
 from encoders import decode
 from encoders.decode import MAX_PIXELS, DecodeError, read_bytes, read_image
-from retriever import bulk_batch, pages
+from retriever import pages
 from retriever.inputs import display_path, expand_inputs, fs_path, walk_files
 from retriever.pages import iter_pages
 
@@ -122,19 +122,7 @@ def test_non_utf8_file_name_gets_a_text_path_row_and_the_job_resumes(tiny, galle
     shown = os.fsencode(raw).decode("utf-8", "backslashreplace")
     assert shown == str(d / "a") + "/\\xff\\xfe.jpg"
     out = tmp_path / "res.parquet"
-    real = bulk_batch.BatchProcessor.process
-    calls = [0]
-
-    def interrupted(self, *a, **k):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(bulk_batch.BatchProcessor, "process", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        bulk([d], gallery, out, tiny, batch_size=2, workers=1, part_rows=2)
-    monkeypatch.setattr(bulk_batch.BatchProcessor, "process", real)
+    interrupted_run(monkeypatch, 3, [d], gallery, out, tiny, batch_size=2, workers=1, part_rows=2)
     s = bulk([d], gallery, out, tiny)  # resume: the first inputs, the odd name among them, hash the same
     assert s["resumed_files"] >= 2 and s["files"] == 8
     got = rows(out)
