@@ -19,6 +19,14 @@ template seeds and disjoint wallpapers.  Everything is zero-shot: synthetic type
 Plasma wallpapers in /usr/share/wallpapers (training reads /usr/share/backgrounds and icons).
 Captures use the "eval" capture preset, which is harder than and different from training's.
 
+Two more splits, ``val-lookalike`` and ``test-lookalike``, hold *sibling sets*
+(``encoders.training.synth.siblings``): a held-out template and siblings of it with one element
+changed (a block added, removed or moved, another count of repeated marks, another title, another
+colour of one region), as real registers hold revisions of one form or one issuer's card in several
+versions.  Of each set's ``lookalike_members`` types the last ``lookalike_unknown`` are not
+registered, so every set is a dense register with its own look-alike unknowns.  Types are named
+``<family>-<set>-m<member>``.
+
 The build is deterministic: every image's random stream is derived from (seed, split, type,
 capture), so the result does not depend on --workers or on build order, and manifest.json holds
 no timestamps (its sha256 identifies the content; build time goes to build-info.json).  The tree
@@ -57,6 +65,8 @@ FORMAT = "docretriever-benchmark"
 VERSION = 1
 DEFAULT_OUT = Path("~/.cache/docretriever/benchmark-v1").expanduser()
 SPLITS = ("val", "test")
+LOOKALIKE_SPLITS = ("val-lookalike", "test-lookalike")  # sibling sets: one template, one element changed
+ALL_SPLITS = SPLITS + LOOKALIKE_SPLITS
 WALLPAPER_ROOT = Path("/usr/share/wallpapers")
 WALLPAPER_SHARE = 0.17        # fraction of registered types that are wallpaper crops
 WALLPAPER_UNKNOWN_SHARE = 0.2  # fraction of unknown types that are wallpaper crops ...
@@ -171,12 +181,16 @@ class Config:
     unknown_captures: int = 4
     seed: int = 0
     wallpapers: bool = True
+    lookalike_sets: int = 50     # sibling sets per look-alike split (held-out families in turn)
+    lookalike_members: int = 6   # types per set: the template and members - 1 siblings
+    lookalike_unknown: int = 1   # of which this many (the last) are not registered: look-alike unknowns
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-SMALL = Config(types=12, queries_per_type=3, unknown_types=4, unknown_captures=2)
+SMALL = Config(types=12, queries_per_type=3, unknown_types=4, unknown_captures=2, lookalike_sets=2,
+               lookalike_members=4)
 
 
 @dataclasses.dataclass
@@ -189,6 +203,7 @@ class TypeTask:
     captures: int
     family: str = ""
     template_seed: int = 0
+    member: int = -1            # >= 0: that member of the template's sibling set (look-alike splits)
     wallpaper: str = ""
     box: tuple[int, int, int, int] = (0, 0, 0, 0)
     image: np.ndarray | None = None  # wallpaper specimen (built in the parent)
@@ -198,6 +213,10 @@ class TypeTask:
         if self.source == "synthetic":
             d.update(family=self.family, template_seed=self.template_seed, specimen_fill_seed=0,
                      capture_fill_seeds=list(range(1, self.captures + 1)))
+            if self.member >= 0:
+                from encoders.training.synth.siblings import sibling
+
+                d.update(sibling=sibling(self.family, self.template_seed, self.member).describe())
         else:
             d.update(file=self.wallpaper, crop_xywh=list(self.box), captures=self.captures)
         return d
@@ -210,8 +229,8 @@ def _split_counts(total: int, share: float, available: int) -> tuple[int, int]:
 
 def plan(cfg: Config, heldout: list[str]) -> tuple[dict[str, list[TypeTask]], dict[str, Any]]:
     """All type tasks per split, plus wallpaper bookkeeping for the manifest."""
-    tasks: dict[str, list[TypeTask]] = {s: [] for s in SPLITS}
-    wp_info: dict[str, Any] = {s: [] for s in SPLITS}
+    tasks: dict[str, list[TypeTask]] = {s: [] for s in ALL_SPLITS}
+    wp_info: dict[str, Any] = {s: [] for s in ALL_SPLITS}
     files = wallpaper_files() if cfg.wallpapers else []
     order = np.random.default_rng(stable_seed("wallpaper-order", cfg.seed)).permutation(len(files))
     by_split = {s: [files[i] for j, i in enumerate(order) if j % len(SPLITS) == k] for k, s in enumerate(SPLITS)}
@@ -254,7 +273,40 @@ def plan(cfg: Config, heldout: list[str]) -> tuple[dict[str, list[TypeTask]], di
                 tasks[split].append(TypeTask(split, f"{fam}-{'u' if role == 'unknown' else ''}{i // len(heldout):03d}",
                                              role, "synthetic", ncap, family=fam, template_seed=ts))
         tasks[split].extend(wp_tasks)
+    for split in LOOKALIKE_SPLITS:
+        tasks[split] = lookalike_tasks(cfg, heldout, split, seen_seeds)
     return tasks, wp_info
+
+
+def lookalike_tasks(cfg: Config, heldout: list[str], split: str, seen_seeds: set[tuple[str, int]]) -> list[TypeTask]:
+    """Sibling sets of held-out templates: members ``0 .. members - unknown - 1`` registered (a dense
+    register of look-alikes), the rest unknown.  Type ``<family>-<set>-m<member>``: the group of a
+    type (its name without the last part) is its sibling set."""
+    n_reg = cfg.lookalike_members - cfg.lookalike_unknown
+    out = []
+    for i in range(cfg.lookalike_sets):
+        fam = heldout[i % len(heldout)]
+        ts = stable_seed("lookalike", VERSION, cfg.seed, split, fam, i // len(heldout)) % 10**9
+        if (fam, ts) in seen_seeds:
+            raise BenchmarkError(f"template seed collision for {fam} {ts}; change --seed")
+        seen_seeds.add((fam, ts))
+        for k in range(cfg.lookalike_members):
+            role = "register" if k < n_reg else "unknown"
+            out.append(TypeTask(split, f"{fam}-{i:03d}-m{k}", role, "synthetic",
+                                cfg.queries_per_type if role == "register" else cfg.unknown_captures,
+                                family=fam, template_seed=ts, member=k))
+    return out
+
+
+def render_type(task: TypeTask, fill: int, scale: float = 1.0) -> np.ndarray:
+    """Fill ``fill`` of a synthetic type (a sibling-set member on the look-alike splits)."""
+    if task.member >= 0:
+        from encoders.training.synth.siblings import render_sibling, sibling
+
+        return render_sibling(sibling(task.family, task.template_seed, task.member), fill, scale)
+    from encoders.training.synth import render_document
+
+    return render_document(task.family, task.template_seed, fill, scale)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -292,11 +344,9 @@ def _write(path: Path, data: bytes) -> None:
 
 def run_task(task: TypeTask, root: Path, seed: int, heldout: list[str]) -> dict[str, Any]:
     """Render and capture one type; returns its manifest entry."""
-    from encoders.training.synth import render_document
-
     part = "queries" if task.role == "register" else "unknown"
     if task.role == "register":
-        spec = task.image if task.source == "wallpaper" else render_document(task.family, task.template_seed, 0)
+        spec = task.image if task.source == "wallpaper" else render_type(task, 0)
         ok, buf = cv2.imencode(".png", spec, [cv2.IMWRITE_PNG_COMPRESSION, SPECIMEN_PNG_LEVEL])
         if not ok:
             raise BenchmarkError(f"PNG encoding failed for {task.split}/register/{task.name}")
@@ -309,7 +359,7 @@ def run_task(task: TypeTask, root: Path, seed: int, heldout: list[str]) -> dict[
         if task.source == "wallpaper":
             doc = task.image
         else:
-            doc = render_document(task.family, task.template_seed, k, render_scale(task.family, width))
+            doc = render_type(task, k, render_scale(task.family, width))
         bg = None
         if rng.random() < P_CLUTTER_BACKGROUND:
             bg = clutter_background(seed, task.split, heldout, int(rng.integers(N_CLUTTER)))
@@ -332,7 +382,7 @@ def manifest_for(cfg: Config, heldout: list[str], results: dict[str, dict[str, l
 
     splits = {}
     total_q = total_u = 0
-    for split in SPLITS:
+    for split in ALL_SPLITS:
         reg, unk = results[split]["register"], results[split]["unknown"]
         n_q = sum(len(r.get("capture_fill_seeds", [])) or r.get("captures", 0) for r in reg)
         n_u = sum(len(r.get("capture_fill_seeds", [])) or r.get("captures", 0) for r in unk)
@@ -431,9 +481,9 @@ def _build_into(tmp: Path, cfg: Config, heldout: list[str], workers: int, t0: fl
     tasks, wp_info = plan(cfg, heldout)
     log(f"planned in {time.time() - t0:.1f}s: " + ", ".join(
         f"{s}: {sum(t.role == 'register' for t in tasks[s])} register + "
-        f"{sum(t.role == 'unknown' for t in tasks[s])} unknown types" for s in SPLITS))
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"register": [], "unknown": []} for s in SPLITS}
-    flat = [t for s in SPLITS for t in tasks[s]]
+        f"{sum(t.role == 'unknown' for t in tasks[s])} unknown types" for s in ALL_SPLITS))
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"register": [], "unknown": []} for s in ALL_SPLITS}
+    flat = [t for s in ALL_SPLITS for t in tasks[s]]
     args = [(t, tmp, cfg.seed, heldout) for t in flat]
     n_done, last = 0, time.time()
     metas: list[dict[str, Any]] = []
@@ -470,10 +520,10 @@ def _build_into(tmp: Path, cfg: Config, heldout: list[str], workers: int, t0: fl
 def summary(manifest: dict[str, Any], out: Path, elapsed: float) -> str:
     lines = [f"benchmark {manifest['name']} at {out} (seed {manifest['seed']}, capture preset "
              f"{manifest['capture_preset']}, built in {elapsed:.0f}s)"]
-    for s in SPLITS:
+    for s in ALL_SPLITS:
         d = manifest["splits"][s]
         src = ", ".join(f"{k} {v}" for k, v in d["register_types_by_source"].items())
-        lines.append(f"  {s:4s}: {d['register_types']} register types, {d['queries']} queries, "
+        lines.append(f"  {s}: {d['register_types']} register types, {d['queries']} queries, "
                      f"{d['unknown_types']} unknown types x captures = {d['unknown_captures']}")
         lines.append(f"        by source: {src}")
     lines.append(f"  families (held out from training): {', '.join(manifest['generator']['families'])}")
@@ -488,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries-per-type", type=int, help="captures per registered type (default 8)")
     ap.add_argument("--unknown-types", type=int, help="unregistered types per split (default 300)")
     ap.add_argument("--unknown-captures", type=int, help="captures per unregistered type (default 4)")
+    ap.add_argument("--lookalike-sets", type=int, help="sibling sets per look-alike split (default 50)")
+    ap.add_argument("--lookalike-members", type=int, help="types per sibling set (default 6, of which 1 unknown)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-wallpapers", action="store_true", help="synthetic types only")
     ap.add_argument("--small", action="store_true", help="tiny benchmark for CI (12 types, 3 queries, 4 unknown)")
@@ -500,7 +552,11 @@ def main(argv: list[str] | None = None) -> int:
         queries_per_type=a.queries_per_type if a.queries_per_type is not None else base.queries_per_type,
         unknown_types=a.unknown_types if a.unknown_types is not None else base.unknown_types,
         unknown_captures=a.unknown_captures if a.unknown_captures is not None else base.unknown_captures,
-        seed=a.seed, wallpapers=not a.no_wallpapers)
+        seed=a.seed, wallpapers=not a.no_wallpapers,
+        lookalike_sets=a.lookalike_sets if a.lookalike_sets is not None else base.lookalike_sets,
+        lookalike_members=a.lookalike_members if a.lookalike_members is not None else base.lookalike_members)
+    if cfg.lookalike_sets < 0 or not cfg.lookalike_unknown < cfg.lookalike_members <= 12:
+        ap.error(f"--lookalike-members must be in [{cfg.lookalike_unknown + 1}, 12] and --lookalike-sets >= 0")
     for name in ("types", "queries_per_type"):
         if getattr(cfg, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")

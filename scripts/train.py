@@ -65,7 +65,7 @@ def sources_for(cfg: dict) -> list:
 
     d = cfg["data"]
     src = synth_sources(sorted(TRAIN_FAMILIES), d["templates_per_family"], seed=cfg.get("seed", 0),
-                        template_offset=d.get("template_offset", 0))
+                        template_offset=d.get("template_offset", 0), siblings=d.get("siblings", 1))
     if d.get("real_images", True):
         src += image_sources(crops_per_large_image=d.get("crops_per_large_image", 6), seed=cfg.get("seed", 0),
                              max_icons=d.get("max_icons", 400))

@@ -174,6 +174,23 @@ def test_build_benchmark_small(tmp_path: Path) -> None:
     files = {sp: {e["file"] for e in man["splits"][sp]["register"] + man["splits"][sp]["unknown"] if "file" in e}
              for sp in ("val", "test")}
     assert not files["val"] & files["test"]
+    # look-alike splits: sibling sets of one held-out template each, the last member unregistered
+    sets_by_split = {}
+    for split in ("val-lookalike", "test-lookalike"):
+        s = man["splits"][split]
+        reg = sorted(p.name for p in (out / split / "register").iterdir())
+        unk = sorted(p.name for p in (out / split / "unknown").iterdir())
+        assert len(reg) == s["register_types"] == 2 * 3 and len(unk) == s["unknown_types"] == 2
+        assert {t.rsplit("-", 1)[1] for t in reg} == {"m0", "m1", "m2"} and {t.rsplit("-", 1)[1] for t in unk} == {"m3"}
+        entries = s["register"] + s["unknown"]
+        assert all(e["family"] in HELDOUT_FAMILIES and e["sibling"]["member"] == int(e["type"][-1]) for e in entries)
+        assert all((e["sibling"]["edit"] is None) == (e["sibling"]["member"] == 0) for e in entries)
+        sets_by_split[split] = {(e["family"], e["template_seed"]) for e in entries}
+        assert len(sets_by_split[split]) == 2
+        specimens = [cv2.imread(str(out / split / "register" / t / "specimen.png")) for t in reg[:3]]
+        assert all(a.shape == specimens[0].shape and not np.array_equal(a, specimens[0]) for a in specimens[1:])
+    assert not sets_by_split["val-lookalike"] & sets_by_split["test-lookalike"]
+    assert not sets_by_split["val-lookalike"] & {x[:2] for x in reg_by_split["val"]}
     # same configuration again: reused, not rebuilt; a different one without --force is refused
     mtime = (out / "manifest.json").stat().st_mtime_ns
     assert bb.main(["--small", "--out", str(out), "--unknown-captures", "1"]) == 0

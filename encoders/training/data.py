@@ -31,18 +31,20 @@ TRAIN_IMAGE_GLOBS = (
 
 @dataclass(frozen=True)
 class Source:
-    """One base image; ``kind`` is "synth" (family, template_seed) or "image" (path, crop)."""
+    """One base image; ``kind`` is "synth" (family, template_seed; ``member`` >= 0 makes it that
+    member of the template's sibling set, ``synth.siblings``) or "image" (path, crop)."""
 
     kind: str
     family: str = ""
     template_seed: int = 0
+    member: int = -1
     path: str = ""
     crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)  # x0, y0, x1, y1 as fractions
 
     @property
     def key(self) -> str:
         if self.kind == "synth":
-            return f"synth:{self.family}:{self.template_seed}"
+            return f"synth:{self.family}:{self.template_seed}" + (f"/{self.member}" if self.member >= 0 else "")
         return f"image:{self.path}:{','.join(f'{c:.3f}' for c in self.crop)}"
 
 
@@ -76,13 +78,19 @@ def class_groups(source_keys: Sequence[str], labels: np.ndarray | None = None) -
 
 
 def synth_sources(families: list[str], templates_per_family: int, seed: int = 0,
-                  template_offset: int = 0) -> list[Source]:
+                  template_offset: int = 0, siblings: int = 1) -> list[Source]:
     """Templates ``template_offset .. template_offset + templates_per_family - 1`` of each family:
-    an offset draws templates disjoint from an earlier cache's, so caches can be added together."""
+    an offset draws templates disjoint from an earlier cache's, so caches can be added together.
+    ``siblings`` > 1 makes each template a set of that many types: the template and siblings with
+    one element changed (``synth.siblings``), each a class of its own."""
     out = []
     for fam in families:
         for t in range(template_offset, template_offset + templates_per_family):
-            out.append(Source("synth", family=fam, template_seed=stable_seed("train-template", seed, fam, t) % 10**9))
+            ts = stable_seed("train-template", seed, fam, t) % 10**9
+            if siblings > 1:
+                out.extend(Source("synth", family=fam, template_seed=ts, member=k) for k in range(siblings))
+            else:
+                out.append(Source("synth", family=fam, template_seed=ts))
     return out
 
 
@@ -130,6 +138,10 @@ def _load_real(path: str, max_side: int = 1400) -> np.ndarray:
 def render_source(src: Source, fill: int, scale: float = 0.5, min_side: int = 256) -> np.ndarray:
     """The clean base image of a source (fill ``fill`` for synthetic documents)."""
     if src.kind == "synth":
+        if src.member >= 0:
+            from .synth.siblings import render_sibling, sibling
+
+            return render_sibling(sibling(src.family, src.template_seed, src.member), fill, scale)
         from .synth import render_document
 
         return render_document(src.family, src.template_seed, fill_seed=fill, scale=scale)
