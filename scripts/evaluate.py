@@ -46,6 +46,8 @@ import numpy as np
 from retriever import metrics as M
 from retriever import openset as O
 
+SPLITS = ("val", "test", "val-lookalike", "test-lookalike")
+
 cv2.setNumThreads(1)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -69,6 +71,7 @@ class Split:
     unknown: list[tuple[Path, str]]
     manifest_sha256: str | None = None
     manifest_info: dict[str, Any] = field(default_factory=dict)
+    type_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # the manifest's entry per type
 
     @property
     def types(self) -> list[str]:
@@ -122,7 +125,7 @@ def load_split(root: str | os.PathLike, split: str) -> Split:
     if overlap:
         raise EvaluationError(f"{base / 'unknown'}: types that are registered: {overlap[:10]} (unknown/ must hold "
                               "only unregistered types)")
-    sha, info = None, {}
+    sha, info, per_type = None, {}, {}
     man = root / "manifest.json"
     if man.is_file():
         data = man.read_bytes()
@@ -131,9 +134,12 @@ def load_split(root: str | os.PathLike, split: str) -> Split:
             loaded = json.loads(data)
             if isinstance(loaded, dict):  # scalar facts only: the full manifest may list every image
                 info = {k: v for k, v in loaded.items() if isinstance(v, (str, int, float, bool)) or v is None}
+                sp = (loaded.get("splits") or {}).get(split) or {}
+                per_type = {e["type"]: e for e in sp.get("register", []) + sp.get("unknown", [])
+                            if isinstance(e, dict) and "type" in e}
         except json.JSONDecodeError as exc:
             raise EvaluationError(f"{man}: not valid JSON ({exc})") from None
-    return Split(root, split, parts["register"], parts["queries"], parts["unknown"], sha, info)
+    return Split(root, split, parts["register"], parts["queries"], parts["unknown"], sha, info, per_type)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,6 +261,48 @@ def type_group(type_name: str) -> str:
     return type_name.rsplit("-", 1)[0]
 
 
+def sibling_errors(sets: M.ScoreSets, split: Split, fpr: float = 1e-4) -> dict[str, Any]:
+    """Top-1 errors and how many land on a sibling of the right type (same group: the sibling set on
+    the look-alike splits, the family elsewhere); on the look-alike splits also top-1 and TPR at
+    ``fpr`` per kind of edit that made the query's type (``none``: the unedited template)."""
+    labels = [lab for _, lab in split.queries]
+    wrong = np.flatnonzero(~sets.known_correct)
+    on_sib = sum(type_group(str(sets.types[sets.known_pred[i]])) == type_group(labels[i]) for i in wrong)
+    out: dict[str, Any] = {"queries": len(labels), "top1_errors": int(len(wrong)), "on_sibling": int(on_sib),
+                           "share_on_sibling": float(on_sib / len(wrong)) if len(wrong) else None}
+    kinds = {t: (e.get("sibling") or {}).get("edit") or "none" for t, e in split.type_info.items() if "sibling" in e}
+    if kinds:
+        t = M.threshold_at(sets.neg, fpr)
+        per: dict[str, list[int]] = {}
+        for i, lab in enumerate(labels):
+            k = per.setdefault(kinds.get(lab, "?"), [0, 0, 0])
+            k[0] += 1
+            k[1] += int(sets.known_correct[i])
+            k[2] += int(t is not None and sets.pos[i] >= t)
+        out["by_edit"] = {k: {"queries": n, "top1": c / n, f"tpr@{fpr:g}": (a / n if t is not None else None)}
+                          for k, (n, c, a) in sorted(per.items())}
+    return out
+
+
+def sibling_errors_markdown(e: dict[str, Any], fpr: float = 1e-4) -> str:
+    share = "n/a" if e["share_on_sibling"] is None else f"{e['share_on_sibling']:.2f}"
+    lines = [f"Top-1 errors: {e['top1_errors']} of {e['queries']} queries; on a sibling of the right type "
+             f"(same family, or same sibling set on a look-alike split): {e['on_sibling']} ({share})"]
+    if e.get("by_edit"):
+        lines += ["", f"| edit that made the type | queries | top-1 | TPR@{fpr:g} |", "|---|---:|---:|---:|"]
+        for k, r in e["by_edit"].items():
+            tpr = r[f"tpr@{fpr:g}"]
+            lines.append(f"| {k} | {r['queries']} | {r['top1']:.4f} | {'n/a' if tpr is None else f'{tpr:.4f}'} |")
+    return "\n".join(lines)
+
+
+def _reporting_group(split: Split):
+    """Groups to break misses down by: the family on the look-alike splits (their sibling sets are
+    too many to list), else ``type_group``."""
+    fam = {t: e["family"] for t, e in split.type_info.items() if "sibling" in e and "family" in e}
+    return (lambda lab: fam.get(lab, type_group(lab))) if fam else type_group
+
+
 def by_group(sets: M.ScoreSets, feats: dict[str, np.ndarray], split: Split, fpr: float = 1e-4) -> dict[str, Any]:
     """Where the misses are at one operating point: per group, the known queries scoring under the
     threshold, and the group pairs of the negatives at or above it (the pairs that set it)."""
@@ -262,15 +310,18 @@ def by_group(sets: M.ScoreSets, feats: dict[str, np.ndarray], split: Split, fpr:
     if t is None:
         return {"fpr": fpr, "threshold": None}
     qlabels = [lab for _, lab in split.queries]
+    group = _reporting_group(split)
     misses: dict[str, list[int]] = {}
     for lab, p in zip(qlabels, sets.pos):
-        m = misses.setdefault(type_group(lab), [0, 0])
+        m = misses.setdefault(group(lab), [0, 0])
         m[0] += int(p < t)
         m[1] += 1
     pairs: dict[str, int] = {}
     for qi, typ, _ in M.negatives_at_or_above(feats["queries"], qlabels, feats["register"],
                                               [lab for _, lab in split.register], t):
-        key = f"{type_group(qlabels[qi])} -> {type_group(typ)}"
+        key = f"{group(qlabels[qi])} -> {group(typ)}"
+        if group(qlabels[qi]) != type_group(qlabels[qi]) and type_group(qlabels[qi]) == type_group(typ):
+            key += " (same sibling set)"
         pairs[key] = pairs.get(key, 0) + 1
     return {"fpr": fpr, "threshold": t, "misses": dict(sorted(misses.items())),
             "negative_pairs": dict(sorted(pairs.items(), key=lambda kv: -kv[1]))}
@@ -374,7 +425,7 @@ def open_set_markdown(op: dict[str, Any], default_rule: str) -> str:
             continue
         reg = sec["register"]
         size = (f"{reg['types']} types ({reg['exemplars']} exemplars)" if kind == "mixed" else
-                f"{reg['registers']} registers of one family each, "
+                f"{reg['registers']} registers of one family or sibling set each, "
                 f"{min(reg['types_per_register'].values())}-{max(reg['types_per_register'].values())} types")
         lines += [f"### Open set, {kind} register: {size}; {sec['n_known']} captures of registered types, "
                   f"{sec['n_unknown']} of unregistered look-alike types (top-1 {sec['top1_accuracy']:.4f})", ""]
@@ -387,7 +438,7 @@ def open_set_markdown(op: dict[str, Any], default_rule: str) -> str:
                                                          for x in r["table"]) + " |")
         lines += ["", O.markdown_dir_table(sec["rules"][default_rule]["table"], f"Rule {default_rule}:"), ""]
         pair = sec["pair_table"]
-        lines += [f"Pair table on this register: " + ", ".join(
+        lines += ["Pair table on this register: " + ", ".join(
             f"TPR@{r['fpr']:g} {'n/a' if r['tpr'] is None else format(r['tpr'], '.4f')}" for r in pair), ""]
     return "\n".join(lines)
 
@@ -403,7 +454,7 @@ def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], bat
     out = {"name": cand.label, "kind": cand.kind, "path": cand.path, "fingerprint": getattr(enc, "fingerprint", None),
            "dim": int(enc.dim), "encode": enc_stats, **res, "table_markdown": M.markdown_table(res),
            "roc": M.roc_points(sets.pos, sets.neg, neg_sorted=True), "worst": _worst(sets, split),
-           "by_group": by_group(sets, feats, split)}
+           "by_group": by_group(sets, feats, split), "sibling_errors": sibling_errors(sets, split)}
     out["open_set_dir"] = evaluate_open_set(feats, split, sets, fprs, rules)
     return out, sets, feats
 
@@ -463,6 +514,8 @@ def report_text(res: dict[str, Any]) -> str:
             lines.append(f"| {o['fpr']:g} | {th} | {fa} | {rate} |")
         lines.append("")
     lines.append(M.markdown_identification(res))
+    if res.get("sibling_errors"):
+        lines += ["", sibling_errors_markdown(res["sibling_errors"])]
     if res.get("open_set_dir"):
         lines += ["", open_set_markdown(res["open_set_dir"], O.DEFAULT_RULE.name)]
     if res.get("by_group"):
@@ -536,7 +589,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--model", action="append", required=True, help="ONNX model (repeat to compare several)")
     ap.add_argument("--benchmark", required=True, type=Path, help="benchmark root (holds <split>/ and manifest.json)")
-    ap.add_argument("--split", default="val", choices=("val", "test"))
+    ap.add_argument("--split", action="append", dest="splits", choices=SPLITS,
+                    help="benchmark split (repeatable: several splits in one run) [default: val]")
     ap.add_argument("--baselines", nargs="?", const=",".join(BASELINES), default="",
                     help=f"add baselines measured in the same run (default all: {','.join(BASELINES)}; "
                          "or a comma list)")
@@ -557,39 +611,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     fprs = tuple(sorted(args.fprs)) if args.fprs else M.DEFAULT_FPRS
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    names = list(dict.fromkeys(args.splits or ["val"]))
     try:
-        split = load_split(args.benchmark, args.split)
+        splits = [load_split(args.benchmark, name) for name in names]
         cands = load_candidates(args.model, baselines)
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    info = split.describe()
-    print(f"# Benchmark {split.root} split {split.split}: register {info['register_types']} types "
-          f"({info['register_images']} images), {info['queries']} queries, {info['unknown_queries']} unknown-type "
-          f"queries ({info['unknown_types']} types)\n")
     rules = dict(O.RULES)
     for w in args.margin_weights or []:
         rules.setdefault(O.DecisionRule(1.0, w).name, O.DecisionRule(1.0, w))
-    results, plot_data = [], []
-    for cand in cands:
-        res, sets, feats = evaluate_candidate(cand, split, fprs, args.batch_size, rules)
-        results.append(res)
-        print(report_text(res), "\n", flush=True)
-        if args.plots:
-            plot_data.append((res, sets, feats))
-    comp = comparison(results)
-    print("## Comparison\n")
-    print(comparison_markdown(comp), "\n")
+    by_split: dict[str, dict[str, Any]] = {}
+    plot_data: list[Any] = []
+    for split in splits:
+        info = split.describe()
+        print(f"# Benchmark {split.root} split {split.split}: register {info['register_types']} types "
+              f"({info['register_images']} images), {info['queries']} queries, {info['unknown_queries']} unknown-type "
+              f"queries ({info['unknown_types']} types)\n")
+        results = []
+        for cand in cands:
+            res, sets, feats = evaluate_candidate(cand, split, fprs, args.batch_size, rules)
+            results.append(res)
+            print(report_text(res), "\n", flush=True)
+            if args.plots and split is splits[0]:
+                plot_data.append((res, sets, feats))
+        comp = comparison(results)
+        print(f"## Comparison ({split.split})\n")
+        print(comparison_markdown(comp), "\n")
+        by_split[split.split] = {"benchmark": info, "models": results, "comparison": comp}
+    if len(splits) > 1:
+        print("## Every split, one run\n")
+        print(splits_markdown(by_split), "\n")
+    first = by_split[splits[0].split]
     written = None
     if args.write_thresholds:
         try:
-            written = write_thresholds(cands[0], results[0], split)
+            written = write_thresholds(cands[0], first["models"][0], splits[0])
         except EvaluationError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"wrote {len(written['rows'])} threshold rows into {written['path']}; its fingerprint changed "
-              f"{written['old_fingerprint'][:12]} -> {written['new_fingerprint'][:12]}: rebuild galleries made "
-              "with the old file")
+        print(f"wrote {len(written['rows'])} threshold rows (split {splits[0].split}) into {written['path']}; its "
+              f"fingerprint changed {written['old_fingerprint'][:12]} -> {written['new_fingerprint'][:12]}: rebuild "
+              "galleries made with the old file")
     plots = []
     if args.plots:
         here = str(Path(__file__).resolve().parent)
@@ -597,19 +660,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.path.insert(0, here)
         from plot_eval import write_plots  # scripts/ sibling; matplotlib is imported only when asked
 
-        plots = [str(p) for p in write_plots(args.plots, plot_data, split, fprs)]
+        plots = [str(p) for p in write_plots(args.plots, plot_data, splits[0], fprs)]
         print("plots: " + ", ".join(plots))
     if args.json:
         write_json_atomic(args.json, {
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "argv": list(argv) if argv is not None else sys.argv[1:],
-            "benchmark": info, "fprs": list(fprs), "models": results, "comparison": comp,
+            # the first split's figures at the top level (the layout of single-split runs), every split in by_split
+            **first, "by_split": by_split if len(splits) > 1 else None, "fprs": list(fprs),
             "thresholds_written": written, "plots": plots,
             "notes": {"scores": "cosine in [-1, 1]; reference project's score = (cos + 1) / 2",
                       "accept": "score >= threshold", "threshold_rule": "smallest t with #(neg >= t)/n_neg <= fpr",
                       "measurable": "n_neg >= 1/fpr"}})
         print(f"wrote {args.json}")
     return 0
+
+
+def splits_markdown(by_split: dict[str, dict[str, Any]], fpr: float = 1e-4) -> str:
+    """One row per (split, model): the pair table's headline, top-1, errors on a sibling, and DIR at
+    FPIR 1e-2 of the default rule on the split's dense registers."""
+    def f(v: Any, d: int = 4) -> str:
+        return "n/a" if v is None else f"{v:.{d}f}"
+
+    lines = [f"| split | model | TPR@{fpr:g} | AUROC | top-1 | top-1 errors on a sibling | dense DIR@FPIR 1e-2 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, d in by_split.items():
+        for r in d["models"]:
+            e = r.get("sibling_errors") or {}
+            dense = ((r.get("open_set_dir") or {}).get("dense") or {}).get("rules", {}).get(O.DEFAULT_RULE.name, {})
+            d2 = next((x["dir"] for x in dense.get("table", []) if math.isclose(x["fpir"], 1e-2)), None)
+            lines.append(f"| {name} | {r['name']} | {f(_tpr_at(r, fpr))} | {f(r['auroc'])} | {f(r['top1_accuracy'])} | "
+                         f"{e.get('on_sibling', 'n/a')} of {e.get('top1_errors', 'n/a')} | {f(d2)} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

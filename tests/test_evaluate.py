@@ -122,3 +122,56 @@ def test_by_group_names_the_families_that_set_the_threshold():
     assert g["misses"] == {"a": [0, 2], "b": [1, 1]}
     assert "| a -> a | 1 |" in ev.by_group_markdown(g)
     assert ev.type_group("wallpaper-flow-2") == "wallpaper-flow"
+
+
+def test_several_splits_in_one_run_report_errors_on_siblings(tmp_path, tiny_model_path):
+    """`--split` repeats; a look-alike split's manifest entries (sibling set, edit kind) give per-edit
+    rows, and top-1 errors are counted as landing on a sibling (same set) or not."""
+    root = make_benchmark(tmp_path / "b", n_types=6, n_queries=2, n_unknown_types=1,
+                          splits=("test", "test-lookalike"))
+    la = root / "test-lookalike"
+    # rename the look-alike split's types into two sibling sets of three: fam-000-m0..m2, fam-001-m0..m2
+    names = {f"type{t:02d}": f"payslip-{t // 3:03d}-m{t % 3}" for t in range(6)}
+    for part in ("register", "queries"):
+        for old, new in names.items():
+            (la / part / old).rename(la / part / new)
+    edits = [None, "count", "title"]
+    entries = [{"type": new, "family": "payslip", "sibling": {"member": t % 3, "edit": edits[t % 3]}}
+               for t, new in enumerate(names.values())]
+    (root / "manifest.json").write_text(json.dumps({"splits": {"test-lookalike": {"register": entries, "unknown": []}}}))
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--model", str(tiny_model_path), "--benchmark", str(root),
+                           "--split", "test", "--split", "test-lookalike", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "## Every split, one run" in proc.stdout and "| edit that made the type |" in proc.stdout
+    res = json.loads(out.read_text())
+    assert set(res["by_split"]) == {"test", "test-lookalike"}
+    assert res["benchmark"]["split"] == "test"  # the first split stays at the top level
+    la_res = res["by_split"]["test-lookalike"]["models"][0]
+    e = la_res["sibling_errors"]
+    assert e["queries"] == 12 and 0 <= e["on_sibling"] <= e["top1_errors"] <= 12
+    assert set(e["by_edit"]) == {"none", "count", "title"} and all(r["queries"] == 4 for r in e["by_edit"].values())
+    assert set(_load_script().load_split(root, "test-lookalike").type_info) == set(names.values())
+    assert "by_edit" not in res["by_split"]["test"]["models"][0]["sibling_errors"]
+
+
+def test_sibling_errors_count_errors_within_the_set() -> None:
+    mod = _load_script()
+    from retriever import metrics as M
+
+    types = np.array(["a-000-m0", "a-000-m1", "a-001-m0"])
+    labels = ["a-000-m0", "a-000-m0", "a-000-m1", "a-001-m0"]
+    pred = np.array([0, 1, 2, 2])  # right, wrong in its set, wrong in another set, right
+    sets = M.ScoreSets(types=types, n_exemplars=3, pos=np.array([0.9, 0.5, 0.4, 0.8], np.float32),
+                       neg=np.sort(np.array([0.1, 0.6, 0.7] * 4, np.float32)),
+                       known_best=np.array([0.9, 0.6, 0.7, 0.8], np.float32), known_pred=pred,
+                       known_correct=pred == np.array([0, 0, 1, 2]), unknown_best=np.zeros(0, np.float32),
+                       unknown_pred=np.zeros(0, np.int64))
+    info = {t: {"type": t, "family": "a", "sibling": {"edit": e}} for t, e in zip(types, [None, "count", None])}
+    split = mod.Split(Path("."), "x", [(Path(t), t) for t in types], [(Path(str(i)), lab) for i, lab in enumerate(labels)],
+                      [], type_info=info)
+    e = mod.sibling_errors(sets, split, fpr=0.1)
+    assert (e["top1_errors"], e["on_sibling"], e["share_on_sibling"]) == (2, 1, 0.5)
+    assert e["by_edit"]["none"]["queries"] == 3 and e["by_edit"]["none"]["top1"] == 2 / 3
+    assert e["by_edit"]["count"] == {"queries": 1, "top1": 0.0, "tpr@0.1": 0.0}
