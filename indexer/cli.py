@@ -444,6 +444,10 @@ def export(gallery: Path, out: Path, model: str | None) -> None:
                    "The gallery is bound to its fingerprint; no image is read.")
 @click.option("--label-mode", type=click.Choice(LABEL_MODES), default="folder", show_default=True,
               help="Label mode recorded in a new gallery (for later `indexer add` of directories).")
+@click.option("--label-column", default="label", show_default=True, help="Column holding the labels.")
+@click.option("--label-from-path", type=click.Choice(LABEL_MODES), default=None,
+              help="Labels from the `path` column of a `retriever embed` file instead, as `indexer build` would "
+                   "give those files below their common folder (folder: the sub-folder; file: the file name).")
 @click.option("--force", is_flag=True, help="Accept near-identical vectors under different labels.")
 @click.option("--no-near-duplicate-check", "no_check", is_flag=True,
               help="Skip the near-duplicate check (big imports: it costs one search per vector).")
@@ -452,13 +456,16 @@ def export(gallery: Path, out: Path, model: str | None) -> None:
 @index_options
 @lock_timeout_option
 @_errors
-def import_(gallery: Path, vectors: Path, model: str | None, label_mode: str, force: bool, no_check: bool,
+def import_(gallery: Path, vectors: Path, model: str | None, label_mode: str, label_column: str,
+            label_from_path: str | None, force: bool, no_check: bool,
             near_duplicate_bound: float | None, index_spec: str | None, params: tuple[str, ...],
             lock_timeout: float) -> None:
     """Add precomputed vectors from a Parquet file to GALLERY (created if missing): the inverse of export.
 
     \b
-    Columns: label (string), vector (list of floats, L2-normalised), optional source and sha256.
+    Columns: label (string), vector (list of floats, L2-normalised), optional source and sha256;
+    or a `retriever embed` file (path, page, vector, sha256, error) with --label-column or
+    --label-from-path (its error rows are skipped and counted).
     Refused, listing 0-based row numbers, with nothing added: vectors of the wrong dimension,
     NaN/inf, or not unit length; null vectors or labels.  Refused: a file whose metadata
     (docretriever.encoder.fingerprint, written by `indexer export`) names another encoder than
@@ -469,6 +476,7 @@ def import_(gallery: Path, vectors: Path, model: str | None, label_mode: str, fo
       indexer import gallery/ vectors.parquet --model model.onnx
       indexer export old/ -o g.parquet && indexer import new/ g.parquet --index auto
       indexer import big/ part-0001.parquet --no-near-duplicate-check
+      retriever embed register/ -o v.parquet && indexer import gallery/ v.parquet --label-from-path folder
     """
     from .gallery import MANIFEST
     from .importer import read_vectors_file, resolve_encoder
@@ -479,7 +487,10 @@ def import_(gallery: Path, vectors: Path, model: str | None, label_mode: str, fo
                                f"`indexer compact {gallery} --index SPEC`")
     spec, spec_params = _spec(index_spec, params)
     g = Gallery.open(gallery, lock_timeout=lock_timeout) if exists else None
-    vf = read_vectors_file(vectors, g.dim if g is not None else None)
+    vf = read_vectors_file(vectors, g.dim if g is not None else None, label_column=label_column,
+                           label_from_path=label_from_path)
+    if vf.skipped_errors:
+        click.echo(f"{vectors}: {vf.skipped_errors} row(s) with an error (no vector) skipped", err=True)
     enc = resolve_encoder(vf, _load_encoder(model) if model else None)
     if g is None:
         g = Gallery.create(gallery, enc, label_mode=label_mode, index_spec=spec, index_params=spec_params,

@@ -46,7 +46,7 @@ from . import specs
 from .exact import ExactStore
 from .gallery_selfcal import SelfCalibrationMixin, _probe_batch, _probes_with_ids
 from .generations import (DEFAULT_LOCK_TIMEOUT, LOCK_FILE, GenerationsMixin, _labels_of_state,  # noqa: F401
-                          _now, _search_state)
+                          _now, _search_state, _sources_of_state)
 from .importer import EncoderInfo, check_vectors  # noqa: F401  (EncoderInfo: re-exported for callers)
 from .errors import (EncoderMismatchError, GalleryCorruptError, GalleryError, LabelError,  # noqa: F401
                      NearDuplicateError, UnknownItemsError)
@@ -323,7 +323,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
 
     # ------------------------------------------------------------------ reading
     def search(self, feats: np.ndarray, k: int,
-               params: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               params: dict[str, int] | None = None, labels: Sequence[str] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` cosine scores and item ids per query row: ``(n, k')`` float32 and int64.
 
         ``k' = min(k, count)``; an empty gallery gives ``(n, k)`` ids of -1 with score
@@ -333,7 +334,9 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         re-scored exactly when the index stores compressed codes; 0 = off).  Parameters that do not
         apply to the index type in use are ignored (an ``ivf`` gallery is flat until trained).
         Removed items are never returned; scores are exact cosines unless ``rerank=0`` on a
-        compressed index.
+        compressed index.  ``labels``: search only the exemplars of these labels (a workflow that
+        knows the document is one of a few types), inside the index search by a FAISS ID selector;
+        a label the gallery does not hold raises :class:`GalleryError`.
         """
         p = specs.check_search_params(params)
         q = np.asarray(feats, dtype=np.float32)
@@ -347,7 +350,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         k = int(k)
         if k < 1:
             raise GalleryError(f"k must be >= 1, not {k}")
-        return _search_state(self._s, q, k, p)
+        return _search_state(self._s, q, k, p, labels, str(self.path))
 
     def warm(self) -> dict[str, float]:
         """Fault in the memory-mapped exact vectors now, for a long-running service: otherwise its
@@ -357,6 +360,10 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         t = time.perf_counter()
         touched = self._s.exact.warm() if self._s.exact is not None else 0
         return {"bytes": float(touched), "seconds": time.perf_counter() - t}
+
+    def sources_of(self, ids: np.ndarray | Sequence[int]) -> list[str | None]:
+        """The recorded source (file the exemplar came from) of each id, None where unknown."""
+        return _sources_of_state(self._s, ids)
 
     def labels_of(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
         """Labels for item ids (any shape); id -1 (padding) gives ""."""

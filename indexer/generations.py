@@ -208,21 +208,50 @@ class _StateView:
         self._s = state
         self._name = name
 
-    def search(self, feats: np.ndarray, k: int, params: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return _search_state(self._s, np.asarray(feats, dtype=np.float32), k, specs.check_search_params(params))
+    def search(self, feats: np.ndarray, k: int, params: dict[str, int] | None = None,
+               labels: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        return _search_state(self._s, np.asarray(feats, dtype=np.float32), k, specs.check_search_params(params),
+                             labels, self._name)
 
     def labels_of(self, ids: np.ndarray) -> np.ndarray:
         return _labels_of_state(self._s, ids, self._name)
 
 
-def _search_state(s: _State, q: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = None,
+                  name: str = "gallery") -> tuple[np.ndarray, np.ndarray]:
     if s.integrity is not None:
         s.integrity.raise_if_bad()  # a file that changed after it was written: no answers from it
     n = len(q)
-    count = int(len(s.ids))
+    allow = None if labels is None else _ids_with_labels(s, labels, name)
+    count = int(len(s.ids) if allow is None else len(allow))
     if count == 0:
         return np.full((n, k), idx.PAD_SCORE, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
-    return idx.search(s.index, np.ascontiguousarray(q), min(k, count), s.plan, params, s.dead, s.exact)
+    return idx.search(s.index, np.ascontiguousarray(q), min(k, count), s.plan, params, s.dead, s.exact, allow)
+
+
+def _ids_with_labels(s: _State, labels: Any, name: str) -> np.ndarray:
+    """Live ids whose label is one of ``labels``; a label the gallery does not hold is an error
+    (a typo must not silently narrow a search to nothing)."""
+    wanted = {str(lab) for lab in ([labels] if isinstance(labels, str) else labels)}
+    if not wanted:
+        raise GalleryError(f"gallery {name}: an empty label filter allows nothing; give at least one label")
+    held = set(np.unique(s.labels).tolist()) if len(s.labels) else set()
+    missing = sorted(wanted - held)
+    if missing:
+        raise GalleryError(f"gallery {name}: no exemplars with label(s) {missing[:10]}"
+                           f"{' ...' if len(missing) > 10 else ''} (`indexer list` shows the labels)")
+    return s.ids[np.isin(s.labels, list(wanted))]
+
+
+def _sources_of_state(s: _State, ids: np.ndarray | Sequence[int]) -> list[str | None]:
+    """The recorded source of each live id (None for -1 or an id not in this generation)."""
+    flat = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if not len(s.ids) or not len(flat):
+        return [None] * len(flat)
+    pos = np.minimum(np.searchsorted(s.ids, flat), len(s.ids) - 1)
+    found = (s.ids[pos] == flat) & (flat >= 0)
+    col = s.items.column("source").take(pa.array(pos)).to_pylist()
+    return [c if ok else None for c, ok in zip(col, found)]
 
 
 def _labels_of_state(s: _State, ids: np.ndarray | Sequence[int], name: str) -> np.ndarray:

@@ -2,8 +2,14 @@
 
 Input columns: ``label`` (string), ``vector`` (list or fixed-size list of float32/float64), and
 optionally ``source`` and ``sha256`` (what ``indexer export`` writes).  The file's key-value
-metadata ``docretriever.encoder.{name,fingerprint,dim}`` (written by export) names the encoder
-that made the vectors.
+metadata ``docretriever.encoder.{name,fingerprint,dim}`` (written by export and by
+``retriever embed``) names the encoder that made the vectors.
+
+A ``retriever embed`` file (``path``, ``page``, ``vector``, ``sha256``, ``error``) is read as is:
+labels come from another column (``label_column``) or from the paths (``label_from_path``, the
+labels ``indexer build`` would give the same files below their common directory); ``path`` (with
+``#page=N`` after the first page) is the source; rows with an ``error`` (no vector) are skipped and
+counted.
 
 Why so strict: a vector from another model, of another dimension, unnormalised or NaN does not
 fail loudly later — it silently ruins every search that meets it.  So every bad row is listed
@@ -20,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import GalleryError
@@ -47,6 +54,7 @@ class VectorsFile:
     sources: list[str] | None
     sha256: list[str | None] | None
     encoder: EncoderInfo | None  # from the file's metadata
+    skipped_errors: int = 0  # `retriever embed` rows that carry an error instead of a vector
 
 
 def _rows(idx: np.ndarray) -> str:
@@ -89,8 +97,52 @@ def check_vectors(vectors: Any, dim: int, what: str) -> np.ndarray:
     return np.ascontiguousarray(v)
 
 
-def read_vectors_file(path: str | os.PathLike, dim: int | None = None) -> VectorsFile:
-    """Read and validate ``path``; ``dim`` (the gallery's) defaults to the metadata's, then the data's."""
+def _embedded_rows(table: pa.Table, path: Path, label_column: str, label_from_path: str | None
+                   ) -> tuple[pa.Table, int]:
+    """A `retriever embed` file made importable: error rows dropped, labels and sources from paths."""
+    skipped = 0
+    if "error" in table.column_names:
+        ok = pc.is_null(table.column("error"))
+        skipped = table.num_rows - int(pc.sum(ok).as_py() or 0)
+        table = table.filter(ok)
+    if "path" in table.column_names and "source" not in table.column_names:
+        paths = [str(p) for p in table.column("path").to_pylist()]
+        pages = table.column("page").to_pylist() if "page" in table.column_names else [0] * len(paths)
+        table = table.append_column("source", pa.array([p if not pg else f"{p}#page={pg}" for p, pg in zip(paths, pages)],
+                                                        pa.string()))
+        if "sha256" in table.column_names and any(pages):  # one file hash, several pages: the hash names page 0
+            shas = table.column("sha256").to_pylist()
+            table = table.set_column(table.column_names.index("sha256"), "sha256",
+                                     pa.array([s if not pg else None for s, pg in zip(shas, pages)], pa.string()))
+    if label_from_path is not None:
+        if "path" not in table.column_names:
+            raise GalleryError(f"{path}: --label-from-path needs a 'path' column (a `retriever embed` file)")
+        from .labels import check_label, label_for
+
+        paths = [Path(str(p)) for p in table.column("path").to_pylist()]
+        root = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path(".")
+        labels = []
+        for p in paths:
+            lab = label_for(p, root, label_from_path)
+            if lab is None:
+                raise GalleryError(f"{path}: {p} is directly in {root}, the inputs' common folder: it has no folder "
+                                   "label (use --label-from-path file, or a label column)")
+            labels.append(check_label(lab))
+        table = table.drop_columns([c for c in ("label",) if c in table.column_names])
+        table = table.append_column("label", pa.array(labels, pa.string()))
+    elif label_column != "label":
+        if label_column not in table.column_names:
+            raise GalleryError(f"{path}: no column {label_column!r} (has {table.column_names})")
+        table = table.drop_columns([c for c in ("label",) if c in table.column_names])
+        table = table.append_column("label", table.column(label_column).cast(pa.string()))
+    return table, skipped
+
+
+def read_vectors_file(path: str | os.PathLike, dim: int | None = None, label_column: str = "label",
+                      label_from_path: str | None = None) -> VectorsFile:
+    """Read and validate ``path``; ``dim`` (the gallery's) defaults to the metadata's, then the data's.
+    ``label_column``: the column holding labels; ``label_from_path`` ("folder" or "file"): labels from a
+    ``path`` column instead, as ``indexer build`` would give them below the paths' common folder."""
     path = Path(path)
     try:
         table = pq.read_table(str(path))
@@ -99,10 +151,13 @@ def read_vectors_file(path: str | os.PathLike, dim: int | None = None) -> Vector
     except (pa.ArrowInvalid, OSError) as exc:
         raise GalleryError(f"{path}: not a readable Parquet file ({exc})") from None
     enc = encoder_from_metadata(table.schema.metadata, str(path))
+    table, skipped = _embedded_rows(table, path, label_column, label_from_path)
     missing = [c for c in ("label", "vector") if c not in table.column_names]
     if missing:
+        hint = " (a `retriever embed` file: give --label-column or --label-from-path)" if "path" in table.column_names \
+            else ""
         raise GalleryError(f"{path}: missing column(s) {missing}; need label, vector (optional: source, sha256); "
-                           f"has {table.column_names}")
+                           f"has {table.column_names}{hint}")
     n = table.num_rows
     problems = []
     labels_col = table.column("label")
@@ -121,7 +176,7 @@ def read_vectors_file(path: str | os.PathLike, dim: int | None = None) -> Vector
     if pa.types.is_fixed_size_list(vtype):
         lengths = np.full(n, vtype.list_size)
     else:
-        lengths = np.asarray(pa.compute.list_value_length(vec_col).fill_null(0).to_numpy(zero_copy_only=False))
+        lengths = np.asarray(pc.list_value_length(vec_col).fill_null(0).to_numpy(zero_copy_only=False))
     want = dim if dim is not None else (enc.dim if enc is not None and enc.dim else None)
     if want is None:
         ok = lengths[~null]
@@ -143,7 +198,7 @@ def read_vectors_file(path: str | os.PathLike, dim: int | None = None) -> Vector
                             want, str(path))
     sources = [str(s) for s in table.column("source").to_pylist()] if "source" in table.column_names else None
     sha = table.column("sha256").to_pylist() if "sha256" in table.column_names else None
-    return VectorsFile(path, [str(x) for x in labels], vectors, sources, sha, enc)
+    return VectorsFile(path, [str(x) for x in labels], vectors, sources, sha, enc, skipped)
 
 
 def resolve_encoder(vf: VectorsFile, model_encoder: Any | None) -> Any:

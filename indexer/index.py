@@ -295,12 +295,14 @@ def _search_parameters(index: Any, ef: int | None, nprobe: int | None, sel: Any,
 
 def search(index: Any, feats: np.ndarray, k: int, plan: Plan | None = None,
            params: Mapping[str, int] | None = None, dead: Tombstones | None = None,
-           exact: Any = None) -> tuple[np.ndarray, np.ndarray]:
+           exact: Any = None, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, ids); missing results (id -1) get score PAD_SCORE.
 
     ``params`` (efSearch, nprobe, rerank) override the plan's defaults for this call; those that do
     not apply to this index type are ignored.  ``dead`` ids are never returned.  With ``exact``
     (an ExactStore) and rerank > 0, ``rerank * k`` candidates are re-scored by exact cosine.
+    ``allow``: live ids the search is restricted to, by an ``IDSelectorBatch`` inside the index
+    search (so the top-k is the top-k *of those ids*, not a post-filtered global top-k).
     """
     plan = plan or flat_plan("flat")
     p = {**plan.search_defaults, **dict(params or {})}
@@ -313,7 +315,13 @@ def search(index: Any, feats: np.ndarray, k: int, plan: Plan | None = None,
     n_dead = len(dead) if dead is not None else 0
     fetch = min(max(fetch, 1), max(index.ntotal, 1))
     keep: list = []
-    sp = _search_parameters(index, p.get("efSearch"), p.get("nprobe"), dead.selector if n_dead else None, keep)
+    sel = dead.selector if n_dead else None
+    if allow is not None:  # allowed ids are live ones: the tombstones are excluded with the rest
+        allow = np.ascontiguousarray(allow, dtype=np.int64)
+        sel = faiss.IDSelectorBatch(allow)
+        keep.append(sel)
+        fetch = min(fetch, max(len(allow), 1))
+    sp = _search_parameters(index, p.get("efSearch"), p.get("nprobe"), sel, keep)
     q = np.ascontiguousarray(feats, dtype=np.float32)
     if sp is None:
         scores, ids = index.search(q, fetch)

@@ -27,12 +27,14 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .bulk_batch import BatchProcessor, chunked, output_schema
-from .bulk_meta import read_result_metadata, run_identity, run_metadata, with_run_metadata
+from .bulk_batch import BatchProcessor, chunked, embed_schema, output_schema
+from .bulk_meta import (embed_identity, embed_metadata, read_result_metadata, run_identity, run_metadata,
+                        with_run_metadata)
 from .bulk_store import (BulkError, PartStore, ResumeRefusedError, Tally, identity_differences, now_iso,
-                         parts_dir_for, path_hasher)
+                         parts_dir_for, path_hasher, tally_columns)
 from .inputs import InputItem, count_inputs, expand_inputs
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
     from .retriever import Retriever
 
-__all__ = ["BulkError", "ResumeRefusedError", "format_summary", "run_bulk"]
+__all__ = ["BulkError", "ResumeRefusedError", "format_summary", "run_bulk", "run_embed"]
 
 ENGINES = ("local", "ray")
 LOG_EVERY_S = 30.0  # periodic progress lines when stderr is not a terminal
@@ -51,12 +53,12 @@ def _hash_path(hasher: Any, path: str) -> None:
 
 
 def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float | None, threshold: float | None,
-                    top_k: int, fpir: float | None = None) -> "Retriever":
+                    top_k: int, fpir: float | None = None, labels: Sequence[str] | None = None) -> "Retriever":
     from .retriever import Retriever
 
     if isinstance(gallery, Retriever):
         return gallery
-    return Retriever(gallery, encoder=encoder, fpr=fpr, threshold=threshold, top_k=top_k, fpir=fpir)
+    return Retriever(gallery, encoder=encoder, fpr=fpr, threshold=threshold, top_k=top_k, fpir=fpir, labels=labels)
 
 
 def _numbered_after(specs: Sequence[str], skip: int, expected_sha: str, out: Path
@@ -81,7 +83,9 @@ def _numbered_after(specs: Sequence[str], skip: int, expected_sha: str, out: Pat
 class _Progress:
     """tqdm bar on a terminal (rate, ETA); periodic plain lines otherwise; nothing when disabled."""
 
-    def __init__(self, enabled: bool, specs: Sequence[str], initial: int, stream: Any = None) -> None:
+    def __init__(self, enabled: bool, specs: Sequence[str], initial: int, stream: Any = None,
+                 verb: str = "classifying", command: str = "retriever run") -> None:
+        self.verb, self.command = verb, command
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
         self.files = initial
@@ -97,7 +101,7 @@ class _Progress:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=None, initial=initial, unit="file", disable=None, file=self.stream,
-                        dynamic_ncols=True, smoothing=0.05, desc="classifying")
+                        dynamic_ncols=True, smoothing=0.05, desc=verb)
         threading.Thread(target=self._count, args=(list(specs),), daemon=True, name="bulk-count").start()
 
     def _count(self, specs: list[str]) -> None:
@@ -133,7 +137,7 @@ class _Progress:
         if self.total and rate > 0:
             left = max(self.total - self.files, 0) / rate
             eta = f", ETA {int(left // 3600)}h{int(left % 3600 // 60):02d}m{int(left % 60):02d}s"
-        return (f"retriever run: {self.files}{total} inputs, {self.rows} rows this run, {self.errors} errors, "
+        return (f"{self.command}: {self.files}{total} inputs, {self.rows} rows this run, {self.errors} errors, "
                 f"{rate:.1f} inputs/s{eta}")
 
     def close(self) -> None:
@@ -173,10 +177,10 @@ def _run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor
 
 
 def _summary(out: Path, status: str, tally: Tally, files: int, resumed_files: int, resumed_rows: int,
-             wall: float, engine: str, threshold: float) -> dict[str, Any]:
+             wall: float, engine: str, threshold: float | None, kind: str = "run") -> dict[str, Any]:
     new_rows = tally.rows - resumed_rows
     return {
-        "out": str(out), "status": status, "engine": engine,
+        "kind": kind, "out": str(out), "status": status, "engine": engine,
         "files": files, "rows": tally.rows, "accepted": tally.accepted, "rejected": tally.rejected,
         "errors": tally.errors, "labels": dict(sorted(tally.labels.items(), key=lambda kv: (-kv[1], kv[0]))),
         "threshold": threshold,
@@ -187,11 +191,16 @@ def _summary(out: Path, status: str, tally: Tally, files: int, resumed_files: in
 
 def format_summary(s: dict[str, Any], max_labels: int = 20) -> str:
     """The summary dict as a few human lines (what `retriever run` prints)."""
-    lines = [f"retriever run: {s['out']} {s['status']}"]
+    kind = s.get("kind", "run")
+    lines = [f"retriever {kind}: {s['out']} {s['status']}"]
     lines += [f"  note: {n}" for n in s.get("notes") or []]
     resumed = f" (resumed after {s['resumed_files']} inputs)" if s.get("resumed_files") else ""
-    lines.append(f"  inputs {s['files']}{resumed}; rows {s['rows']}: accepted {s['accepted']}, "
-                 f"rejected {s['rejected']}, errors {s['errors']} (threshold {s['threshold']:.4f} cosine)")
+    if kind == "embed":
+        lines.append(f"  inputs {s['files']}{resumed}; rows {s['rows']}: vectors {s['rows'] - s['errors']}, "
+                     f"errors {s['errors']}")
+    else:
+        lines.append(f"  inputs {s['files']}{resumed}; rows {s['rows']}: accepted {s['accepted']}, "
+                     f"rejected {s['rejected']}, errors {s['errors']} (threshold {s['threshold']:.4f} cosine)")
     if s["status"] != "already complete":
         lines.append(f"  this run: {s['new_rows']} rows in {s['wall_time_s']:.1f} s wall = "
                      f"{s['scans_per_s'] or 0:.1f} scans/s ({s['engine']} engine)")
@@ -249,20 +258,58 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
              encoder: "Encoder | None" = None, fpr: float | None = None, threshold: float | None = None, top_k: int = 5,
              workers: int = 2, batch_size: int = 32, with_features: bool = False, resume: bool = True,
              progress: bool = True, overwrite: bool = False, engine: str = "local", ray_address: str | None = None,
-             part_rows: int | None = None, fpir: float | None = None) -> dict[str, Any]:
+             part_rows: int | None = None, fpir: float | None = None,
+             labels: Sequence[str] | None = None) -> dict[str, Any]:
     """Classify every input into ``out`` (Parquet, one row per page); returns the summary dict.
 
     ``inputs``: specs as :func:`retriever.inputs.expand_inputs` reads them (files, directories,
     globs, ``@list.txt``, ``table.parquet:column``).  ``gallery``: a gallery directory, an open
-    gallery, or a ready :class:`retriever.Retriever` (then ``encoder``/``fpir``/``fpr``/``threshold``/``top_k``
-    are its own; the operating point is as :class:`retriever.Retriever` chooses it: FPIR 1e-2 by default).  ``workers``: decode+encode threads (local) or actors (ray).
-    ``with_features``: add a ``feature`` column (fixed-size list of float32).
+    gallery, or a ready :class:`retriever.Retriever` (then ``encoder``/``fpir``/``fpr``/``threshold``/``top_k``/
+    ``labels`` are its own; the operating point is as :class:`retriever.Retriever` chooses it: FPIR 1e-2 by
+    default).  ``workers``: decode+encode threads (local) or actors (ray).
+    ``with_features``: add a ``vector`` column (fixed-size list of float32).
+    ``labels``: search only these labels' exemplars.
     ``resume``: continue an interrupted run at ``out`` (refused if it differs);
     ``overwrite``: discard it, and any finished ``out``, and start again.
     The summary has counts (rows, accepted, rejected, errors, accepted per label), ``wall_time_s``
     and ``scans_per_s`` (rows classified by this call / wall time).
     """
     t0 = time.monotonic()
+    specs, out = _check_job(inputs, out, engine, workers, batch_size)
+    retriever = _make_retriever(gallery, encoder, fpr, threshold, top_k, fpir, labels)
+    processor = BatchProcessor(retriever, with_features=with_features, batch_size=batch_size)
+    identity = run_identity(specs, retriever, with_features)
+    meta = run_metadata(specs, retriever, with_features, engine)
+    _refuse_inside_gallery(out, retriever)
+    schema = output_schema(retriever.encoder.dim, with_features)
+    return _execute(specs, out, processor, identity, meta, schema, t0, "run", retriever.threshold, workers=workers,
+                    batch_size=batch_size, resume=resume, progress=progress, overwrite=overwrite, engine=engine,
+                    ray_address=ray_address, part_rows=part_rows)
+
+
+def run_embed(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, encoder: "Encoder | None" = None,
+              workers: int = 2, batch_size: int = 32, resume: bool = True, progress: bool = True,
+              overwrite: bool = False, part_rows: int | None = None) -> dict[str, Any]:
+    """Encode every input into ``out``: Parquet with ``path``, ``page``, ``vector`` (fixed-size list of
+    float32, L2-normalised), ``sha256`` (of the file) and ``error``, and the model's name, fingerprint and
+    dim in the file's metadata, so `indexer import` reads it as is (given a label column).  Same inputs,
+    resume and error rows as :func:`run_bulk`; no gallery is involved.  Local engine only.
+    """
+    t0 = time.monotonic()
+    specs, out = _check_job(inputs, out, "local", workers, batch_size)
+    if encoder is None:
+        import encoders
+
+        encoder = encoders.load()
+    processor = BatchProcessor(None, batch_size=batch_size, encoder=encoder)
+    return _execute(specs, out, processor, embed_identity(specs, encoder), embed_metadata(specs, encoder, "local"),
+                    embed_schema(encoder.dim), t0, "embed", None, workers=workers, batch_size=batch_size,
+                    resume=resume, progress=progress, overwrite=overwrite, engine="local", ray_address=None,
+                    part_rows=part_rows)
+
+
+def _check_job(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, engine: str, workers: int,
+               batch_size: int) -> tuple[list[str], Path]:
     if engine not in ENGINES:
         raise BulkError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if batch_size < 1 or workers < 1:
@@ -279,33 +326,37 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
         cv2.setNumThreads(1)
     except Exception:  # pragma: no cover
         pass
-    retriever = _make_retriever(gallery, encoder, fpr, threshold, top_k, fpir)
-    processor = BatchProcessor(retriever, with_features=with_features, batch_size=batch_size)
-    identity = run_identity(specs, retriever, with_features)
-    meta = run_metadata(specs, retriever, with_features, engine)
-    meta["identity"] = identity
+    return specs, out
 
-    _refuse_inside_gallery(out, retriever)
+
+def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: dict[str, Any], meta: dict[str, Any],
+             schema: Any, t0: float, kind: str, threshold: float | None, *, workers: int, batch_size: int,
+             resume: bool, progress: bool, overwrite: bool, engine: str, ray_address: str | None,
+             part_rows: int | None) -> dict[str, Any]:
+    """The job itself, for classification and embedding alike: refuse or reuse a finished output,
+    open (or resume) the part store, run the engine, merge."""
+    meta["identity"] = identity
     done = _already_complete(out, specs, identity, overwrite, resume)
     if done is not None:
         tally = Tally()
-        for batch in pq.ParquetFile(out).iter_batches(columns=["label", "accepted", "error"]):
-            tally.add(batch)
+        for batch in pq.ParquetFile(out).iter_batches(columns=tally_columns(pq.read_schema(out))):
+            tally.add(pa.Table.from_batches([batch]))
         s = _summary(out, "already complete", tally, int(done.get("files", 0)), int(done.get("files", 0)),
-                     tally.rows, time.monotonic() - t0, engine, retriever.threshold)
+                     tally.rows, time.monotonic() - t0, engine, threshold, kind)
         if progress:
             print(format_summary(s), file=sys.stderr, flush=True)
         return s
 
-    schema = with_run_metadata(output_schema(retriever.encoder.dim, with_features), meta)
-    store = PartStore.open(out, identity, schema, resume=resume, overwrite=overwrite, part_rows=part_rows)
+    store = PartStore.open(out, identity, with_run_metadata(schema, meta), resume=resume, overwrite=overwrite,
+                           part_rows=part_rows)
     if progress:
         for note in store.notes:
             print(f"note: {note}", file=sys.stderr, flush=True)
     resumed_files, resumed_rows = store.files_done, store.rows_done
     hasher, items = _numbered_after(specs, resumed_files, store.inputs_sha256, out)
     store.set_hasher(hasher)
-    prog = _Progress(progress, specs, resumed_files)
+    prog = _Progress(progress, specs, resumed_files, verb="embedding" if kind == "embed" else "classifying",
+                     command=f"retriever {kind}")
     try:
         if engine == "local":
             _run_local(items, processor, store, workers, batch_size, prog)
@@ -328,7 +379,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
                  completed_at=now_iso())
     store.merge(final)
     s = _summary(out, "complete", store.tally, store.files_done, resumed_files, resumed_rows,
-                 time.monotonic() - t0, engine, retriever.threshold)
+                 time.monotonic() - t0, engine, threshold, kind)
     s["notes"] = list(store.notes)
     if progress:
         print(format_summary(s), file=sys.stderr, flush=True)

@@ -26,16 +26,45 @@ from .pages import iter_pages
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from encoders import Encoder
+
     from .retriever import Retriever
+
+
+def _file_sha256(path: str) -> str | None:
+    """The file's SHA-256 (an embedding's provenance, the gallery's duplicate key); None if unreadable
+    (the page reader then records why)."""
+    from encoders.runtime import file_sha256
+
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
 
 __all__ = ["SCHEMA_VERSION", "SEQ", "BatchProcessor", "output_schema"]
 
-SCHEMA_VERSION = 2  # 2: decision_score, rule, operating_point columns (open-set decisions)
+SCHEMA_VERSION = 3  # 2: decision_score, rule, operating_point columns (open-set decisions)
+                    # 3: top_k_ids; the feature column is named ``vector`` (as `indexer export/import`);
+                    #    embedding files (path, page, vector, sha256, error)
 SEQ = "_seq"  # internal column: index of the input item a row came from (ordering, resume)
 
 
+def embed_schema(dim: int, with_seq: bool = False) -> pa.Schema:
+    """Columns of an embedding file (`retriever embed`): what `indexer import` reads, given labels."""
+    fields = [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("page", pa.int32(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32(), int(dim))),
+        pa.field("sha256", pa.string()),
+        pa.field("error", pa.string()),
+    ]
+    if with_seq:
+        fields.append(pa.field(SEQ, pa.int64(), nullable=False))
+    return pa.schema(fields)
+
+
 def output_schema(dim: int | None = None, with_features: bool = False, with_seq: bool = False) -> pa.Schema:
-    """Columns of a bulk result file (``feature`` only with ``with_features``)."""
+    """Columns of a bulk result file (``vector`` only with ``with_features``)."""
     fields = [
         pa.field("path", pa.string(), nullable=False),
         pa.field("page", pa.int32(), nullable=False),
@@ -45,6 +74,7 @@ def output_schema(dim: int | None = None, with_features: bool = False, with_seq:
         pa.field("threshold", pa.float32()),
         pa.field("top_k_labels", pa.list_(pa.string())),
         pa.field("top_k_scores", pa.list_(pa.float32())),
+        pa.field("top_k_ids", pa.list_(pa.int64())),
         pa.field("margin", pa.float32()),
         pa.field("decision_score", pa.float32()),
         pa.field("rule", pa.string()),
@@ -54,7 +84,7 @@ def output_schema(dim: int | None = None, with_features: bool = False, with_seq:
     if with_features:
         if not dim:
             raise ValueError("the feature column needs the feature dimension")
-        fields.append(pa.field("feature", pa.list_(pa.float32(), int(dim))))
+        fields.append(pa.field("vector", pa.list_(pa.float32(), int(dim))))
     if with_seq:
         fields.append(pa.field(SEQ, pa.int64(), nullable=False))
     return pa.schema(fields)
@@ -68,12 +98,15 @@ class _Rows:
     path: list[str] = field(default_factory=list)
     page: list[int] = field(default_factory=list)
     error: list[str | None] = field(default_factory=list)
+    sha256: list[str | None] = field(default_factory=list)
     tensor_of: dict[int, np.ndarray] = field(default_factory=dict)  # row -> preprocessed page
 
-    def add(self, seq: int, path: str, page: int, error: str | None = None, tensor: np.ndarray | None = None) -> None:
+    def add(self, seq: int, path: str, page: int, error: str | None = None, tensor: np.ndarray | None = None,
+            sha256: str | None = None) -> None:
         """``path`` and ``error`` must be valid UTF-8 text: Arrow refuses surrogate-escaped bytes."""
         if tensor is not None:
             self.tensor_of[len(self.path)] = tensor
+        self.sha256.append(sha256)
         self.seq.append(seq)
         self.path.append(path)
         self.page.append(page)
@@ -88,15 +121,21 @@ def _reason(exc: BaseException) -> str:
 
 
 class BatchProcessor:
-    """Holds a :class:`retriever.Retriever` (encoder + gallery + threshold); ``process`` is thread-safe."""
+    """Holds a :class:`retriever.Retriever` (encoder + gallery + threshold), or only an encoder for
+    embedding jobs (``embed_only``); ``process`` is thread-safe."""
 
-    def __init__(self, retriever: "Retriever", with_features: bool = False, batch_size: int = 32) -> None:
+    def __init__(self, retriever: "Retriever | None", with_features: bool = False, batch_size: int = 32,
+                 encoder: "Encoder | None" = None) -> None:
         self.retriever = retriever
-        self.encoder = retriever.encoder
+        self.embed_only = retriever is None
+        if self.embed_only and encoder is None:
+            raise ValueError("BatchProcessor: give a retriever, or an encoder for an embedding job")
+        self.encoder = encoder if retriever is None else retriever.encoder
         self.contract = self.encoder.contract
         self.with_features = bool(with_features)
         self.batch_size = max(1, int(batch_size))
-        self.schema = output_schema(self.encoder.dim, self.with_features, with_seq=True)
+        self.schema = (embed_schema(self.encoder.dim, with_seq=True) if self.embed_only
+                       else output_schema(self.encoder.dim, self.with_features, with_seq=True))
 
     # ------------------------------------------------------------------ stages
     def _read(self, seqs: Sequence[int], paths: Sequence[str], problems: Sequence[str | None]) -> _Rows:
@@ -114,11 +153,12 @@ class BatchProcessor:
                 continue
             last = -1
             try:
+                sha = _file_sha256(source) if self.embed_only else None
                 for page, img in iter_pages(source, target):
                     if isinstance(img, DecodeError):
-                        rows.add(seq, path, page, error=img.reason)
+                        rows.add(seq, path, page, error=img.reason, sha256=sha)
                     else:
-                        rows.add(seq, path, page, tensor=preprocess(img, self.contract))
+                        rows.add(seq, path, page, tensor=preprocess(img, self.contract), sha256=sha)
                         del img
                     last = page
             except Exception as exc:  # a reader bug or MemoryError on one file must not stop the job
@@ -162,7 +202,23 @@ class BatchProcessor:
         feats = self._encode(rows)
         return self._table(rows, feats)
 
+    def _embed_table(self, rows: _Rows, feats: dict[int, np.ndarray]) -> pa.Table:
+        n, dim = len(rows.path), self.encoder.dim
+        flat = np.zeros((n, dim), dtype=np.float32)
+        mask = np.ones(n, dtype=bool)
+        for r, f in feats.items():
+            flat[r] = f
+            mask[r] = False
+        s = self.schema
+        return pa.Table.from_arrays([
+            pa.array(rows.path, s.field("path").type), pa.array(rows.page, s.field("page").type),
+            pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim, mask=pa.array(mask)),
+            pa.array(rows.sha256, pa.string()), pa.array(rows.error, pa.string()),
+            pa.array(rows.seq, pa.int64())], schema=s)
+
     def _table(self, rows: _Rows, feats: dict[int, np.ndarray]) -> pa.Table:
+        if self.embed_only:
+            return self._embed_table(rows, feats)
         n = len(rows.path)
         order = sorted(feats)
         results: dict[int, Any] = {}
@@ -179,6 +235,7 @@ class BatchProcessor:
         threshold: list[float | None] = [None] * n
         top_labels: list[list[str] | None] = [None] * n
         top_scores: list[list[float] | None] = [None] * n
+        top_ids: list[list[int] | None] = [None] * n
         margin: list[float | None] = [None] * n
         decision: list[float | None] = [None] * n
         rule: list[str | None] = [None] * n
@@ -191,6 +248,7 @@ class BatchProcessor:
             threshold[r] = res.threshold
             top_labels[r] = [lab for lab, _ in res.top_k]
             top_scores[r] = [s for _, s in res.top_k]
+            top_ids[r] = list(res.top_k_ids)
             margin[r] = None if res.margin is None or not math.isfinite(res.margin) else res.margin
             decision[r] = res.decision_score
             rule[r] = res.rule
@@ -205,6 +263,7 @@ class BatchProcessor:
             pa.array(threshold, s.field("threshold").type),
             pa.array(top_labels, s.field("top_k_labels").type),
             pa.array(top_scores, s.field("top_k_scores").type),
+            pa.array(top_ids, s.field("top_k_ids").type),
             pa.array(margin, s.field("margin").type),
             pa.array(decision, s.field("decision_score").type),
             pa.array(rule, s.field("rule").type),
@@ -221,9 +280,6 @@ class BatchProcessor:
             cols.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim, mask=pa.array(mask)))
         cols.append(pa.array(rows.seq, pa.int64()))
         return pa.Table.from_arrays(cols, schema=s)
-
-    def empty(self) -> pa.Table:
-        return self.schema.empty_table()
 
 
 def chunked(items: Iterator[T], size: int) -> Iterator[list[T]]:

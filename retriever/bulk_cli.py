@@ -69,7 +69,10 @@ def _sigterm_to_interrupt() -> Any:
               help="Decode+inference threads (local) or actors (ray).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Files per batch (one ONNX call, one FAISS search).")
-@click.option("--features", "with_features", is_flag=True, help="Add a `feature` column (the float32 vector).")
+@click.option("--features", "with_features", is_flag=True, help="Add a `vector` column (the float32 feature).")
+@click.option("--label", "labels", multiple=True, metavar="LABEL",
+              help="Search only these labels (repeatable): a workflow that knows the document is one of a few types. "
+                   "Filtered inside the index search, so top-k and margin are among these labels.")
 @click.option("--overwrite", is_flag=True, help="Discard an interrupted or finished run at OUTPUT and start again.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: threads on this machine; ray: actors on a Ray cluster (needs docretriever[ray]).")
@@ -83,8 +86,8 @@ def _sigterm_to_interrupt() -> Any:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
 def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, fpr: float | None,
         threshold: float | None, top_k: int,
-        workers: int, batch_size: int, with_features: bool, overwrite: bool, engine: str, ray_address: str | None,
-        model: Path | None, backend: str, gpu_id: int, quiet: bool) -> None:
+        workers: int, batch_size: int, with_features: bool, labels: tuple[str, ...], overwrite: bool, engine: str,
+        ray_address: str | None, model: Path | None, backend: str, gpu_id: int, quiet: bool) -> None:
     """Classify INPUT... against GALLERY into one Parquet file, one row per page.
 
     INPUT: image or PDF files, directories (recursive, sorted), globs ('scans/**/*.jpg'),
@@ -93,7 +96,7 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
     files give one row per page (PDF needs docretriever[pdf]).
 
     Interrupted? Run the same command again: it continues where it stopped.  It refuses if the
-    inputs, model, gallery generation, threshold, top-k or --features differ (--overwrite restarts).
+    inputs, model, gallery generation, threshold, top-k, --label or --features differ (--overwrite restarts).
     """
     if sum(v is not None for v in (fpir, fpr, threshold)) > 1:
         raise click.UsageError("give one operating point: --fpir, --fpr or --threshold, not both")
@@ -116,7 +119,7 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
         summary = run_bulk(list(inputs), str(gallery), out, encoder=encoder, fpir=fpir, fpr=fpr,
                            threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size,
                            with_features=with_features, resume=True, progress=not quiet, overwrite=overwrite,
-                           engine=engine, ray_address=ray_address)
+                           engine=engine, ray_address=ray_address, labels=list(labels) or None)
     except errors as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -127,6 +130,72 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
         if exc.name == "ray":
             raise click.ClickException("--engine ray needs Ray: pip install 'docretriever[ray]'") from None
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if quiet:
+        click.echo(format_summary(summary), err=True)
+    if summary["errors"]:
+        click.echo(f"{summary['errors']} of {summary['rows']} rows are errors (unreadable inputs); see the "
+                   "`error` column", err=True)
+        sys.exit(EXIT_INPUT_ERRORS)
+
+
+@click.command("embed", short_help="Encode many scans into a Parquet file of vectors (resumable).",
+               context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="Exit status: 0 all inputs encoded, 3 some inputs unreadable (error rows), 1 setup error, "
+                      "2 usage error, 130 interrupted (run the same command again to resume).")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output", "-o", "out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Vectors file (Parquet). Progress lives in OUTPUT.parts/ until the job completes.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Decode+inference threads.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Files per batch (one ONNX call).")
+@click.option("--overwrite", is_flag=True, help="Discard an interrupted or finished run at OUTPUT and start again.")
+@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="ONNX model file [default: the shipped model].")
+@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
+              help="ONNX Runtime execution provider.")
+@click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
+def embed(inputs: tuple[str, ...], out: Path, workers: int, batch_size: int, overwrite: bool, model: Path | None,
+          backend: str, gpu_id: int, quiet: bool) -> None:
+    """Encode INPUT... into one Parquet file of vectors, one row per page.
+
+    Same inputs as `retriever run` (files, directories, globs, @lists, table columns; TIFF and PDF
+    pages).  Columns: path, page, vector (256 float32, L2-normalised; null on error rows), sha256 (of
+    the file), error.  The model's name, fingerprint and dimension are in the file's metadata, so
+    `indexer import` reads it as is:
+
+    \b
+      retriever embed register/ -o vectors.parquet
+      indexer import gallery/ vectors.parquet --label-from-path folder
+      indexer import gallery/ labelled.parquet --label-column doc_type
+
+    Interrupted? Run the same command again: it continues where it stopped (refused if the inputs
+    or the model differ; --overwrite restarts).
+    """
+    import encoders
+
+    from .bulk import format_summary, run_embed
+
+    errors = _setup_errors()
+    try:
+        encoder = encoders.load(model, backend=backend, gpu_id=gpu_id) if model is not None else \
+            encoders.load(backend=backend, gpu_id=gpu_id)
+    except errors as exc:
+        raise click.ClickException(str(exc)) from None
+    previous = _sigterm_to_interrupt()
+    try:
+        summary = run_embed(list(inputs), out, encoder=encoder, workers=workers, batch_size=batch_size, resume=True,
+                            progress=not quiet, overwrite=overwrite)
+    except errors as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: completed vectors are kept in {out}.parts/; run the same command again to "
+                   "resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -18,9 +18,11 @@ import pyarrow.parquet as pq
 from .bulk_batch import SCHEMA_VERSION
 
 if TYPE_CHECKING:
+    from encoders import Encoder
+
     from .retriever import Retriever
 
-__all__ = ["META_KEY", "docretriever_version", "read_result_metadata", "run_identity", "run_metadata",
+__all__ = ["META_KEY", "docretriever_version", "embed_identity", "embed_metadata", "read_result_metadata", "run_identity", "run_metadata",
            "with_run_metadata"]
 
 META_KEY = "docretriever.bulk"
@@ -57,9 +59,26 @@ def run_identity(specs: Sequence[str], retriever: "Retriever", with_features: bo
         "threshold": round(float(retriever.threshold), 7),
         "rule": retriever.rule.name,
         "top_k": int(retriever.top_k),
+        "labels": None if retriever.labels is None else list(retriever.labels),
         "with_features": bool(with_features),
         "schema_version": SCHEMA_VERSION,
     }
+
+
+def embed_identity(specs: Sequence[str], encoder: "Encoder") -> dict[str, Any]:
+    """What must match to continue an interrupted `retriever embed`: inputs and model."""
+    return {"kind": "embed", "inputs": [str(s) for s in specs],
+            "model": {"name": encoder.name, "fingerprint": encoder.fingerprint}, "schema_version": SCHEMA_VERSION}
+
+
+def embed_metadata(specs: Sequence[str], encoder: "Encoder", engine: str) -> dict[str, Any]:
+    """The description stored in an embedding file (the model, so `indexer import` binds to it)."""
+    c = encoder.contract
+    return {"kind": "embed", "schema_version": SCHEMA_VERSION, "docretriever_version": docretriever_version(),
+            "engine": engine, "inputs": [str(s) for s in specs],
+            "model": {"name": encoder.name, "version": c.version, "fingerprint": encoder.fingerprint,
+                      "dim": int(encoder.dim), "input_size": list(c.input_size)},
+            "vector": "L2-normalised; cosine = dot product"}
 
 
 def run_metadata(specs: Sequence[str], retriever: "Retriever", with_features: bool, engine: str) -> dict[str, Any]:
@@ -80,6 +99,7 @@ def run_metadata(specs: Sequence[str], retriever: "Retriever", with_features: bo
         "fpir": retriever.fpir,
         "operating_point": retriever.operating_point.to_dict(),
         "top_k": int(retriever.top_k),
+        "labels": None if retriever.labels is None else list(retriever.labels),
         "with_features": bool(with_features),
         "score": "cosine in [-1, 1]; the reference project's score is (cos + 1) / 2",
     }
@@ -99,6 +119,10 @@ def with_run_metadata(schema: pa.Schema, meta: dict[str, Any]) -> pa.Schema:
         "docretriever.fpir": meta.get("fpir"),
         "docretriever.rule": (meta.get("operating_point") or {}).get("rule"),
     }
+    model = meta.get("model") or {}
+    # the keys `indexer export` writes and `indexer import` reads: vectors carry their model
+    flat.update({"docretriever.encoder.name": model.get("name"), "docretriever.encoder.fingerprint":
+                 model.get("fingerprint"), "docretriever.encoder.dim": model.get("dim")})
     kv = {k: "" if v is None else str(v) for k, v in flat.items()}
     kv[META_KEY] = json.dumps(meta, sort_keys=True)
     return schema.with_metadata(kv)

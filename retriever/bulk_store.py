@@ -101,8 +101,8 @@ def identity_differences(old: dict[str, Any], new: dict[str, Any], then: str = "
     elif og.get("generation") != ng.get("generation"):
         diffs.append(f"the gallery generation differs ({then}: generation {og.get('generation')}; "
                      f"now: generation {ng.get('generation')}; the gallery changed since)")
-    for key, what in (("threshold", "threshold"), ("rule", "decision rule"), ("top_k", "top-k"),
-                      ("with_features", "feature column setting"),
+    for key, what in (("kind", "kind of job (run or embed)"), ("threshold", "threshold"), ("rule", "decision rule"),
+                      ("top_k", "top-k"), ("labels", "label filter"), ("with_features", "feature column setting"),
                       ("schema_version", "output schema version")):
         if old.get(key) != new.get(key):
             diffs.append(f"the {what} differs ({then}: {old.get(key)}; now: {new.get(key)})")
@@ -112,6 +112,11 @@ def identity_differences(old: dict[str, Any], new: dict[str, Any], then: str = "
 def _short(value: Any, limit: int = 120) -> str:
     text = json.dumps(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def tally_columns(schema: pa.Schema) -> list[str]:
+    """The columns :class:`Tally` reads, of those ``schema`` has."""
+    return [c for c in ("label", "accepted", "error") if c in schema.names]
 
 
 class Tally:
@@ -125,8 +130,12 @@ class Tally:
         self.labels: Counter[str] = Counter()
 
     def add(self, table: pa.Table) -> None:
+        """Count a results table; an embedding table (no decision columns) counts vectors as rejected-free rows."""
         self.rows += table.num_rows
         err = table.column("error").to_pylist()
+        if "accepted" not in table.column_names:
+            self.errors += sum(e is not None for e in err)
+            return
         acc = table.column("accepted").to_pylist()
         lab = table.column("label").to_pylist()
         for e, a, label in zip(err, acc, lab):
@@ -259,7 +268,7 @@ class PartStore:
 
     def _retally(self) -> None:
         for part in self.progress["parts"]:
-            self.tally.add(pq.read_table(self.dir / part["file"], columns=["label", "accepted", "error"]))
+            self.tally.add(pq.read_table(self.dir / part["file"], columns=tally_columns(self.schema)))
 
     # ------------------------------------------------------------------ writing
     def append(self, table: pa.Table, complete: bool = True) -> None:

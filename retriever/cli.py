@@ -119,16 +119,20 @@ def main() -> None:
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Distinct labels listed per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+@click.option("--label", "labels", multiple=True, metavar="LABEL",
+              help="Search only these labels (repeatable): a workflow that knows the document is one of a few types. "
+                   "Filtered inside the index search, so top-k and margin are among these labels.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @model_option
 def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr: float | None,
-                 threshold: float | None, top_k: int, as_json: bool, batch_size: int, model: Path | None, backend: str,
-                 gpu_id: int) -> None:
+                 threshold: float | None, top_k: int, as_json: bool, labels: tuple[str, ...], batch_size: int,
+                 model: Path | None, backend: str, gpu_id: int) -> None:
     """Classify image files or directories (searched recursively) against GALLERY.
 
     Prints path, best label, score (cosine), margin to the runner-up label, ACCEPT/REJECT and the
     runner-up; with --json, one object per line: {"path", "label", "score", "accepted", "threshold",
-    "margin", "decision_score", "rule", "operating_point", "top_k"}, or {"path", "error"} for an
+    "margin", "decision_score", "rule", "operating_point", "top_k": [{"label", "score", "id", "source"}]}
+    (id and source: the label's best exemplar in the gallery), or {"path", "error"} for an
     unreadable input.  The default operating point is FPIR 0.01 of the gallery's own table.
     """
     if sum(v is not None for v in (fpir, fpr, threshold)) > 1:
@@ -139,7 +143,8 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr
 
     encoder = _load_encoder(model, backend, gpu_id, gallery)
     try:
-        retriever = Retriever(gallery, encoder=encoder, fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k)
+        retriever = Retriever(gallery, encoder=encoder, fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k,
+                              labels=list(labels) or None)
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
     op = retriever.operating_point
@@ -275,10 +280,12 @@ def calibrate_cmd(labelled_dir: Path, gallery: Path, fprs: tuple[float, ...], mo
     click.echo(result["table_markdown"])
 
 
+from .bulk_cli import embed as _embed_cmd  # noqa: E402
 from .bulk_cli import run as _run_cmd  # noqa: E402  (the bulk job lives in its own module)
 from .serve_cli import serve as _serve_cmd  # noqa: E402  (the HTTP service; needs docretriever[serve] to run)
 
 main.add_command(_run_cmd)
+main.add_command(_embed_cmd)
 main.add_command(_serve_cmd)
 
 if __name__ == "__main__":  # pragma: no cover

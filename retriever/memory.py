@@ -38,18 +38,28 @@ class MemoryGallery:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(n, dim)`` queries -> ``(scores, ids)`` of shape ``(n, k)``, best first, -1 ids padded."""
+    def label_counts(self) -> dict[str, int]:
+        labels, counts = np.unique(self.labels.astype(str), return_counts=True)
+        return {str(lab): int(c) for lab, c in zip(labels, counts)}
+
+    def search(self, queries: np.ndarray, k: int, labels: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, dim)`` queries -> ``(scores, ids)`` of shape ``(n, k)``, best first, -1 ids padded.
+        ``labels``: search only the rows of these labels (as a gallery's ID selector does)."""
         q = np.asarray(queries, dtype=np.float32)
         n = len(q)
-        sims = q @ self.feats.T if len(self.feats) else np.zeros((n, 0), dtype=np.float32)
+        rows = np.arange(len(self.labels)) if labels is None else \
+            np.flatnonzero(np.isin(self.labels.astype(str), [str(x) for x in labels]))
+        sims = q @ self.feats[rows].T if len(rows) else np.zeros((n, 0), dtype=np.float32)
         kk = min(k, sims.shape[1])
         order = np.argsort(-sims, axis=1, kind="stable")[:, :kk]
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         ids = np.full((n, k), -1, dtype=np.int64)
         scores[:, :kk] = np.take_along_axis(sims, order, axis=1)
-        ids[:, :kk] = order
+        ids[:, :kk] = rows[order]
         return scores, ids
+
+    def sources_of(self, ids: np.ndarray) -> list[str | None]:
+        return [self.sources[i] if 0 <= i < len(self.sources) else None for i in np.asarray(ids, np.int64).tolist()]
 
     def labels_of(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)

@@ -182,7 +182,8 @@ SEARCH_DEPTH_FACTOR = 4
 
 def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labels: int,
                   params: Mapping[str, Any] | None = None,
-                  best_ids: list[dict[str, int]] | None = None) -> list[list[tuple[str, float]]]:
+                  best_ids: list[dict[str, int]] | None = None,
+                  labels: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
     """Per query row: distinct labels by best-exemplar cosine, best first, at least ``want`` of them
     when the gallery has that many.
 
@@ -190,25 +191,31 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
     ``SEARCH_DEPTH_FACTOR * want`` exemplars and deepens (x4) only for the rows whose hits cover
     too few labels, up to the whole gallery (``count`` live exemplars, ``n_labels`` labels).
     ``best_ids``: if given (a list), it receives per row ``{label: id of its best exemplar}``.
+    ``labels``: search only these labels' exemplars (``gallery.search(..., labels=)``: an ID selector
+    inside the index search); ``count`` and ``n_labels`` are then those of the allowed subset.
     """
     want = max(1, min(int(want), int(n_labels)))
     depth = max(1, min(int(count), SEARCH_DEPTH_FACTOR * want))
     ranked: list[list[tuple[str, float]]] = [[] for _ in range(len(feats))]
     ids_of: list[dict[str, int]] = [{} for _ in range(len(feats))]
+    kw: dict[str, Any] = {}
+    if params:
+        kw["params"] = dict(params)
+    if labels is not None:
+        kw["labels"] = labels
     todo = np.arange(len(feats))
     while len(todo):
-        scores, ids = (gallery.search(feats[todo], depth, params=dict(params)) if params
-                       else gallery.search(feats[todo], depth))
+        scores, ids = gallery.search(feats[todo], depth, **kw)
         scores = np.asarray(scores, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
         valid = ids >= 0
-        labels = np.empty(ids.shape, dtype=object)
-        labels[valid] = np.asarray(gallery.labels_of(ids[valid]))
+        hit_labels = np.empty(ids.shape, dtype=object)
+        hit_labels[valid] = np.asarray(gallery.labels_of(ids[valid]))
         again = []
         for row, q in enumerate(todo):
             best: dict[str, float] = {}
             where: dict[str, int] = {}
-            for lab, sc, ok, iid in zip(labels[row], scores[row], valid[row], ids[row]):
+            for lab, sc, ok, iid in zip(hit_labels[row], scores[row], valid[row], ids[row]):
                 if ok and lab not in best:  # hits come best first
                     best[str(lab)] = float(sc)
                     where[str(lab)] = int(iid)

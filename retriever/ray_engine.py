@@ -53,7 +53,7 @@ class RayClassifier:
 
     def __init__(self, model_path: str, backend: str, gallery_path: str, generation: int | None,
                  operating_point: dict, top_k: int, with_features: bool, batch_size: int,
-                 search_params: dict | None = None, gpu_id: int = 0) -> None:
+                 search_params: dict | None = None, gpu_id: int = 0, labels: list[str] | None = None) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         import cv2
 
@@ -65,7 +65,7 @@ class RayClassifier:
 
         encoder = encoders.load(model_path, backend=backend, gpu_id=gpu_id)
         retriever = Retriever(gallery_path, encoder=encoder, top_k=top_k, search_params=search_params,
-                              operating_point=OperatingPoint.from_dict(operating_point))
+                              operating_point=OperatingPoint.from_dict(operating_point), labels=labels)
         found = (getattr(retriever.gallery, "manifest", None) or {}).get("generation")
         if generation is not None and found != generation:
             raise BulkError(f"gallery {gallery_path} is at generation {found} on this Ray node, the driver saw "
@@ -109,6 +109,8 @@ def run_ray(items: Iterator[tuple[int, "InputItem"]], processor: BatchProcessor,
     import ray.data
 
     retriever = processor.retriever
+    if retriever is None:
+        raise BulkError("--engine ray classifies against a gallery; `retriever embed` runs on the local engine")
     model_path = str(getattr(processor.encoder, "path", "") or "")
     gallery_path = getattr(retriever.gallery, "path", None)
     if not model_path or not os.path.isfile(model_path):
@@ -130,7 +132,8 @@ def run_ray(items: Iterator[tuple[int, "InputItem"]], processor: BatchProcessor,
                   "gallery_path": os.path.abspath(str(gallery_path)), "generation": generation,
                   "operating_point": retriever.operating_point.to_dict(), "top_k": int(retriever.top_k),
                   "with_features": processor.with_features, "batch_size": batch_size,
-                  "search_params": retriever.search_params, "gpu_id": int(getattr(processor.encoder, "gpu_id", 0) or 0)}
+                  "search_params": retriever.search_params, "gpu_id": int(getattr(processor.encoder, "gpu_id", 0) or 0),
+                  "labels": None if retriever.labels is None else list(retriever.labels)}
         last_seq = store.files_done - 1
         for chunk in chunked(items, chunk_files):
             records = [{"seq": s, "path": it.path, "problem": it.problem or ""} for s, it in chunk]

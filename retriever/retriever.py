@@ -48,6 +48,7 @@ class Result:
     decision_score: float | None = None
     rule: str = "cosine"
     top_k_ids: list[int] = field(default_factory=list)  # the best exemplar of each top_k label (item id)
+    top_k_sources: list[str | None] = field(default_factory=list)  # ... and the file it was enrolled from
 
     @property
     def reference_score(self) -> float:
@@ -59,7 +60,10 @@ class Result:
         return self.top_k[1] if len(self.top_k) > 1 else None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: plain floats, top_k as a list of {"label", "score"}."""
+        """JSON-ready: plain floats, top_k as a list of {"label", "score", "id", "source"} (the best
+        exemplar of that label: its gallery item id and the file it was enrolled from)."""
+        ids = self.top_k_ids or [None] * len(self.top_k)
+        srcs = self.top_k_sources or [None] * len(self.top_k)
         return {
             "source": self.source,
             "label": self.label,
@@ -69,7 +73,8 @@ class Result:
             "margin": None if self.margin is None else round(float(self.margin), 6),
             "decision_score": None if self.decision_score is None else round(float(self.decision_score), 6),
             "rule": self.rule,
-            "top_k": [{"label": lab, "score": round(float(s), 6)} for lab, s in self.top_k],
+            "top_k": [{"label": lab, "score": round(float(s), 6), "id": None if i is None or i < 0 else int(i),
+                       "source": src} for (lab, s), i, src in zip(self.top_k, ids, srcs)],
         }
 
 
@@ -147,11 +152,15 @@ class Retriever:
     ``top_k``: how many distinct labels each result lists.
     ``search_params``: per-query index parameters for large approximate galleries (``{"nprobe": 16}``,
     ``{"efSearch": 256}``, ``{"rerank": 8}``); ignored by exact (flat) galleries.
+    ``labels``: the labels every search is restricted to (a workflow that knows the document is one
+    of a few types); each ``classify*`` call may give its own.  The restriction is an ID selector
+    inside the index search, so top-k, margin and runner-up are those among the allowed labels.
     """
 
     def __init__(self, gallery: Any, encoder: "Encoder | None" = None, fpr: float | None = None,
                  threshold: float | None = None, top_k: int = 5, search_params: dict | None = None,
-                 fpir: float | None = None, operating_point: OperatingPoint | None = None) -> None:
+                 fpir: float | None = None, operating_point: OperatingPoint | None = None,
+                 labels: Sequence[str] | None = None) -> None:
         if top_k < 1:
             raise RetrieverError(f"top_k must be >= 1, got {top_k}")
         if encoder is None:
@@ -170,6 +179,10 @@ class Retriever:
         self._asked = {"fpir": fpir, "fpr": fpr, "threshold": threshold}
         self._fixed_op = operating_point  # as decided elsewhere (a bulk job's driver): used as is
         self._configure()
+        self.labels: tuple[str, ...] | None = None
+        if labels is not None:
+            self.labels = tuple(sorted({str(x) for x in ([labels] if isinstance(labels, str) else labels)}))
+            self._subset(self.labels)  # refuse unknown labels now, not at the first query
 
     def _configure(self) -> None:
         """Sizes and threshold from the gallery's current state (again after :meth:`reload`)."""
@@ -218,11 +231,26 @@ class Retriever:
                 f"threshold={self.threshold:.4f} [{self.threshold_origin}], top_k={self.top_k})")
 
     # --- features -> results -------------------------------------------------------------------
-    def classify_features(self, feats: np.ndarray, sources: Sequence[str | None] | None = None) -> list[Result]:
+    def _subset(self, labels: Sequence[str]) -> tuple[int, int]:
+        """(exemplars, labels) of an allowed-label subset; unknown labels are refused by name."""
+        counts_of = getattr(self.gallery, "label_counts", None)
+        if counts_of is None:
+            raise RetrieverError(f"gallery {self.gallery_name} cannot filter by label")
+        counts = counts_of()
+        wanted = {str(x) for x in labels}
+        missing = sorted(wanted - set(counts))
+        if not wanted or missing:
+            raise RetrieverError(f"gallery {self.gallery_name} has no label(s) {missing[:10]}"
+                                 f"{' ...' if len(missing) > 10 else ''}" if missing else
+                                 "an empty label filter allows nothing; give at least one label")
+        return sum(counts[x] for x in wanted), len(wanted)
+
+    def classify_features(self, feats: np.ndarray, sources: Sequence[str | None] | None = None,
+                          labels: Sequence[str] | None = None) -> list[Result]:
         """``(n, dim)`` L2-normalised features from this retriever's encoder -> results.
 
         For callers that already ran the encoder (bulk jobs); gives exactly what :meth:`classify`
-        gives for the same images.
+        gives for the same images.  ``labels`` overrides the retriever's label filter for this call.
         """
         feats = np.asarray(feats, dtype=np.float32)
         if feats.ndim == 1:
@@ -236,11 +264,16 @@ class Retriever:
             return []
         feats = np.ascontiguousarray(feats)
         best_ids: list[dict[str, int]] = []
-        ranked = self._ranked_labels(feats, best_ids)
+        ranked = self._ranked_labels(feats, best_ids, self.labels if labels is None else labels)
         out = []
         rule = self.rule
+        sources_of = getattr(self.gallery, "sources_of", None)
+        tops = [labels[:self.top_k] for labels in ranked]
+        flat_ids = [best_ids[i].get(lab, -1) for i, top in enumerate(tops) for lab, _ in top]
+        flat_src = sources_of(flat_ids) if sources_of is not None else [None] * len(flat_ids)
+        at = 0
         for i, labels in enumerate(ranked):
-            top = labels[:self.top_k]
+            top = tops[i]
             best_label, best = top[0]
             margin = best - labels[1][1] if len(labels) > 1 else None
             z = float(rule.score(best, labels[1][1])) if (rule.uses_margin and margin is not None) \
@@ -248,22 +281,25 @@ class Retriever:
             out.append(Result(label=best_label, score=best, accepted=bool(z >= self.threshold),
                               threshold=self.threshold, top_k=top, margin=margin,
                               source=None if sources is None else sources[i], decision_score=z, rule=rule.name,
-                              top_k_ids=[best_ids[i].get(lab, -1) for lab, _ in top]))
+                              top_k_ids=flat_ids[at:at + len(top)], top_k_sources=flat_src[at:at + len(top)]))
+            at += len(top)
         return out
 
-    def _ranked_labels(self, feats: np.ndarray, best_ids: list[dict[str, int]] | None = None
-                       ) -> list[list[tuple[str, float]]]:
+    def _ranked_labels(self, feats: np.ndarray, best_ids: list[dict[str, int]] | None = None,
+                       labels: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
         """Per query: distinct labels by best-exemplar score, at least ``top_k + 1`` when possible
         (the +1 is the runner-up needed for ``margin`` even when ``top_k`` is 1)."""
-        ranked = ranked_labels(self.gallery, feats, self.top_k + 1, self.count, self.n_labels, self.search_params,
-                               best_ids)
+        count, n_labels = (self.count, self.n_labels) if labels is None else self._subset(labels)
+        ranked = ranked_labels(self.gallery, feats, self.top_k + 1, count, n_labels, self.search_params,
+                               best_ids, None if labels is None else sorted({str(x) for x in labels}))
         for q, labels_q in enumerate(ranked):
             if not labels_q:
                 raise RetrieverError(f"gallery {self.gallery_name} returned no hits for query {q}")
         return ranked
 
     # --- images -> results ---------------------------------------------------------------------
-    def classify(self, images: "Iterable[ImageInput] | ImageInput", batch_size: int = 32) -> list[Result]:
+    def classify(self, images: "Iterable[ImageInput] | ImageInput", batch_size: int = 32,
+                 labels: Sequence[str] | None = None) -> list[Result]:
         """Paths, bytes or BGR uint8 arrays -> one :class:`Result` each, in order.
 
         Raises :class:`encoders.DecodeError` (naming the file) on the first unreadable input;
@@ -271,14 +307,14 @@ class Retriever:
         """
         items = _as_list(images)
         feats = self.encoder.encode(items, batch_size=batch_size)
-        return self.classify_features(feats, [_describe_source(s) for s in items])
+        return self.classify_features(feats, [_describe_source(s) for s in items], labels=labels)
 
-    def classify_one(self, image: "ImageInput") -> Result:
+    def classify_one(self, image: "ImageInput", labels: Sequence[str] | None = None) -> Result:
         """One image (path, bytes or BGR array) -> its :class:`Result`."""
-        return self.classify([image])[0]
+        return self.classify([image], labels=labels)[0]
 
-    def classify_iter(self, images: "Iterable[ImageInput]", batch_size: int = 32
-                      ) -> Iterator[tuple[Any, "Result | DecodeError"]]:
+    def classify_iter(self, images: "Iterable[ImageInput]", batch_size: int = 32,
+                      labels: Sequence[str] | None = None) -> Iterator[tuple[Any, "Result | DecodeError"]]:
         """Stream ``(input, Result or DecodeError)`` in input order; a bad file does not stop the rest.
 
         Decoding happens image by image so a failure is attributed to its file; the good images
@@ -294,7 +330,7 @@ class Retriever:
             if good:
                 feats = self.encoder.encode_batch(np.stack([x for _, x in good]))
                 srcs = [_describe_source(pending[i][0]) for i, _ in good]
-                for (i, _), res in zip(good, self.classify_features(feats, srcs)):
+                for (i, _), res in zip(good, self.classify_features(feats, srcs, labels=labels)):
                     results[i] = res
             for i, (src, x) in enumerate(pending):
                 yield src, (x if isinstance(x, DecodeError) else results[i])

@@ -37,6 +37,8 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from .retriever import RetrieverError
+
 __all__ = ["GalleryHolder", "ServiceConfig", "create_app"]
 
 LOG = logging.getLogger("retriever.service")
@@ -80,7 +82,6 @@ class GalleryHolder:
         self.cfg = cfg
         self._lock = threading.Lock()
         self.retriever = self._open()
-        self.sources = self._sources(self.retriever)
         self.reload_errors = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -93,18 +94,13 @@ class GalleryHolder:
         return Retriever(str(self.cfg.gallery), encoder=self.cfg.encoder, top_k=self.cfg.top_k,
                          search_params=self.cfg.search_params, **self.cfg.operating_point)
 
-    @staticmethod
-    def _sources(retriever: Any) -> dict[int, str]:
-        items = retriever.gallery.items
-        return dict(zip(items.column("id").to_pylist(), items.column("source").to_pylist()))
-
     @property
     def generation(self) -> int:
         return int(self.retriever.gallery.generation)
 
-    def current(self) -> tuple[Any, dict[int, str]]:
+    def current(self) -> Any:
         with self._lock:
-            return self.retriever, self.sources
+            return self.retriever
 
     def _disk_generation(self) -> int | None:
         try:
@@ -118,14 +114,13 @@ class GalleryHolder:
             return False
         try:
             fresh = self._open()
-            sources = self._sources(fresh)
         except Exception as exc:  # a half-written or damaged gallery: keep serving the last good one
             self.reload_errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             LOG.warning("gallery reload failed (still serving generation %s): %s", self.generation, exc)
             return False
         with self._lock:
-            self.retriever, self.sources = fresh, sources
+            self.retriever = fresh
         self.last_error = None
         LOG.info("now serving gallery generation %s", fresh.gallery.generation)
         return True
@@ -311,7 +306,7 @@ def create_app(cfg: ServiceConfig) -> Any:
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         """200 when the model and gallery are loaded."""
-        r, _ = holder.current()
+        r = holder.current()
         m_generation.set(r.gallery.generation)
         m_reload_errors.set(holder.reload_errors)
         return {"status": "ok", "model": {"name": r.encoder.name, "fingerprint": r.encoder.fingerprint},
@@ -319,42 +314,45 @@ def create_app(cfg: ServiceConfig) -> Any:
                             "exemplars": r.count},
                 "operating_point": r.operating_point.summary(), "last_reload_error": holder.last_error}
 
-    def _admitted(uploads: list[tuple[str, bytes]], endpoint: str) -> tuple[Any, dict[int, str], list, list, Any] | None:
-        """Encode uploads within an admission slot: (retriever, sources, rows, good rows, features), None if full."""
+    def _admitted(uploads: list[tuple[str, bytes]], endpoint: str) -> tuple[Any, list, list, Any] | None:
+        """Encode uploads within an admission slot: (retriever, rows, good rows, features), None if full."""
         with admission.slot() as ok:
             if not ok:
                 return None
-            retriever, sources = holder.current()
-            return (retriever, sources, *_encode_uploads(retriever, uploads, endpoint))
+            retriever = holder.current()
+            return (retriever, *_encode_uploads(retriever, uploads, endpoint))
 
-    def _classify_sync(uploads: list[tuple[str, bytes]]) -> Any:
+    def _classify_sync(uploads: list[tuple[str, bytes]], labels: list[str] | None = None) -> Any:
         got = _admitted(uploads, "/v1/classify")
         if got is None:
             return _busy()
-        retriever, sources, rows, good, feats = got
-        results = retriever.classify_features(feats) if len(good) else []
+        retriever, rows, good, feats = got
+        try:
+            results = retriever.classify_features(feats, labels=labels) if len(good) else []
+        except RetrieverError as exc:  # a label filter naming labels the gallery does not hold
+            return JSONResponse({"detail": str(exc)}, status_code=422)
         op = retriever.operating_point
         for i, res in zip(good, results):
             d = res.to_dict()
             d.pop("source", None)
-            d["top_k"] = [{"label": lab, "score": round(float(s), 6), "id": int(iid), "source": sources.get(int(iid))}
-                          for (lab, s), iid in zip(res.top_k, res.top_k_ids)]
             rows[i].update(d, operating_point=op.label)
         return {"results": rows, "gallery_generation": retriever.gallery.generation,
                 "model": {"name": retriever.encoder.name, "fingerprint": retriever.encoder.fingerprint}}
 
     @app.post("/v1/classify")
-    async def classify(file: list[UploadFile] = File(..., description="images, TIFF or PDF (one result per page)")
-                       ) -> Any:
+    async def classify(file: list[UploadFile] = File(..., description="images, TIFF or PDF (one result per page)"),
+                       labels: list[str] | None = Form(None, description="search only these labels (repeat the "
+                                                       "field); filtered inside the index search")) -> Any:
         """Classify uploads: ``{"results": [...]}`` in input order (pages in order), each as
-        `retriever classify --json` gives it, plus ``top_k`` entries with the exemplar's id and source."""
-        return await run_in_threadpool(_classify_sync, await _read_uploads(file))
+        `retriever classify --json` gives it (``top_k`` entries name the exemplar: id and source).
+        An unknown label in ``labels`` is a 422 naming it."""
+        return await run_in_threadpool(_classify_sync, await _read_uploads(file), labels or None)
 
     def _embed_sync(uploads: list[tuple[str, bytes]]) -> Any:
         got = _admitted(uploads, "/v1/embed")
         if got is None:
             return _busy()
-        retriever, _, rows, good, feats = got
+        retriever, rows, good, feats = got
         for i, f in zip(good, feats):
             rows[i]["vector"] = [round(float(x), 7) for x in f]
         return {"results": rows, "model": {"name": retriever.encoder.name,
@@ -367,12 +365,12 @@ def create_app(cfg: ServiceConfig) -> Any:
 
     @app.get("/v1/labels")
     def labels() -> dict[str, Any]:
-        r, _ = holder.current()
+        r = holder.current()
         return {"labels": r.gallery.label_counts(), "generation": r.gallery.generation}
 
     @app.get("/v1/thresholds")
     def thresholds() -> dict[str, Any]:
-        r, _ = holder.current()
+        r = holder.current()
         from .thresholds import OpenSetTable
 
         g = r.gallery
@@ -429,7 +427,7 @@ def create_app(cfg: ServiceConfig) -> Any:
 
     @app.get("/metrics")
     def metrics() -> Any:
-        r, _ = holder.current()
+        r = holder.current()
         m_generation.set(r.gallery.generation)
         m_reload_errors.set(holder.reload_errors)
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)

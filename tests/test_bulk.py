@@ -26,7 +26,7 @@ from retriever.bulk_store import BulkError, ResumeRefusedError
 from retriever.inputs import InputError, expand_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ["path", "page", "label", "score", "accepted", "threshold", "top_k_labels", "top_k_scores", "margin",
+COLUMNS = ["path", "page", "label", "score", "accepted", "threshold", "top_k_labels", "top_k_scores", "top_k_ids", "margin",
            "decision_score", "rule", "operating_point", "error"]
 
 
@@ -101,12 +101,18 @@ def test_output_schema_metadata_and_results_match_retriever(tiny, gallery, tmp_p
     assert t.column("label").to_pylist() == [r.label for r in ref]
     np.testing.assert_allclose(t.column("score").to_numpy(), [r.score for r in ref], atol=1e-6)
     assert t.column("top_k_labels").to_pylist() == [[lab for lab, _ in r.top_k] for r in ref]
+    # the exemplar behind each top-k label, by id: the same ids the Python API gives, and they are
+    # gallery items of that label
+    ids = t.column("top_k_ids").to_pylist()
+    assert ids == [r.top_k_ids for r in ref]
+    assert all(list(gallery.labels_of(row)) == labs for row, labs in zip(ids, t.column("top_k_labels").to_pylist()))
     assert all(len(x) == 2 for x in t.column("top_k_scores").to_pylist())
     assert set(t.column("label").to_pylist()) <= set(LABELS)
     md = t.schema.metadata
     assert md[b"docretriever.model_fingerprint"].decode() == tiny.fingerprint
     assert md[b"docretriever.gallery_generation"].decode() == str(gallery.generation)
-    assert md[b"docretriever.schema_version"] == b"2"
+    assert md[b"docretriever.schema_version"] == b"3"
+    assert md[b"docretriever.encoder.fingerprint"].decode() == tiny.fingerprint  # what `indexer import` reads
     meta = json.loads(md[META_KEY.encode()])
     assert meta["complete"] and meta["files"] == 9 and meta["rows"] == 9 and meta["threshold"] == THRESHOLD
     assert meta["model"]["name"] == tiny.name and meta["gallery"]["path"] == str(gallery.path.resolve())
@@ -122,8 +128,8 @@ def test_features_column(tiny, gallery, tmp_path):
     out = tmp_path / "res.parquet"
     bulk([tmp_path / "in"], gallery, out, tiny, with_features=True)
     t = pq.read_table(out)
-    assert t.schema.field("feature").type == pa.list_(pa.float32(), tiny.dim)
-    feats = t.column("feature").to_pylist()
+    assert t.schema.field("vector").type == pa.list_(pa.float32(), tiny.dim)
+    feats = t.column("vector").to_pylist()
     assert feats[0] is None and t.column("error")[0].as_py()  # bad.png sorts first
     np.testing.assert_allclose(np.array(feats[1:], dtype=np.float32), tiny.encode(files), atol=1e-5)
 
@@ -346,7 +352,7 @@ def test_cli_exit_codes_and_summary(tiny_model_path, gallery, tmp_path):
     r = CliRunner().invoke(run_cmd, args)
     assert r.exit_code == 0, r.output
     assert "rows 4" in r.output and "accepted" in r.output
-    assert pq.read_table(out).num_rows == 4 and "feature" in pq.read_schema(out).names
+    assert pq.read_table(out).num_rows == 4 and "vector" in pq.read_schema(out).names
     (tmp_path / "in" / "zzz.jpg").write_bytes(b"junk")
     r = CliRunner().invoke(run_cmd, args + ["--overwrite"])
     assert r.exit_code == 3, r.output

@@ -1,6 +1,7 @@
 """`retriever serve`: the HTTP contract, writes behind a token, hot reload, bad input and overload."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -221,6 +222,28 @@ def test_the_real_server_on_a_free_port(gallery, tiny, tmp_path):
         good = _reg_image(gallery, "receipt")
         r = httpx.post(f"{base}/v1/classify", files=[("file", ("r.png", good, "image/png"))], timeout=10)
         assert r.status_code == 200 and r.json()["results"][0]["label"] == "receipt"
+        # the same answer as `retriever classify --json` with the same operating point, key for key
+        (tmp_path / "r.png").write_bytes(good)
+        from click.testing import CliRunner
+
+        from retriever.cli import main as retriever_cli
+
+        cli = CliRunner().invoke(retriever_cli, ["classify", str(tmp_path / "r.png"), "-g", str(gallery.path),
+                                                 "--threshold", str(THRESHOLD), "--top-k", "3", "--json",
+                                                 "--model", str(tiny.path)])
+        assert cli.exit_code == 0, cli.output
+        want = json.loads(next(line for line in cli.output.splitlines() if line.startswith("{")))
+        got = r.json()["results"][0]
+        for key in ("label", "score", "accepted", "threshold", "margin", "decision_score", "rule",
+                    "operating_point", "top_k"):
+            assert got[key] == want[key], key
+        # a label filter travels as repeated form fields; an unknown label is a 422 naming it
+        f = httpx.post(f"{base}/v1/classify", files=[("file", ("r.png", good, "image/png"))],
+                       data={"labels": ["passport", "invoice"]}, timeout=10)
+        assert f.status_code == 200 and {t["label"] for t in f.json()["results"][0]["top_k"]} == {"passport", "invoice"}
+        bad = httpx.post(f"{base}/v1/classify", files=[("file", ("r.png", good, "image/png"))],
+                         data={"labels": ["nope"]}, timeout=10)
+        assert bad.status_code == 422 and "nope" in bad.text
         big = httpx.post(f"{base}/v1/classify", files=[("file", ("b.png", b"\0" * 200_000, "image/png"))], timeout=10)
         assert big.status_code == 413
         w = httpx.post(f"{base}/v1/items", files=[("file", ("n.png", _png(scan(5)), "image/png"))],

@@ -1,0 +1,184 @@
+"""`retriever embed` -> `indexer import`, label filters inside the index search, and results that
+name their exemplar (issue 16)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bulk_helpers import LABELS, THRESHOLD, build_gallery, bulk, scan, write_scans, write_tiff
+from encoders.runtime import file_sha256
+from indexer_testdata import make_image, make_register
+
+
+@pytest.fixture()
+def gallery(tiny, tmp_path):
+    return build_gallery(tiny, tmp_path)
+
+
+def _register(root: Path, per_label: int = 2) -> Path:
+    return make_register(root, {lab: per_label for lab in ("alpha", "beta", "gamma", "delta")})
+
+
+# ---------------------------------------------------------------------------------- embed
+def test_embed_writes_vectors_with_provenance_and_error_rows(tiny, tmp_path):
+    from retriever.bulk import run_embed
+
+    files = write_scans(tmp_path / "in", 3)
+    tif = write_tiff(tmp_path / "in" / "multi.tif", 2)
+    (tmp_path / "in" / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "v.parquet"
+    s = run_embed([str(tmp_path / "in")], out, encoder=tiny, progress=False, batch_size=2)
+    t = pq.read_table(out)
+    assert t.column_names == ["path", "page", "vector", "sha256", "error"]
+    assert t.schema.field("vector").type == pa.list_(pa.float32(), tiny.dim)
+    rows = t.to_pylist()
+    by_path = {(Path(r["path"]).name, r["page"]): r for r in rows}
+    assert by_path[("bad.png", 0)]["vector"] is None and by_path[("bad.png", 0)]["error"]
+    assert by_path[("multi.tif", 0)]["error"] is None and by_path[("multi.tif", 1)]["error"] is None
+    assert by_path[("multi.tif", 1)]["sha256"] == file_sha256(tif)
+    got = np.array([by_path[(f.name, 0)]["vector"] for f in files], np.float32)
+    np.testing.assert_allclose(got, tiny.encode(files), atol=1e-5)
+    assert all(by_path[(f.name, 0)]["sha256"] == file_sha256(f) for f in files)
+    md = t.schema.metadata
+    assert md[b"docretriever.encoder.fingerprint"].decode() == tiny.fingerprint
+    assert md[b"docretriever.encoder.dim"].decode() == str(tiny.dim)
+    assert s["kind"] == "embed" and s["rows"] == 6 and s["errors"] == 1
+    # the same command again: already complete, nothing redone
+    again = run_embed([str(tmp_path / "in")], out, encoder=tiny, progress=False)
+    assert again["status"] == "already complete" and again["rows"] == 6
+
+
+def test_embed_then_import_classifies_like_a_gallery_built_from_the_images(tiny, tmp_path, runner):
+    from indexer.cli import cli as indexer_cli
+    from indexer.gallery import Gallery
+    from retriever import Retriever
+    from retriever.cli import main as retriever_cli
+
+    reg = _register(tmp_path / "register")
+    (reg / "alpha" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    vec = tmp_path / "v.parquet"
+    r = runner.invoke(retriever_cli, ["embed", str(reg), "-o", str(vec), "--model", str(tiny.path), "-q"])
+    assert r.exit_code == 3, r.output  # one unreadable file: an error row, the rest embedded
+    r = runner.invoke(indexer_cli, ["import", str(tmp_path / "imported"), str(vec), "--label-from-path", "folder"])
+    assert r.exit_code == 0, r.output
+    assert "1 row(s) with an error" in r.output
+    (reg / "alpha" / "broken.jpg").unlink()
+    built = Gallery.build(reg, tmp_path / "built", tiny, force=True)
+    imported = Gallery.open(tmp_path / "imported", encoder=tiny)
+    assert imported.label_counts() == built.label_counts() == {"alpha": 2, "beta": 2, "delta": 2, "gamma": 2}
+    assert sorted(imported.items.column("source").to_pylist()) == sorted(built.items.column("source").to_pylist())
+    queries = [make_image(lab, 7) for lab in ("alpha", "beta", "gamma", "delta")]
+    a = Retriever(built, tiny, threshold=THRESHOLD).classify(queries)
+    b = Retriever(imported, tiny, threshold=THRESHOLD).classify(queries)
+    assert [(x.label, x.accepted) for x in a] == [(y.label, y.accepted) for y in b]
+    np.testing.assert_allclose([x.score for x in a], [y.score for y in b], atol=1e-6)
+    # without labels the file is refused, saying how to give them
+    r = runner.invoke(indexer_cli, ["import", str(tmp_path / "other"), str(vec)])
+    assert r.exit_code != 0 and "--label-from-path" in r.output
+
+
+def test_import_reads_labels_from_a_named_column(tiny, tmp_path):
+    from indexer.importer import read_vectors_file
+    from retriever.bulk import run_embed
+
+    files = write_scans(tmp_path / "in", 3)
+    out = tmp_path / "v.parquet"
+    run_embed([str(f) for f in files], out, encoder=tiny, progress=False)
+    t = pq.read_table(out)
+    pq.write_table(t.append_column("doc_type", pa.array(["a", "b", "a"])), tmp_path / "l.parquet")
+    vf = read_vectors_file(tmp_path / "l.parquet", label_column="doc_type")
+    assert vf.labels == ["a", "b", "a"] and vf.encoder.fingerprint == tiny.fingerprint
+    assert vf.sources == [str(f) for f in files]
+    with pytest.raises(Exception, match="no column 'kind'"):
+        read_vectors_file(tmp_path / "l.parquet", label_column="kind")
+
+
+# ---------------------------------------------------------------------------------- label filters
+def test_label_filter_searches_inside_the_index(tiny, tmp_path):
+    """The filtered top-k is the exact top-k among the allowed labels, even when every allowed
+    exemplar ranks below all others globally (a post-filter of the global top-k would find nothing)."""
+    from indexer.gallery import Gallery
+
+    g = Gallery.build(_register(tmp_path / "reg", per_label=3), tmp_path / "g", tiny, force=True)
+    ids, vecs = g.vectors()
+    labels = g.labels_of(ids)
+    q = vecs[labels == "alpha"][:1]
+    allowed = ["gamma"]
+    sims = vecs @ q[0]
+    scores, got = g.search(q, 2, labels=allowed)
+    want = ids[labels == "gamma"][np.argsort(-sims[labels == "gamma"])][:2]
+    assert got[0].tolist() == want.tolist()
+    np.testing.assert_allclose(scores[0], np.sort(sims[labels == "gamma"])[::-1][:2], atol=1e-5)
+    assert set(g.labels_of(got[0])) == {"gamma"}
+    with pytest.raises(Exception, match="no exemplars with label"):
+        g.search(q, 2, labels=["nope"])
+    # removed exemplars stay out of a filtered search too
+    g.remove(ids=[int(want[0])])
+    _, after = g.search(q, 3, labels=allowed)
+    assert int(want[0]) not in after[0].tolist() and set(g.labels_of(after[0][after[0] >= 0])) == {"gamma"}
+
+
+@pytest.mark.parametrize("kind", ["gallery", "memory"])
+def test_retriever_label_filter_gives_top_k_and_margin_among_allowed_labels(tiny, tmp_path, kind):
+    from indexer.gallery import Gallery
+    from retriever import Retriever
+    from retriever.retriever import RetrieverError
+    from retriever.memory import MemoryGallery
+
+    g = Gallery.build(_register(tmp_path / "reg"), tmp_path / "g", tiny, force=True)
+    if kind == "memory":
+        ids, vecs = g.vectors()
+        g = MemoryGallery(vecs, list(g.labels_of(ids)), tiny)
+    img = make_image("alpha", 0)  # an alpha exemplar
+    full = Retriever(g, tiny, threshold=THRESHOLD, top_k=4).classify_one(img)
+    assert full.label == "alpha"
+    only = Retriever(g, tiny, threshold=THRESHOLD, top_k=4, labels=["beta", "delta"]).classify_one(img)
+    assert {lab for lab, _ in only.top_k} == {"beta", "delta"}
+    scores = dict(full.top_k)
+    assert only.top_k == sorted(((lab, scores[lab]) for lab in ("beta", "delta")), key=lambda kv: -kv[1])
+    assert only.margin == pytest.approx(only.top_k[0][1] - only.top_k[1][1])
+    per_call = Retriever(g, tiny, threshold=THRESHOLD, top_k=4).classify_one(img, labels=["beta", "delta"])
+    assert per_call.top_k == only.top_k
+    with pytest.raises(RetrieverError, match="no label"):
+        Retriever(g, tiny, threshold=THRESHOLD, labels=["alpha", "zeta"])
+
+
+def test_cli_label_filter_and_exemplar_ids_in_json(tiny, gallery, tmp_path, runner):
+    from retriever.cli import main as retriever_cli
+
+    q = write_scans(tmp_path / "q", 2, start=1000)  # the invoice exemplar's own image, and another
+    args = ["classify", *map(str, q), "-g", str(gallery.path), "--threshold", str(THRESHOLD), "--json",
+            "--model", str(tiny.path)]
+    r = runner.invoke(retriever_cli, args)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    top = rows[0]["top_k"][0]
+    assert top["label"] == "invoice" and top["source"].endswith("invoice/front.png")
+    assert gallery.labels_of([top["id"]])[0] == "invoice"
+    r = runner.invoke(retriever_cli, args + ["--label", "passport", "--label", "receipt"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert all({t["label"] for t in row["top_k"]} <= {"passport", "receipt"} for row in rows)
+    r = runner.invoke(retriever_cli, args + ["--label", "passprt"])
+    assert r.exit_code == 1 and "passprt" in r.output
+
+
+def test_bulk_label_filter_is_part_of_the_run(tiny, gallery, tmp_path):
+    from retriever.bulk import ResumeRefusedError
+
+    files = write_scans(tmp_path / "in", 4)
+    out = tmp_path / "r.parquet"
+    bulk([tmp_path / "in"], gallery, out, tiny, labels=["receipt", "passport"])
+    t = pq.read_table(out)
+    assert all(set(x) <= {"receipt", "passport"} for x in t.column("top_k_labels").to_pylist())
+    assert set(t.column("label").to_pylist()) <= {"receipt", "passport"}
+    meta = json.loads(pq.read_schema(out).metadata[b"docretriever.bulk"])
+    assert meta["labels"] == ["passport", "receipt"]
+    with pytest.raises(ResumeRefusedError, match="label|labels"):
+        bulk([tmp_path / "in"], gallery, out, tiny, labels=["receipt"])
+    assert len(files) == t.num_rows and set(LABELS) >= set(t.column("label").to_pylist())
