@@ -28,6 +28,29 @@ class EncoderError(RuntimeError):
     """The model could not be loaded or run as asked (missing file, wrong backend, bad contract)."""
 
 
+def shipped_models() -> dict[str, Path]:
+    """The models shipped in the package by name: ``docretriever-<name>.onnx`` beside the default
+    (``default``, its ``default-int8`` copy, and any other tier shipped there)."""
+    return {p.stem[len("docretriever-"):]: p for p in sorted(DEFAULT_MODEL.parent.glob("docretriever-*.onnx"))}
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """A model argument as a file: None is the default model, a shipped name (``default-int8``) its
+    file, anything else a path.  A name that is neither a file nor shipped is refused, listing the
+    shipped names."""
+    if model is None:
+        return default_model_path()
+    path = Path(model)
+    text = str(model)
+    if path.exists() or os.sep in text or text.endswith(".onnx"):
+        return path
+    shipped = shipped_models()
+    if text in shipped:
+        return shipped[text]
+    raise EncoderError(f"model {text!r}: no such file, and no shipped model of that name "
+                       f"(shipped: {', '.join(shipped) or 'none'})")
+
+
 def default_model_path() -> Path:
     """The model shipped inside the package (overridable with $DOCRETRIEVER_MODEL)."""
     env = os.environ.get("DOCRETRIEVER_MODEL")
@@ -215,8 +238,9 @@ def model_for_fingerprint(fingerprint: str | None, recorded_path: str | os.PathL
 
 def load(model: str | os.PathLike | None = None, backend: str = "cpu", gpu_id: int = 0,
          threads: int | None = None, run_batch: int | None = None) -> Encoder:
-    """Load an encoder; ``model=None`` means the model shipped with docretriever.  ``run_batch``:
-    images per ONNX Runtime call (default: CPU_RUN_BATCH on CPU, the whole batch on GPU)."""
+    """Load an encoder: a model file, a shipped model's name (:func:`shipped_models`: ``"default"``,
+    ``"default-int8"``), or None for the default model.  ``run_batch``: images per ONNX Runtime call
+    (default: CPU_RUN_BATCH on CPU, the whole batch on GPU)."""
     if backend not in BACKENDS:
         raise EncoderError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return Encoder(model if model is not None else default_model_path(), backend, gpu_id, threads, run_batch)
+    return Encoder(resolve_model(model), backend, gpu_id, threads, run_batch)

@@ -17,9 +17,10 @@ from .errors import GalleryError
 from .gallery import DEFAULT_LOCK_TIMEOUT, NEAR_DUPLICATE_BOUND, AddResult, Gallery
 from .labels import LABEL_MODES
 
-MODEL_HELP = "ONNX model file (default: the model shipped with docretriever, or $DOCRETRIEVER_MODEL)."
-CHECK_MODEL_HELP = ("ONNX model file; if given, the gallery must have been built with it (default: no check, "
-                    "no model loaded).")
+MODEL_HELP = ("ONNX model file or shipped model name (default, default-int8) (default: the model shipped with "
+              "docretriever, or $DOCRETRIEVER_MODEL).")
+CHECK_MODEL_HELP = ("ONNX model file or shipped model name; if given, the gallery must have been built with it "
+                    "(default: no check, no model loaded).")
 
 
 def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -125,7 +126,7 @@ def cli() -> None:
 @click.option("--label-mode", type=click.Choice(LABEL_MODES), default="folder", show_default=True,
               help="folder: label = image's folder path (one folder per type); file: label = folders + file stem "
                    "joined by '_', one image per label.")
-@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=MODEL_HELP)
+@click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
 @click.option("--force", is_flag=True, help="Accept near-identical images under different labels.")
 @click.option("--overwrite", is_flag=True, help="Rebuild an existing gallery in place (atomically; ids continue).")
 @click.option("--near-duplicate-bound", type=click.FloatRange(-1.0, 1.0), default=NEAR_DUPLICATE_BOUND,
@@ -176,7 +177,7 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
 @click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--label", default=None, help="Label for every file and every image below every directory given.")
-@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=MODEL_HELP)
+@click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
 @click.option("--force", is_flag=True, help="Accept near-identical images under different labels.")
 @click.option("--near-duplicate-bound", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Near-duplicate cosine bound for this batch (default: the gallery's, set at build).")
@@ -228,7 +229,7 @@ def _self_cal_line(g: Gallery) -> str:
               help="Capture model of the probes [default: the gallery's setting, else train].")
 @click.option("--min-probes", type=click.IntRange(min=0), default=None, help="Probes in all, at least [default 240].")
 @click.option("--off", is_flag=True, help="Turn self-calibration off (the model's pair table is used for --fpir).")
-@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=MODEL_HELP)
+@click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
 @lock_timeout_option
 @_errors
 def calibrate(gallery: Path, preset: str | None, min_probes: int | None, off: bool, model: str | None,
@@ -294,7 +295,7 @@ def remove(gallery: Path, labels: tuple[str, ...], ids: tuple[int, ...], lock_ti
                                                        "per exemplar).")
 @click.option("--items", "items", is_flag=True, help="One line per exemplar: id, label, source, added (the ids "
                                                       "`indexer remove --id` takes).")
-@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=CHECK_MODEL_HELP)
+@click.option("--model", metavar="MODEL", default=None, help=CHECK_MODEL_HELP)
 @_errors
 def list_(gallery: Path, as_json: bool, items: bool, model: str | None) -> None:
     """List GALLERY's labels with their exemplar counts (--items: every exemplar with its id).
@@ -335,7 +336,7 @@ def list_(gallery: Path, as_json: bool, items: bool, model: str | None) -> None:
 @cli.command()
 @click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=CHECK_MODEL_HELP)
+@click.option("--model", metavar="MODEL", default=None, help=CHECK_MODEL_HELP)
 @_errors
 def stats(gallery: Path, as_json: bool, model: str | None) -> None:
     """Show GALLERY's size, encoder, index (type, parameters, bytes per vector) and generation.
@@ -385,7 +386,7 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
 @click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sample", type=click.IntRange(min=0), default=20, show_default=True,
               help="Sources to re-encode and compare with the stored vectors (0: skip).")
-@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=MODEL_HELP)
+@click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
 @_errors
 def verify(gallery: Path, sample: int, model: str | None) -> None:
     """Check GALLERY's files agree and its vectors reproduce.
@@ -416,7 +417,7 @@ def verify(gallery: Path, sample: int, model: str | None) -> None:
 @click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write.")
-@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None, help=CHECK_MODEL_HELP)
+@click.option("--model", metavar="MODEL", default=None, help=CHECK_MODEL_HELP)
 @_errors
 def export(gallery: Path, out: Path, model: str | None) -> None:
     """Export GALLERY with its vectors to one Parquet file.
@@ -439,7 +440,7 @@ def export(gallery: Path, out: Path, model: str | None) -> None:
 @cli.command(name="import")
 @click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("vectors", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--model", type=click.Path(dir_okay=False, exists=True), default=None,
+@click.option("--model", metavar="MODEL", default=None,
               help="ONNX model that made the vectors (default: the encoder named in the file's metadata). "
                    "The gallery is bound to its fingerprint; no image is read.")
 @click.option("--label-mode", type=click.Choice(LABEL_MODES), default="folder", show_default=True,

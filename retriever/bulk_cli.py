@@ -78,8 +78,8 @@ def _sigterm_to_interrupt() -> Any:
               help="local: threads on this machine; ray: actors on a Ray cluster (needs docretriever[ray]).")
 @click.option("--ray-address", default=None,
               help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance.")
-@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="ONNX model file; default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
+@click.option("--model", metavar="MODEL", default=None,
+              help="ONNX model file or shipped model name (default, default-int8); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
 @click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt (local engine).")
@@ -87,7 +87,7 @@ def _sigterm_to_interrupt() -> Any:
 def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, fpr: float | None,
         threshold: float | None, top_k: int,
         workers: int, batch_size: int, with_features: bool, labels: tuple[str, ...], overwrite: bool, engine: str,
-        ray_address: str | None, model: Path | None, backend: str, gpu_id: int, quiet: bool) -> None:
+        ray_address: str | None, model: str | None, backend: str, gpu_id: int, quiet: bool) -> None:
     """Classify INPUT... against GALLERY into one Parquet file, one row per page.
 
     INPUT: image or PDF files, directories (recursive, sorted), globs ('scans/**/*.jpg'),
@@ -153,13 +153,13 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Files per batch (one ONNX call).")
 @click.option("--overwrite", is_flag=True, help="Discard an interrupted or finished run at OUTPUT and start again.")
-@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="ONNX model file [default: the shipped model].")
+@click.option("--model", metavar="MODEL", default=None,
+              help="ONNX model file or shipped model name (default, default-int8) [default: default].")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
 @click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
-def embed(inputs: tuple[str, ...], out: Path, workers: int, batch_size: int, overwrite: bool, model: Path | None,
+def embed(inputs: tuple[str, ...], out: Path, workers: int, batch_size: int, overwrite: bool, model: str | None,
           backend: str, gpu_id: int, quiet: bool) -> None:
     """Encode INPUT... into one Parquet file of vectors, one row per page.
 
@@ -182,8 +182,7 @@ def embed(inputs: tuple[str, ...], out: Path, workers: int, batch_size: int, ove
 
     errors = _setup_errors()
     try:
-        encoder = encoders.load(model, backend=backend, gpu_id=gpu_id) if model is not None else \
-            encoders.load(backend=backend, gpu_id=gpu_id)
+        encoder = encoders.load(model, backend=backend, gpu_id=gpu_id)
     except errors as exc:
         raise click.ClickException(str(exc)) from None
     previous = _sigterm_to_interrupt()

@@ -35,7 +35,7 @@ def _setup_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
-def _load_encoder(model: Path | None, backend: str, gpu_id: int, gallery: Path | None = None) -> Any:
+def _load_encoder(model: str | None, backend: str, gpu_id: int, gallery: Path | None = None) -> Any:
     """``--model``, else the model the gallery was built with (found by its fingerprint among the default
     model, the path the gallery recorded, and the shipped models), else the default model."""
     import encoders
@@ -86,8 +86,8 @@ def model_option(f: Any) -> Any:
     f = click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")(f)
     f = click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
                      help="ONNX Runtime execution provider.")(f)
-    f = click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="ONNX model file; default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")(f)
+    f = click.option("--model", metavar="MODEL", default=None,
+                     help="ONNX model file or shipped model name (default, default-int8); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")(f)
     return f
 
 
@@ -126,7 +126,7 @@ def main() -> None:
 @model_option
 def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr: float | None,
                  threshold: float | None, top_k: int, as_json: bool, labels: tuple[str, ...], batch_size: int,
-                 model: Path | None, backend: str, gpu_id: int) -> None:
+                 model: str | None, backend: str, gpu_id: int) -> None:
     """Classify image files or directories (searched recursively) against GALLERY.
 
     Prints path, best label, score (cosine), margin to the runner-up label, ACCEPT/REJECT and the
@@ -207,7 +207,7 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr
 @click.option("--fpir", type=float, default=None, help="Mark the open-set row used for this target [default: 0.01].")
 @click.option("--fpr", type=float, default=None, help="Mark the pair-table row used for this target FPR instead.")
 @model_option
-def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, model: Path | None, backend: str,
+def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, model: str | None, backend: str,
                    gpu_id: int) -> None:
     """Print the operating tables in use and which row decides.
 
@@ -262,7 +262,7 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
 @click.option("--fpr", "fprs", type=float, multiple=True,
               help="Target FPR rows (repeatable) [default: 1e-5 1e-4 1e-3 1e-2 1e-1].")
 @model_option
-def calibrate_cmd(labelled_dir: Path, gallery: Path, fprs: tuple[float, ...], model: Path | None, backend: str,
+def calibrate_cmd(labelled_dir: Path, gallery: Path, fprs: tuple[float, ...], model: str | None, backend: str,
                   gpu_id: int) -> None:
     """Measure a threshold table for GALLERY on LABELLED_DIR (your own labelled documents)."""
     try:

@@ -26,14 +26,14 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
               help="Requests encoded at once.")
 @click.option("--queue", type=click.IntRange(min=0), default=16, show_default=True,
               help="Requests waiting beyond the workers; more get 503 + Retry-After.")
-@click.option("--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="ONNX model file; default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
+@click.option("--model", metavar="MODEL", default=None,
+              help="ONNX model file or shipped model name (default, default-int8); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True)
 @click.option("--gpu-id", type=int, default=0, show_default=True)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 def serve(gallery: Path, host: str, port: int, fpir: float | None, fpr: float | None, threshold: float | None,
-          top_k: int, token_file: Path | None, max_upload_mb: float, workers: int, queue: int, model: Path | None,
+          top_k: int, token_file: Path | None, max_upload_mb: float, workers: int, queue: int, model: str | None,
           backend: str, gpu_id: int, log_level: str) -> None:
     """Serve GALLERY over HTTP.  The API is described at http://HOST:PORT/docs.
 

@@ -182,3 +182,24 @@ def test_bulk_label_filter_is_part_of_the_run(tiny, gallery, tmp_path):
     with pytest.raises(ResumeRefusedError, match="label|labels"):
         bulk([tmp_path / "in"], gallery, out, tiny, labels=["receipt"])
     assert len(files) == t.num_rows and set(LABELS) >= set(t.column("label").to_pylist())
+
+
+def test_shipped_models_are_loaded_by_name_everywhere(runner, tmp_path):
+    import encoders
+    from encoders import EncoderError
+    from indexer.cli import cli as indexer_cli
+
+    shipped = encoders.shipped_models()
+    assert {"default", "default-int8"} <= set(shipped)
+    assert encoders.resolve_model("default-int8") == shipped["default-int8"]
+    assert encoders.load("default-int8").fingerprint == encoders.load(shipped["default-int8"]).fingerprint
+    with pytest.raises(EncoderError, match="shipped: .*default-int8"):
+        encoders.resolve_model("fastest")
+    reg = make_register(tmp_path / "reg", {"a": 1, "b": 1})
+    r = runner.invoke(indexer_cli, ["build", str(reg), "-o", str(tmp_path / "g"), "--model", "default-int8",
+                                    "--no-self-calibrate"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(indexer_cli, ["stats", str(tmp_path / "g"), "--json"])
+    assert json.loads(r.output)["encoder"]["fingerprint"] == encoders.load("default-int8").fingerprint
+    r = runner.invoke(indexer_cli, ["build", str(reg), "-o", str(tmp_path / "h"), "--model", "nope"])
+    assert r.exit_code != 0 and "no shipped model" in r.output
