@@ -14,7 +14,6 @@ from typing import Any, Iterator
 import click
 
 EXIT_INPUT_ERRORS = 3
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
@@ -50,29 +49,6 @@ def _load_encoder(model: str | None, backend: str, gpu_id: int, gallery: Path | 
         raise click.ClickException(str(exc)) from None
 
 
-def expand_inputs(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str | None]]:
-    """Files as given; directories searched recursively for image suffixes, sorted.
-
-    Yields ``(path, problem)``: problem is None for a file to classify, or why the path cannot be
-    (file not found, broken symbolic link, symbolic link loop, not a regular file, a directory
-    without images), from the same checks the reader makes.  Like ``retriever run``, directory
-    walks do not follow symbolic links to directories and list broken or looping file links.
-    """
-    from encoders.decode import file_problem
-
-    from .inputs import walk_files
-
-    for p in paths:
-        if p.is_dir():
-            found = [(Path(f), problem) for f, problem in walk_files(str(p), IMAGE_SUFFIXES, hidden=True)]
-            if not found:
-                yield p, f"directory has no images ({', '.join(IMAGE_SUFFIXES)})"
-            for f, problem in found:
-                yield f, problem if problem is not None else file_problem(f)
-        else:
-            yield p, file_problem(p)
-
-
 def _label_width(gallery: Any, cap: int = 40) -> int:
     """Column width for labels: the longest gallery label, within [5, cap]."""
     try:
@@ -103,7 +79,7 @@ def main() -> None:
 @main.command("classify", short_help="Classify images or directories against a gallery.", epilog="Exit status: 0 all inputs classified (ACCEPT or REJECT), 3 some inputs "
                                  "could not be read (error lines; the others are still classified), "
                                  "1 setup error (gallery, model, threshold), 2 usage error.")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True)
 @click.option("--gallery", "-g", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Gallery directory (built with `indexer build`).")
 @click.option("--fpir", type=float, default=None,
@@ -124,16 +100,20 @@ def main() -> None:
                    "Filtered inside the index search, so top-k and margin are among these labels.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @model_option
-def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr: float | None,
+def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr: float | None,
                  threshold: float | None, top_k: int, as_json: bool, labels: tuple[str, ...], batch_size: int,
                  model: str | None, backend: str, gpu_id: int) -> None:
-    """Classify image files or directories (searched recursively) against GALLERY.
+    """Classify PATHS against GALLERY: one line per page.
+
+    PATHS as `retriever run` reads them: image or PDF files, directories (recursive, sorted), globs
+    ('scans/**/*.jpg'), list files (@list.txt), table columns (paths.parquet:COLUMN).  Multi-page
+    TIFF and PDF files give one line per page (#page=N after the first).
 
     Prints path, best label, score (cosine), margin to the runner-up label, ACCEPT/REJECT and the
     runner-up; with --json, one object per line: {"path", "label", "score", "accepted", "threshold",
     "margin", "decision_score", "rule", "operating_point", "top_k": [{"label", "score", "id", "source"}]}
-    (id and source: the label's best exemplar in the gallery), or {"path", "error"} for an
-    unreadable input.  The default operating point is FPIR 0.01 of the gallery's own table.
+    (id and source: the label's best exemplar in the gallery), "page", "error": null}, or
+    {"path", "page", "error"} for an unreadable input or page.  The default operating point is FPIR 0.01 of the gallery's own table.
     """
     if sum(v is not None for v in (fpir, fpr, threshold)) > 1:
         raise click.UsageError("give one operating point: --fpir, --fpr or --threshold, not both")
@@ -151,53 +131,67 @@ def classify_cmd(paths: tuple[Path, ...], gallery: Path, fpir: float | None, fpr
     click.echo(f"# {retriever.gallery_name}: {retriever.count} exemplars, {retriever.n_labels} labels; "
                f"{op.summary()}", err=True)
 
-    inputs = list(expand_inputs(paths))
-    width = max([len(str(p)) for p, _ in inputs] + [4])
+    from .inputs import InputError, display_path, expand_inputs as read_inputs, fs_path
+
+    try:
+        inputs = list(read_inputs([str(p) for p in paths]))
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
+    width = max([len(it.path) for it in inputs] + [4]) + 8  # room for "#page=N"
     lwidth = _label_width(retriever.gallery)
-    failed = 0
+    failed_inputs: set[str] = set()
 
-    from .inputs import display_path
+    def shown(path: str, page: int) -> str:
+        return path if not page else f"{path}#page={page}"
 
-    def emit_error(path: Path, reason: str) -> None:
-        nonlocal failed
-        failed += 1
+    def emit_error(path: str, page: int, reason: str) -> None:
+        failed_inputs.add(path)
         if as_json:
-            click.echo(json.dumps({"path": display_path(str(path)), "error": reason}))
+            click.echo(json.dumps({"path": path, "page": page, "error": reason}))
         else:
-            click.echo(f"{display_path(str(path)):<{width}}  ERROR: {reason}")
+            click.echo(f"{shown(path, page):<{width}}  ERROR: {reason}")
 
     if not as_json:
         click.echo(f"{'path':<{width}}  {'label':<{lwidth}} {'score':>7} {'margin':>7}  {'decision':<8}  runner-up")
 
-    def classify_stream() -> Iterator[Any]:
-        batch: list[Path] = []
-        for path, problem in inputs:
-            if problem is not None:
-                yield from retriever.classify_iter(batch, batch_size=batch_size) if batch else ()
-                batch = []
-                yield path, problem
+    def classify_stream() -> Iterator[tuple[str, Any]]:
+        """(shown path, Result | DecodeError | problem text), inputs in order, pages in order."""
+        batch: dict[str, str] = {}  # file to read -> path as shown (the same unless the name is not UTF-8)
+
+        def flush() -> Iterator[tuple[str, Any]]:
+            if batch:
+                for src, outcome in retriever.classify_iter(list(batch), batch_size=batch_size):
+                    yield batch[src], outcome
+                batch.clear()
+
+        for it in inputs:
+            if it.problem is not None:
+                yield from flush()
+                yield it.path, it.problem
                 continue
-            batch.append(path)
-        if batch:
-            yield from retriever.classify_iter(batch, batch_size=batch_size)
+            text = display_path(it.path)
+            batch[it.path if text != it.path else fs_path(it.path)] = text
+            if len(batch) >= batch_size:
+                yield from flush()
+        yield from flush()
 
     for path, outcome in classify_stream():
         if isinstance(outcome, str):
-            emit_error(path, outcome)
+            emit_error(path, 0, outcome)
         elif isinstance(outcome, DecodeError):
-            emit_error(path, outcome.reason)
+            emit_error(path, int(getattr(outcome, "page", 0) or 0), outcome.reason)
         elif as_json:
             d = outcome.to_dict()
             d.pop("source", None)
-            click.echo(json.dumps({"path": display_path(str(path)), **d, "operating_point": op.label}))
+            click.echo(json.dumps({"path": path, **d, "operating_point": op.label}))
         else:
             ru = outcome.runner_up
             runner = f"{ru[0]} ({ru[1]:.4f})" if ru else "-"
             margin = "-" if outcome.margin is None else f"{outcome.margin:.4f}"
-            click.echo(f"{display_path(str(path)):<{width}}  {outcome.label:<{lwidth}} {outcome.score:>7.4f} {margin:>7}  "
-                       f"{'ACCEPT' if outcome.accepted else 'REJECT':<8}  {runner}")
-    if failed:
-        click.echo(f"{failed} of {len(inputs)} inputs could not be classified", err=True)
+            click.echo(f"{shown(path, outcome.page):<{width}}  {outcome.label:<{lwidth}} {outcome.score:>7.4f} "
+                       f"{margin:>7}  {'ACCEPT' if outcome.accepted else 'REJECT':<8}  {runner}")
+    if failed_inputs:
+        click.echo(f"{len(failed_inputs)} of {len(inputs)} inputs could not be (fully) classified", err=True)
         sys.exit(EXIT_INPUT_ERRORS)
 
 

@@ -36,6 +36,9 @@ class Result:
     best minus runner-up label (None when the gallery has a single label).
     ``accepted`` is ``decision_score >= threshold``, where ``decision_score`` is what ``rule``
     makes of the score and the margin (the score itself for the ``cosine`` rule).
+    ``page`` is the page of a multi-page input (TIFF, PDF: one result per page), 0 otherwise.
+    ``error`` says why an input (or page) could not be classified; such a result has no label
+    (``""``), a NaN score and is never accepted.
     """
 
     label: str
@@ -49,6 +52,14 @@ class Result:
     rule: str = "cosine"
     top_k_ids: list[int] = field(default_factory=list)  # the best exemplar of each top_k label (item id)
     top_k_sources: list[str | None] = field(default_factory=list)  # ... and the file it was enrolled from
+    page: int = 0
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, source: str | None, page: int, reason: str, threshold: float, rule: str) -> "Result":
+        """The result of an input that could not be read: why, and never accepted."""
+        return cls(label="", score=float("nan"), accepted=False, threshold=threshold, source=source, page=page,
+                   error=reason, rule=rule)
 
     @property
     def reference_score(self) -> float:
@@ -64,8 +75,11 @@ class Result:
         exemplar of that label: its gallery item id and the file it was enrolled from)."""
         ids = self.top_k_ids or [None] * len(self.top_k)
         srcs = self.top_k_sources or [None] * len(self.top_k)
+        if self.error is not None:
+            return {"source": self.source, "page": self.page, "error": self.error}
         return {
             "source": self.source,
+            "page": self.page,
             "label": self.label,
             "score": round(float(self.score), 6),
             "accepted": bool(self.accepted),
@@ -75,6 +89,7 @@ class Result:
             "rule": self.rule,
             "top_k": [{"label": lab, "score": round(float(s), 6), "id": None if i is None or i < 0 else int(i),
                        "source": src} for (lab, s), i, src in zip(self.top_k, ids, srcs)],
+            "error": None,
         }
 
 
@@ -300,49 +315,86 @@ class Retriever:
     # --- images -> results ---------------------------------------------------------------------
     def classify(self, images: "Iterable[ImageInput] | ImageInput", batch_size: int = 32,
                  labels: Sequence[str] | None = None) -> list[Result]:
-        """Paths, bytes or BGR uint8 arrays -> one :class:`Result` each, in order.
+        """Paths, bytes or BGR uint8 arrays -> :class:`Result` s in input order: one per page (a
+        multi-page TIFF or PDF gives one per page, with ``page`` set; anything else one).
 
-        Raises :class:`encoders.DecodeError` (naming the file) on the first unreadable input;
-        use :meth:`classify_iter` to carry on past bad files.
+        An input that cannot be read gives a result with ``error`` set (naming the file and what is
+        wrong) instead of stopping the others, as `retriever classify` and `retriever run` do.
         """
-        items = _as_list(images)
-        feats = self.encoder.encode(items, batch_size=batch_size)
-        return self.classify_features(feats, [_describe_source(s) for s in items], labels=labels)
+        return [res if isinstance(res, Result) else
+                Result.failed(_describe_source(src), int(getattr(res, "page", 0) or 0), _reason(res), self.threshold,
+                              self.rule.name)
+                for src, res in self.classify_iter(_as_list(images), batch_size=batch_size, labels=labels)]
 
     def classify_one(self, image: "ImageInput", labels: Sequence[str] | None = None) -> Result:
-        """One image (path, bytes or BGR array) -> its :class:`Result`."""
+        """One single-page image (path, bytes or BGR array) -> its :class:`Result` (the first page's
+        for a multi-page file; :meth:`classify` gives every page)."""
         return self.classify([image], labels=labels)[0]
+
+    def _pages(self, src: Any) -> Iterator[tuple[int, "np.ndarray | DecodeError"]]:
+        """The pages of one input, each preprocessed or the reason it cannot be."""
+        from encoders.decode import DecodeError
+
+        from .pages import iter_pages, iter_pages_of
+
+        target = tuple(self.encoder.contract.input_size)
+        if isinstance(src, (str, os.PathLike)):
+            pages = iter_pages(os.fspath(src), target)
+        elif isinstance(src, (bytes, bytearray, memoryview)):
+            pages = iter_pages_of(bytes(src), "<bytes>", target)
+        else:
+            try:
+                yield 0, self.encoder.preprocess(src)
+            except DecodeError as exc:
+                yield 0, exc
+            return
+        for page, img in pages:
+            if isinstance(img, DecodeError):
+                yield page, _on_page(img, page)
+                continue
+            try:
+                yield page, self.encoder.preprocess(img)
+            except DecodeError as exc:
+                yield page, _on_page(exc, page)
 
     def classify_iter(self, images: "Iterable[ImageInput]", batch_size: int = 32,
                       labels: Sequence[str] | None = None) -> Iterator[tuple[Any, "Result | DecodeError"]]:
-        """Stream ``(input, Result or DecodeError)`` in input order; a bad file does not stop the rest.
+        """Stream ``(input, Result or DecodeError)`` in input order, one per page; a bad file (or
+        page) does not stop the rest.
 
-        Decoding happens image by image so a failure is attributed to its file; the good images
-        are still encoded in batches of ``batch_size``.
+        Decoding happens input by input so a failure is attributed to its file (and page: the
+        error's ``page`` attribute); the good pages are still encoded in batches of ``batch_size``.
         """
         from encoders.decode import DecodeError
 
-        pending: list[tuple[Any, "np.ndarray | DecodeError"]] = []
+        pending: list[tuple[Any, int, "np.ndarray | DecodeError"]] = []
 
         def flush() -> Iterator[tuple[Any, "Result | DecodeError"]]:
-            good = [(i, x) for i, (_, x) in enumerate(pending) if not isinstance(x, DecodeError)]
+            good = [(i, x) for i, (_, _, x) in enumerate(pending) if not isinstance(x, DecodeError)]
             results: dict[int, Result] = {}
             if good:
                 feats = self.encoder.encode_batch(np.stack([x for _, x in good]))
                 srcs = [_describe_source(pending[i][0]) for i, _ in good]
                 for (i, _), res in zip(good, self.classify_features(feats, srcs, labels=labels)):
+                    res.page = pending[i][1]
                     results[i] = res
-            for i, (src, x) in enumerate(pending):
+            for i, (src, _, x) in enumerate(pending):
                 yield src, (x if isinstance(x, DecodeError) else results[i])
             pending.clear()
 
         for src in images:
-            try:
-                pending.append((src, self.encoder.preprocess(src)))
-            except DecodeError as exc:
-                pending.append((src, exc))
-            if len(pending) >= batch_size:
-                yield from flush()
+            for page, x in self._pages(src):
+                pending.append((src, page, x))
+                if len(pending) >= batch_size:
+                    yield from flush()
         if pending:
             yield from flush()
 
+
+def _on_page(exc: "DecodeError", page: int) -> "DecodeError":
+    exc.page = page  # type: ignore[attr-defined]
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "reason", None) or str(exc)

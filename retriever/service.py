@@ -334,7 +334,8 @@ def create_app(cfg: ServiceConfig) -> Any:
         op = retriever.operating_point
         for i, res in zip(good, results):
             d = res.to_dict()
-            d.pop("source", None)
+            for key in ("source", "page"):  # the upload's own name and page are in the row already
+                d.pop(key, None)
             rows[i].update(d, operating_point=op.label)
         return {"results": rows, "gallery_generation": retriever.gallery.generation,
                 "model": {"name": retriever.encoder.name, "fingerprint": retriever.encoder.fingerprint}}

@@ -444,19 +444,19 @@ def test_a_broken_chain_without_a_declared_page_count_is_reported_once(tmp_path)
 
 # ------------------------------------------------------------------ 8. classify names the real reason
 def test_classify_reports_link_loops_and_broken_links_as_such(tiny_model_path, gallery, tmp_path, runner):
-    from retriever.cli import expand_inputs as classify_inputs
     from retriever.cli import main
+    from retriever.inputs import expand_inputs
 
     d = tmp_path / "in"
     linked_tree(d)
-    found = [(os.path.relpath(p, d), problem) for p, problem in classify_inputs((d,))]
-    assert found == [("broken.jpg", "broken symbolic link (its target does not exist)"),
-                     ("loop.jpg", "symbolic link loop"), ("scan-00000.jpg", None), ("scan-00001.jpg", None),
-                     ("sub/scan-00002.jpg", None), ("sub/scan-00003.jpg", None)]
+    # classify reads its inputs as `retriever run` does: the same walk, the same order
+    found = [os.path.relpath(it.path, d) for it in expand_inputs([str(d)])]
+    assert found == ["broken.jpg", "loop.jpg", "scan-00000.jpg", "scan-00001.jpg", "sub/scan-00002.jpg",
+                     "sub/scan-00003.jpg"]
     res = runner.invoke(main, ["classify", str(d / "loop.jpg"), str(d / "broken.jpg"), str(d / "gone.jpg"),
                                str(d / "scan-00000.jpg"), "-g", str(gallery.path), "--threshold", "0.5", "--model",
                                str(tiny_model_path), "--json"])
     assert res.exit_code == 3
-    errors = {Path(o["path"]).name: o["error"] for o in map(json.loads, res.stdout.splitlines()) if "error" in o}
+    errors = {Path(o["path"]).name: o["error"] for o in map(json.loads, res.stdout.splitlines()) if o.get("error")}
     assert errors == {"loop.jpg": "symbolic link loop", "gone.jpg": "file not found",
                       "broken.jpg": "broken symbolic link (its target does not exist)"}

@@ -164,15 +164,19 @@ def test_classify_iter_carries_on_past_a_bad_file(gallery, tiny_encoder, registe
     assert isinstance(out[1][1], encoders.DecodeError) and str(bad) in str(out[1][1])
     assert isinstance(out[2][1], encoders.DecodeError) and "not found" in str(out[2][1])
     assert isinstance(out[3][1], Result) and out[3][1].label == "letter"
-    with pytest.raises(encoders.DecodeError):
-        r.classify(inputs)
+    # the list API gives the same per-input outcome: error results, never accepted, the rest classified
+    res = r.classify(inputs)
+    assert [x.label for x in res] == ["invoice", "", "", "letter"]
+    assert [x.error is None for x in res] == [True, False, False, True] and "not found" in res[2].error
+    assert not res[1].accepted and not res[2].accepted and res[1].source == str(bad)
+    assert res[1].to_dict() == {"source": str(bad), "page": 0, "error": res[1].error}
 
 
 def test_result_to_dict_is_json_ready(gallery, tiny_encoder, register):
     res = Retriever(gallery, tiny_encoder, threshold=LOOSE, top_k=2).classify_one(register["letter"])
     d = json.loads(json.dumps(res.to_dict()))
     assert d["label"] == "letter" and d["accepted"] is True
-    assert set(d) == {"source", "label", "score", "accepted", "threshold", "margin", "top_k",
+    assert set(d) == {"source", "page", "error", "label", "score", "accepted", "threshold", "margin", "top_k",
                       "decision_score", "rule"}
     assert [t["label"] for t in d["top_k"]][0] == "letter" and len(d["top_k"]) == 2
 

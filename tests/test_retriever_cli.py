@@ -77,7 +77,7 @@ def test_corrupt_file_gives_error_line_and_exit_3(runner, gallery_dir, queries, 
     res = runner.invoke(main, args + ["--json"])
     assert res.exit_code == EXIT_INPUT_ERRORS == 3
     objs = [json.loads(ln) for ln in res.stdout.strip().splitlines()]
-    errors = {Path(o["path"]).name: o["error"] for o in objs if "error" in o}
+    errors = {Path(o["path"]).name: o["error"] for o in objs if o.get("error")}
     assert set(errors) == {"broken.jpg", "nope.png"}
     assert "JPEG" in errors["broken.jpg"] and "not found" in errors["nope.png"]
     classified = {Path(o["path"]).name: o["label"] for o in objs if "label" in o}
