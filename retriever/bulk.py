@@ -259,7 +259,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
              workers: int = 2, batch_size: int = 32, with_features: bool = False, resume: bool = True,
              progress: bool = True, overwrite: bool = False, engine: str = "local", ray_address: str | None = None,
              part_rows: int | None = None, fpir: float | None = None,
-             labels: Sequence[str] | None = None) -> dict[str, Any]:
+             labels: Sequence[str] | None = None, on_rows: Any = None) -> dict[str, Any]:
     """Classify every input into ``out`` (Parquet, one row per page); returns the summary dict.
 
     ``inputs``: specs as :func:`retriever.inputs.expand_inputs` reads them (files, directories,
@@ -271,6 +271,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     ``labels``: search only these labels' exemplars.
     ``resume``: continue an interrupted run at ``out`` (refused if it differs);
     ``overwrite``: discard it, and any finished ``out``, and start again.
+    ``on_rows``: called with every table of result rows as it is committed, in input order.
     The summary has counts (rows, accepted, rejected, errors, accepted per label), ``wall_time_s``
     and ``scans_per_s`` (rows classified by this call / wall time).
     """
@@ -284,7 +285,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     schema = output_schema(retriever.encoder.dim, with_features)
     return _execute(specs, out, processor, identity, meta, schema, t0, "run", retriever.threshold, workers=workers,
                     batch_size=batch_size, resume=resume, progress=progress, overwrite=overwrite, engine=engine,
-                    ray_address=ray_address, part_rows=part_rows)
+                    ray_address=ray_address, part_rows=part_rows, on_rows=on_rows)
 
 
 def run_embed(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, encoder: "Encoder | None" = None,
@@ -305,7 +306,7 @@ def run_embed(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, encod
     return _execute(specs, out, processor, embed_identity(specs, encoder), embed_metadata(specs, encoder, "local"),
                     embed_schema(encoder.dim), t0, "embed", None, workers=workers, batch_size=batch_size,
                     resume=resume, progress=progress, overwrite=overwrite, engine="local", ray_address=None,
-                    part_rows=part_rows)
+                    part_rows=part_rows, on_rows=None)
 
 
 def _check_job(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, engine: str, workers: int,
@@ -332,7 +333,7 @@ def _check_job(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, engi
 def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: dict[str, Any], meta: dict[str, Any],
              schema: Any, t0: float, kind: str, threshold: float | None, *, workers: int, batch_size: int,
              resume: bool, progress: bool, overwrite: bool, engine: str, ray_address: str | None,
-             part_rows: int | None) -> dict[str, Any]:
+             part_rows: int | None, on_rows: Any) -> dict[str, Any]:
     """The job itself, for classification and embedding alike: refuse or reuse a finished output,
     open (or resume) the part store, run the engine, merge."""
     meta["identity"] = identity
@@ -349,6 +350,7 @@ def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: d
 
     store = PartStore.open(out, identity, with_run_metadata(schema, meta), resume=resume, overwrite=overwrite,
                            part_rows=part_rows)
+    store.on_rows = on_rows
     if progress:
         for note in store.notes:
             print(f"note: {note}", file=sys.stderr, flush=True)

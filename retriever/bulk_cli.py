@@ -7,10 +7,13 @@ resume), 2 usage error, 130 interrupted (committed results are kept; run again t
 """
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -55,8 +58,10 @@ def _sigterm_to_interrupt() -> Any:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--gallery", "-g", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Gallery directory (built with `indexer build`).")
-@click.option("--output", "-o", "out", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="Result file (Parquet). Progress lives in OUTPUT.parts/ until the job completes.")
+@click.option("--output", "-o", "out", required=True, type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Result file; the name picks the format: .parquet (typed, with the run's metadata), .jsonl, "
+                   ".csv, or - for JSON lines on stdout as rows complete. Progress lives in OUTPUT.parts/ until "
+                   "the job completes.")
 @click.option("--fpir", type=float, default=None,
               help="Operating point: the share of documents of unregistered types accepted, from the gallery's own "
                    "open-set table (your calibration, else its self-calibration) [default: 0.01].")
@@ -88,7 +93,8 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
         threshold: float | None, top_k: int,
         workers: int, batch_size: int, with_features: bool, labels: tuple[str, ...], overwrite: bool, engine: str,
         ray_address: str | None, model: str | None, backend: str, gpu_id: int, quiet: bool) -> None:
-    """Classify INPUT... against GALLERY into one Parquet file, one row per page.
+    """Classify INPUT... against GALLERY into one result file (-o: .parquet, .jsonl, .csv or - for stdout),
+    one row per page.
 
     INPUT: image or PDF files, directories (recursive, sorted), globs ('scans/**/*.jpg'),
     list files (@list.txt or any .txt, one path per line), or a table column of paths
@@ -105,25 +111,66 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
     import encoders
 
     from .bulk import format_summary, run_bulk
+    from .outputs import OutputError, output_format
 
-    errors = _setup_errors()
     try:
-        from indexer.gallery import gallery_model
+        fmt = output_format(out)
+    except OutputError as exc:
+        raise click.UsageError(str(exc)) from None
+    with _output_target(out, fmt, overwrite) as (target, on_rows):
+        summary = _run_job(lambda: run_bulk(
+            list(inputs), str(gallery), target, encoder=_encoder(encoders, model, gallery, backend, gpu_id),
+            fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size,
+            with_features=with_features, resume=True, progress=not quiet, overwrite=overwrite or fmt == "stdout",
+            engine=engine, ray_address=ray_address, labels=list(labels) or None, on_rows=on_rows), out)
+    _finish(summary, quiet, format_summary)
 
-        encoder = encoders.load(model if model is not None else gallery_model(gallery), backend=backend,
-                                gpu_id=gpu_id)
-    except errors as exc:
+
+def _encoder(encoders: Any, model: str | None, gallery: Path, backend: str, gpu_id: int) -> Any:
+    from indexer.gallery import gallery_model
+
+    try:
+        return encoders.load(model if model is not None else gallery_model(gallery), backend=backend, gpu_id=gpu_id)
+    except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _output_target(out: Path, fmt: str, overwrite: bool) -> Iterator[tuple[Path, Any]]:
+    """Where the job writes its Parquet, and a row callback: Parquet goes to OUTPUT itself; JSON lines
+    and CSV are written from a hidden Parquet beside OUTPUT when the job completes (resumable like
+    any job until then); `-` streams rows to stdout from a temporary directory (not resumable)."""
+    from .outputs import convert, write_rows
+
+    if fmt == "parquet":
+        yield out, None
+        return
+    if fmt == "stdout":
+        tmp = Path(tempfile.mkdtemp(prefix="docretriever-run-"))
+        stream = sys.stdout
+        try:
+            yield tmp / "results.parquet", lambda table: (write_rows(table, stream, "jsonl"), stream.flush())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    if out.exists() and not overwrite:
+        raise click.ClickException(f"{out} already exists; rerun with --overwrite to replace it")
+    hidden = out.with_name(f".{out.name}.parquet")
+    yield hidden, None
+    convert(hidden, out, fmt)
+    hidden.unlink()
+
+
+def _run_job(job: Any, out: Path) -> dict[str, Any]:
+    """Run a bulk job with the CLI's error mapping: setup errors exit 1, Ctrl-C/SIGTERM 130."""
+    errors = _setup_errors()
     previous = _sigterm_to_interrupt()
     try:
-        summary = run_bulk(list(inputs), str(gallery), out, encoder=encoder, fpir=fpir, fpr=fpr,
-                           threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size,
-                           with_features=with_features, resume=True, progress=not quiet, overwrite=overwrite,
-                           engine=engine, ray_address=ray_address, labels=list(labels) or None)
+        return job()
     except errors as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: completed results are kept in {out}.parts/; run the same command again to "
+        click.echo(f"\ninterrupted: completed results are kept beside {out}; run the same command again to "
                    "resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except ModuleNotFoundError as exc:
@@ -133,12 +180,16 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _finish(summary: dict[str, Any], quiet: bool, format_summary: Any) -> None:
     if quiet:
         click.echo(format_summary(summary), err=True)
     if summary["errors"]:
         click.echo(f"{summary['errors']} of {summary['rows']} rows are errors (unreadable inputs); see the "
                    "`error` column", err=True)
         sys.exit(EXIT_INPUT_ERRORS)
+
 
 
 @click.command("embed", short_help="Encode many scans into a Parquet file of vectors (resumable).",
@@ -179,28 +230,16 @@ def embed(inputs: tuple[str, ...], out: Path, workers: int, batch_size: int, ove
     import encoders
 
     from .bulk import format_summary, run_embed
+    from .outputs import OutputError, output_format
 
-    errors = _setup_errors()
+    try:
+        output_format(out, allowed=("parquet",))
+    except OutputError as exc:
+        raise click.UsageError(f"{exc} (vectors are written as Parquet, the form `indexer import` reads)") from None
     try:
         encoder = encoders.load(model, backend=backend, gpu_id=gpu_id)
-    except errors as exc:
+    except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    previous = _sigterm_to_interrupt()
-    try:
-        summary = run_embed(list(inputs), out, encoder=encoder, workers=workers, batch_size=batch_size, resume=True,
-                            progress=not quiet, overwrite=overwrite)
-    except errors as exc:
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: completed vectors are kept in {out}.parts/; run the same command again to "
-                   "resume", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    if quiet:
-        click.echo(format_summary(summary), err=True)
-    if summary["errors"]:
-        click.echo(f"{summary['errors']} of {summary['rows']} rows are errors (unreadable inputs); see the "
-                   "`error` column", err=True)
-        sys.exit(EXIT_INPUT_ERRORS)
+    summary = _run_job(lambda: run_embed(list(inputs), out, encoder=encoder, workers=workers, batch_size=batch_size,
+                                         resume=True, progress=not quiet, overwrite=overwrite), out)
+    _finish(summary, quiet, format_summary)

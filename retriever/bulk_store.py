@@ -157,6 +157,7 @@ class PartStore:
         self.dir = parts_dir_for(out)
         self.identity = identity
         self.schema = schema  # without the internal _seq column; carries the run metadata
+        self.on_rows: Any = None  # callable(table) for every appended table, in input order
         self.progress = progress
         self.part_rows = max(1, int(part_rows or PART_ROWS))
         self.part_seconds = float(PART_SECONDS if part_seconds is None else part_seconds)
@@ -279,6 +280,8 @@ class PartStore:
         """
         if table.num_rows == 0:
             return
+        if self.on_rows is not None:  # e.g. `-o -`: rows streamed as they come, in input order
+            self.on_rows(table.drop_columns([SEQ]))
         self._buf.append(table)
         self._buf_rows += table.num_rows
         due = self._buf_rows >= self.part_rows or time.monotonic() - self._last_flush >= self.part_seconds
