@@ -22,8 +22,8 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
                    "without it the service is read-only.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=32.0, show_default=True,
               help="Largest request body; bigger ones get 413.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Requests encoded at once.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Requests encoded at once [default: 2 per CPU core].")
 @click.option("--queue", type=click.IntRange(min=0), default=16, show_default=True,
               help="Requests waiting beyond the workers; more get 503 + Retry-After.")
 @click.option("--model", metavar="MODEL", default=None,
@@ -33,7 +33,7 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 def serve(gallery: Path, host: str, port: int, fpir: float | None, fpr: float | None, threshold: float | None,
-          top_k: int, token_file: Path | None, max_upload_mb: float, workers: int, queue: int, model: str | None,
+          top_k: int, token_file: Path | None, max_upload_mb: float, workers: int | None, queue: int, model: str | None,
           backend: str, gpu_id: int, log_level: str) -> None:
     """Serve GALLERY over HTTP.  The API is described at http://HOST:PORT/docs.
 
