@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -196,9 +198,9 @@ def test_metrics_count_requests_and_show_the_generation(gallery, tiny):
     assert "docretriever_images_total" in text
 
 
-def test_the_real_server_on_a_free_port(gallery, tiny, tmp_path):
-    """uvicorn in a thread on a free port, spoken to over HTTP: the same answers as the in-process app,
-    413 for an oversized body, 401 for an unauthorised write."""
+@contextmanager
+def _real_server(cfg: ServiceConfig) -> Iterator[str]:
+    """uvicorn in a thread on a free port; yields the base URL."""
     import socket
 
     import httpx
@@ -207,18 +209,87 @@ def test_the_real_server_on_a_free_port(gallery, tiny, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = ServiceConfig(gallery.path, tiny, threshold=THRESHOLD, top_k=3, token=TOKEN, max_upload_mb=0.05)
     server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
+    base = f"http://127.0.0.1:{port}"
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(200):
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.05)
+        yield base
+    finally:
+        server.should_exit = True
+        t.join(10)
+
+
+def test_real_server_hot_reload_from_another_process_and_bombs(gallery, tiny, tiny_model_path, tmp_path):
+    """Over real HTTP: `indexer add` in another process while a client keeps classifying; the change is
+    served within 2 s and no request fails.  A decompression bomb is a per-file error, not a 500."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    cfg = ServiceConfig(gallery.path, tiny, threshold=THRESHOLD, top_k=3, poll_s=0.2)
+    body = [("file", ("q.png", _png(scan(9)), "image/png"))]
+    with _real_server(cfg) as base:
+        gen0 = httpx.get(f"{base}/healthz").json()["gallery"]["generation"]
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            with httpx.Client(timeout=30) as c:
+                while not stop.is_set():
+                    try:
+                        statuses.append(c.post(f"{base}/v1/classify", files=body).status_code)
+                    except httpx.HTTPError:
+                        statuses.append(-1)
+
+        t = threading.Thread(target=hammer)
+        t.start()
+        reg = tmp_path / "more" / "visa"
+        reg.mkdir(parents=True)
+        cv2.imwrite(str(reg / "v.png"), scan(31337))
+        proc = subprocess.run([sys.executable, "-m", "indexer.cli", "add", str(gallery.path), str(reg.parent),
+                               "--model", str(tiny_model_path)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        t0 = time.monotonic()
+        while httpx.get(f"{base}/healthz").json()["gallery"]["generation"] == gen0 and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        time.sleep(0.3)
+        stop.set()
+        t.join()
+        assert took < 2.0 and "visa" in httpx.get(f"{base}/v1/labels").json()["labels"]
+        assert len(statuses) > 3 and set(statuses) == {200}
+        bomb = _png_bomb()
+        r = httpx.post(f"{base}/v1/classify", files=[("file", ("bomb.png", bomb, "image/png"))], timeout=30)
+        assert r.status_code == 200 and r.json()["results"][0]["error"]
+
+
+def _png_bomb() -> bytes:
+    """A PNG whose header declares 60000 x 60000 pixels (3.6 gigapixels) in a few dozen bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_the_real_server_on_a_free_port(gallery, tiny, tmp_path):
+    """uvicorn in a thread on a free port, spoken to over HTTP: the same answers as the in-process app,
+    413 for an oversized body, 401 for an unauthorised write."""
+    import httpx
+
+    cfg = ServiceConfig(gallery.path, tiny, threshold=THRESHOLD, top_k=3, token=TOKEN, max_upload_mb=0.05)
+    with _real_server(cfg) as base:
         good = _reg_image(gallery, "receipt")
         r = httpx.post(f"{base}/v1/classify", files=[("file", ("r.png", good, "image/png"))], timeout=10)
         assert r.status_code == 200 and r.json()["results"][0]["label"] == "receipt"
@@ -249,9 +320,6 @@ def test_the_real_server_on_a_free_port(gallery, tiny, tmp_path):
         w = httpx.post(f"{base}/v1/items", files=[("file", ("n.png", _png(scan(5)), "image/png"))],
                        data={"label": "x"}, timeout=10)
         assert w.status_code == 401
-    finally:
-        server.should_exit = True
-        t.join(10)
 
 
 def test_serve_refuses_a_short_token_file(tmp_path, gallery):
