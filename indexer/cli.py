@@ -15,6 +15,7 @@ import click
 
 from .errors import GalleryError
 from .gallery import DEFAULT_LOCK_TIMEOUT, NEAR_DUPLICATE_BOUND, AddResult, Gallery
+from .cli_shared import CONTEXT_SETTINGS, apply_verbosity, verbosity_options
 from .labels import LABEL_MODES
 
 MODEL_HELP = ("ONNX model file or shipped model name (default, default-int8) (default: the model shipped with "
@@ -97,14 +98,48 @@ def _spec(index_spec: str | None, params: tuple[str, ...], default: str | None =
     return parsed.text, dict(parsed.params)
 
 
+def gallery_argument(then: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """GALLERY as the first argument, or ``--gallery/-g`` as in `retriever` (either form, not both).
+    ``then`` names the next positional parameter: with ``-g``, the first positional value belongs
+    to it (``indexer add -g G scan.jpg``)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, gallery: Path | None = None, gallery_opt: Path | None = None, **kw: Any) -> Any:
+            if gallery_opt is not None and gallery is not None:
+                if then is None:
+                    raise click.UsageError(f"give the gallery once: {gallery} or --gallery {gallery_opt}")
+                nxt = kw.get(then)
+                kw[then] = (gallery, *nxt) if isinstance(nxt, tuple) else gallery if nxt is None else None
+                if kw[then] is None:
+                    raise click.UsageError(f"give the gallery once: {gallery} or --gallery {gallery_opt}")
+                gallery = gallery_opt
+            elif gallery is None:
+                gallery = gallery_opt
+            if gallery is None:
+                raise click.UsageError("which gallery? give it as the first argument or with --gallery/-g")
+            if then is not None and kw.get(then) in (None, ()):
+                raise click.UsageError(f"missing {then.upper()}")
+            return fn(*args, gallery=gallery, **kw)
+
+        wrapper = click.option("--gallery", "-g", "gallery_opt", type=click.Path(file_okay=False, path_type=Path),
+                               default=None, help="The gallery (instead of the first argument).")(wrapper)
+        # with a following positional, the first value may be a file that belongs to it (checked later)
+        kind = click.Path(path_type=Path) if then else click.Path(file_okay=False, path_type=Path)
+        return click.argument("gallery", required=False, type=kind)(wrapper)
+
+    return decorate
+
+
 lock_timeout_option = click.option(
     "--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, show_default=True,
     help="Seconds to wait for another writer holding GALLERY/.lock.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="docretriever", prog_name="indexer")
-def cli() -> None:
+@verbosity_options
+def cli(verbose: int, quiet_logs: bool) -> None:
     """Build and maintain docretriever register galleries (FAISS index + Parquet items + manifest).
 
     \b
@@ -116,12 +151,16 @@ def cli() -> None:
       indexer verify gallery/
       indexer import big/ vectors.parquet --index auto   # precomputed vectors, any size
       indexer stats big/                                # index type, parameters, bytes per vector
+
+    Every option also reads DOCRETRIEVER_<COMMAND>_<OPTION> from the environment
+    (DOCRETRIEVER_ADD_LOCK_TIMEOUT=30); a gallery is the first argument or --gallery/-g.
     """
+    apply_verbosity(verbose, quiet_logs)
 
 
 @cli.command()
 @click.argument("register_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", "-g", "--gallery", "out", required=True, type=click.Path(path_type=Path),
               help="Gallery directory to create.")
 @click.option("--label-mode", type=click.Choice(LABEL_MODES), default="folder", show_default=True,
               help="folder: label = image's folder path (one folder per type); file: label = folders + file stem "
@@ -174,8 +213,8 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
 
 
 @cli.command()
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@gallery_argument(then="paths")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--label", default=None, help="Label for every file and every image below every directory given.")
 @click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
 @click.option("--force", is_flag=True, help="Accept near-identical images under different labels.")
@@ -224,7 +263,7 @@ def _self_cal_line(g: Gallery) -> str:
 
 
 @cli.command()
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@gallery_argument()
 @click.option("--preset", type=click.Choice(["train", "train_wide", "eval"]), default=None,
               help="Capture model of the probes [default: the gallery's setting, else train].")
 @click.option("--min-probes", type=click.IntRange(min=0), default=None, help="Probes in all, at least [default 240].")
@@ -260,7 +299,7 @@ def calibrate(gallery: Path, preset: str | None, min_probes: int | None, off: bo
 
 
 @cli.command()
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@gallery_argument()
 @click.option("--label", "labels", multiple=True, help="Remove every exemplar of this label (repeatable).")
 @click.option("--id", "ids", multiple=True, type=int, help="Remove this item id (repeatable).")
 @lock_timeout_option
@@ -290,7 +329,7 @@ def remove(gallery: Path, labels: tuple[str, ...], ids: tuple[int, ...], lock_ti
 
 
 @cli.command(name="list")
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@gallery_argument()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: [{label, count}, ...] (with --items, one object "
                                                        "per exemplar).")
 @click.option("--items", "items", is_flag=True, help="One line per exemplar: id, label, source, added (the ids "
@@ -334,7 +373,7 @@ def list_(gallery: Path, as_json: bool, items: bool, model: str | None) -> None:
 
 
 @cli.command()
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@gallery_argument()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--model", metavar="MODEL", default=None, help=CHECK_MODEL_HELP)
 @_errors
@@ -383,7 +422,7 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
 
 
 @cli.command()
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@gallery_argument()
 @click.option("--sample", type=click.IntRange(min=0), default=20, show_default=True,
               help="Sources to re-encode and compare with the stored vectors (0: skip).")
 @click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
@@ -414,7 +453,7 @@ def verify(gallery: Path, sample: int, model: str | None) -> None:
 
 
 @cli.command()
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@gallery_argument()
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write.")
 @click.option("--model", metavar="MODEL", default=None, help=CHECK_MODEL_HELP)
@@ -438,8 +477,8 @@ def export(gallery: Path, out: Path, model: str | None) -> None:
 
 
 @cli.command(name="import")
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("vectors", type=click.Path(dir_okay=False, path_type=Path))
+@gallery_argument(then="vectors")
+@click.argument("vectors", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", metavar="MODEL", default=None,
               help="ONNX model that made the vectors (default: the encoder named in the file's metadata). "
                    "The gallery is bound to its fingerprint; no image is read.")
@@ -503,7 +542,7 @@ def import_(gallery: Path, vectors: Path, model: str | None, label_mode: str, la
 
 
 @cli.command()
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@gallery_argument()
 @index_options
 @lock_timeout_option
 @_errors
@@ -531,7 +570,7 @@ def compact(gallery: Path, index_spec: str | None, params: tuple[str, ...], lock
 
 
 @cli.command()
-@click.argument("gallery", type=click.Path(file_okay=False, path_type=Path))
+@gallery_argument()
 @lock_timeout_option
 @_errors
 def rollback(gallery: Path, lock_timeout: float) -> None:

@@ -17,8 +17,7 @@ from typing import Any, Iterator
 
 import click
 
-EXIT_INPUT_ERRORS = 3
-EXIT_INTERRUPTED = 130
+from indexer.cli_shared import EXIT_INPUT_ERRORS, EXIT_INTERRUPTED
 BACKENDS = ("cpu", "cuda", "tensorrt")
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import click
 
-EXIT_INPUT_ERRORS = 3
+from indexer.cli_shared import CONTEXT_SETTINGS, EXIT_INPUT_ERRORS, apply_verbosity, verbosity, verbosity_options
 BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
@@ -67,13 +67,17 @@ def model_option(f: Any) -> Any:
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="docretriever", prog_name="retriever")
-def main() -> None:
+@verbosity_options
+def main(verbose: int, quiet_logs: bool) -> None:
     """Classify document images against a register gallery.
 
     Scores are cosine similarities in [-1, 1]; the reference project's score is (cos+1)/2.
+    Every option also reads DOCRETRIEVER_<COMMAND>_<OPTION> from the environment
+    (DOCRETRIEVER_CLASSIFY_GALLERY=gallery retriever classify scan.jpg).
     """
+    apply_verbosity(verbose, quiet_logs)
 
 
 @main.command("classify", short_help="Classify images or directories against a gallery.", epilog="Exit status: 0 all inputs classified (ACCEPT or REJECT), 3 some inputs "
@@ -128,8 +132,9 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
     op = retriever.operating_point
-    click.echo(f"# {retriever.gallery_name}: {retriever.count} exemplars, {retriever.n_labels} labels; "
-               f"{op.summary()}", err=True)
+    if verbosity() >= 0:  # -v: where the operating point comes from, in full
+        click.echo(f"# {retriever.gallery_name}: {retriever.count} exemplars, {retriever.n_labels} labels; "
+                   f"{op.describe() if verbosity() >= 1 else op.summary()}", err=True)
 
     from .inputs import InputError, display_path, expand_inputs as read_inputs, fs_path
 

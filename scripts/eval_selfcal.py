@@ -77,8 +77,10 @@ def evaluate_preset(preset: str, split: E.Split, feats: dict[str, np.ndarray], e
         for name, keep in regs:
             reg = _link_register(split, keep, work / preset / kind / name)
             t0 = time.perf_counter()
+            # force: sibling types (the look-alike splits) are near-duplicates to the model, and a user
+            # enrolling such a register must say so the same way (--force)
             g = Gallery.build(reg, work / preset / kind / f"{name}.gallery", encoder, self_calibrate=True,
-                              self_calibration=Settings(preset=preset))
+                              self_calibration=Settings(preset=preset), force=True)
             t_build += time.perf_counter() - t0
             tables[name] = g.self_calibration
             qi = [i for i, (_, lab) in enumerate(split.queries) if keep(lab)]
@@ -146,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--benchmark", type=Path, required=True)
-    ap.add_argument("--split", default="val", choices=("val", "test"))
+    ap.add_argument("--split", default="val", choices=E.SPLITS)
     ap.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
     ap.add_argument("--preset", action="append", help="capture preset(s) to compare [default: train]")
     ap.add_argument("--target", type=float, action="append", help=f"FPIR targets [default: {TARGETS}]")

@@ -203,3 +203,45 @@ def test_shipped_models_are_loaded_by_name_everywhere(runner, tmp_path):
     assert json.loads(r.output)["encoder"]["fingerprint"] == encoders.load("default-int8").fingerprint
     r = runner.invoke(indexer_cli, ["build", str(reg), "-o", str(tmp_path / "h"), "--model", "nope"])
     assert r.exit_code != 0 and "no shipped model" in r.output
+
+
+def test_indexer_commands_take_the_gallery_as_argument_or_with_g(tiny, tmp_path, runner):
+    from indexer.cli import cli as indexer_cli
+
+    reg = make_register(tmp_path / "reg", {"a": 1, "b": 1})
+    g = str(tmp_path / "g")
+    model = ["--model", str(tiny.path)]
+    assert runner.invoke(indexer_cli, ["build", str(reg), "-g", g, *model, "--no-self-calibrate"]).exit_code == 0
+    for args in (["list", g], ["list", "-g", g], ["stats", "--gallery", g, "--json"], ["verify", "-g", g]):
+        r = runner.invoke(indexer_cli, args)
+        assert r.exit_code == 0, (args, r.output)
+    extra = make_register(tmp_path / "extra", {"c": 1})
+    r = runner.invoke(indexer_cli, ["add", "-g", g, str(extra / "c" / "0.png"), "--label", "c", *model])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(indexer_cli, ["list", "-g", g, "--json"])
+    assert "c" in r.output
+    r = runner.invoke(indexer_cli, ["list", g, "-g", str(tmp_path / "other")])
+    assert r.exit_code == 2 and "give the gallery once" in r.output
+    r = runner.invoke(indexer_cli, ["list"])
+    assert r.exit_code == 2 and "--gallery" in r.output
+    r = runner.invoke(indexer_cli, ["add", "-g", g])
+    assert r.exit_code == 2 and "PATHS" in r.output
+    r = runner.invoke(indexer_cli, ["export", "-g", g, "-o", str(tmp_path / "v.parquet")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(indexer_cli, ["import", "-g", str(tmp_path / "copy"), str(tmp_path / "v.parquet")])
+    assert r.exit_code == 0, r.output
+
+
+def test_both_clis_read_option_defaults_from_the_environment_and_share_verbosity(tiny, gallery, tmp_path, runner):
+    from retriever.cli import main
+
+    q = write_scans(tmp_path / "q", 1)
+    env = {"DOCRETRIEVER_CLASSIFY_GALLERY": str(gallery.path), "DOCRETRIEVER_CLASSIFY_MODEL": str(tiny.path),
+           "DOCRETRIEVER_CLASSIFY_THRESHOLD": str(THRESHOLD)}
+    r = runner.invoke(main, ["classify", str(q[0]), "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.splitlines()[0])["threshold"] == pytest.approx(THRESHOLD)
+    loud = runner.invoke(main, ["-v", "classify", str(q[0])], env=env)
+    quiet = runner.invoke(main, ["-q", "classify", str(q[0])], env=env)
+    assert "explicit threshold" in loud.stderr and "explicit threshold" not in quiet.stderr
+    assert loud.exit_code == quiet.exit_code == 0

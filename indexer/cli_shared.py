@@ -1,0 +1,47 @@
+"""What both command lines (`indexer`, `retriever`) share: exit codes, context settings, verbosity.
+
+One place, so the two tools read alike: ``-h/--help``, ``-v/--verbose`` (repeat for debug) and
+``-q/--quiet`` on the group, ``DOCRETRIEVER_<COMMAND>_<OPTION>`` environment defaults for every
+option (click's ``auto_envvar_prefix``: ``DOCRETRIEVER_CLASSIFY_GALLERY=g retriever classify x.jpg``),
+and the same exit statuses.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import click
+
+EXIT_OK = 0
+EXIT_SETUP = 1          # gallery, model, operating point or output unusable (one message)
+EXIT_USAGE = 2          # click's own
+EXIT_INPUT_ERRORS = 3   # some inputs unreadable: each has its error line or row, the rest were processed
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; committed work is kept (run again to resume)
+
+ENV_PREFIX = "DOCRETRIEVER"
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100,
+                                    "auto_envvar_prefix": ENV_PREFIX}
+
+
+def _set_level(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    ctx.meta["docretriever.verbosity"] = -1 if quiet else verbose
+
+
+def verbosity_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``-v/--verbose`` (count) and ``-q/--quiet`` for a group: the log level of every command."""
+    fn = click.option("-q", "--quiet", "quiet_logs", is_flag=True, help="Only errors in the log.")(fn)
+    return click.option("-v", "--verbose", "verbose", count=True,
+                        help="More log detail (-v info, -vv debug).")(fn)
+
+
+def apply_verbosity(verbose: int, quiet_logs: bool) -> None:
+    _set_level(click.get_current_context(), verbose, quiet_logs)
+
+
+def verbosity(ctx: click.Context | None = None) -> int:
+    """-1 quiet, 0 default, 1 -v, 2 -vv (for commands that print more with -v)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    return int(ctx.find_root().meta.get("docretriever.verbosity", 0)) if ctx else 0
