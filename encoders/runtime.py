@@ -154,12 +154,6 @@ class Encoder:
     def input_size(self) -> tuple[int, int]:
         return self.contract.input_size
 
-    @property
-    def meta(self) -> dict[str, Any]:
-        return {"name": self.contract.name, "version": self.contract.version, "fingerprint": self.fingerprint,
-                "dim": self.dim, "input_size": list(self.input_size), "colour": self.contract.colour,
-                "path": str(self.path), "backend": self.backend, "providers": self.session.get_providers()}
-
     def __repr__(self) -> str:
         return f"Encoder({self.contract.name!r} v{self.contract.version}, dim={self.dim}, {self.fingerprint[:12]})"
 

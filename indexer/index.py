@@ -51,10 +51,6 @@ def set_faiss_threads(n: int | None = None) -> int:
 set_faiss_threads()
 
 
-def supported_specs() -> list[str]:
-    return ["auto", "flat", "hnsw", "ivf", "faiss:<factory>"]
-
-
 def is_supported_spec(spec: str) -> bool:
     try:
         parse_spec(spec)
@@ -363,10 +359,6 @@ def neighbours_above(index: Any, feats: np.ndarray, bound: float) -> list[tuple[
 
 
 # ---------------------------------------------------------------------- io
-def serialize(index: Any) -> memoryview:
-    return memoryview(faiss.serialize_index(index))
-
-
 def clone(index: Any) -> Any:
     """An independent copy (so a failed write never leaves a half-mutated index in memory)."""
     try:
@@ -380,7 +372,7 @@ def write_index(index: Any, path: str | os.PathLike) -> None:
     atomic_write_path(path, lambda tmp: faiss.write_index(index, tmp))
 
 
-def read_index(path: str | os.PathLike, mmap: bool = False, plan_type: str = "flat") -> Any:
+def read_index(path: str | os.PathLike, mmap: bool = False) -> Any:
     """Load an index file (OSError/RuntimeError on a missing or corrupt file).
 
     ``mmap=True`` maps the file read-only instead of reading it (IO_FLAG_MMAP_IFC): flat codes,
@@ -389,7 +381,7 @@ def read_index(path: str | os.PathLike, mmap: bool = False, plan_type: str = "fl
     OnDiskInvertedLists searched 2.4x slower (1.84 vs 0.77 ms CPU per query, IVF1024,SQ8, 300k
     vectors, nprobe 48) while IFC kept full speed.  Any add/remove on an IFC-mapped index fails a
     C++ assertion that aborts the whole interpreter, so the gallery reloads without mmap before
-    every write (Gallery._writable).  ``plan_type`` is informational (all types map the same way).
+    every write (Gallery._writable).  All index types map the same way.
     """
     path = Path(path)
     if not mmap:

@@ -120,7 +120,7 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
     for _ in range(attempts):
         m = read_manifest(path)
         try:
-            plan = specs.Plan.from_dict(m.get("index"))
+            specs.Plan.from_dict(m.get("index"))  # validated here; the state parses it again
         except Exception as exc:  # a tampered plan: wrong keys or types
             raise GalleryCorruptError(f"{path}: manifest 'index' is not a valid index plan ({exc}); "
                                       f"try `indexer rollback {path}`") from None
@@ -131,7 +131,7 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
             big = {n for n in generation_files(m) if n.endswith(".npy") or (use_mmap and n == m["index_file"])}
             now = [n for n in generation_files(m) if n not in big]
             integrity = Integrity(path, m.get("checksums"), now, sorted(big), strict=strict)
-            index = idx.read_index(ipath, True, plan.type) if use_mmap else idx.read_index(ipath)
+            index = idx.read_index(ipath, True) if use_mmap else idx.read_index(ipath)
             table = items_mod.read(path / m["items_file"])
             exact = open_exact(path, m)
         except FileNotFoundError as exc:

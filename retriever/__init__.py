@@ -18,16 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .compat import DocClassifier
+    from .errors import RetrieverBaseError, RetrieverError
     from .retriever import Result, Retriever
     from .thresholds import ThresholdTable
 
-__all__ = ["DocClassifier", "Result", "Retriever", "ThresholdTable", "default_register_dir"]
+__all__ = ["DocClassifier", "Result", "Retriever", "RetrieverBaseError", "RetrieverError", "ThresholdTable",
+           "default_register_dir"]
 
 _LAZY = {
     "Retriever": ".retriever",
     "Result": ".retriever",
     "ThresholdTable": ".thresholds",
     "DocClassifier": ".compat",
+    "RetrieverBaseError": ".errors",
+    "RetrieverError": ".errors",
 }
 
 

@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 from .bulk_batch import BatchProcessor, chunked, embed_schema, output_schema
 from .bulk_meta import (embed_identity, embed_metadata, read_result_metadata, run_identity, run_metadata,
                         with_run_metadata)
-from .bulk_store import (BulkError, PartStore, ResumeRefusedError, Tally, identity_differences, now_iso,
-                         parts_dir_for, path_hasher, tally_columns)
+from .bulk_store import PartStore, Tally, identity_differences, now_iso, parts_dir_for, path_hasher, tally_columns
+from .errors import BulkError, ResumeRefusedError
 from .inputs import InputItem, count_inputs, expand_inputs
 
 if TYPE_CHECKING:

@@ -22,21 +22,10 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
 def _setup_errors() -> tuple[type[BaseException], ...]:
-    from encoders import EncoderError
+    """Exceptions that mean "cannot start" (one message, exit 1): see :func:`retriever.errors.setup_errors`."""
+    from .errors import setup_errors
 
-    from .bulk_store import BulkError
-    from .inputs import InputError
-    from .retriever import RetrieverError
-    from .thresholds import ThresholdError
-
-    errs: list[type[BaseException]] = [EncoderError, RetrieverError, ThresholdError, BulkError, InputError]
-    try:
-        from indexer.errors import GalleryError
-
-        errs.append(GalleryError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errs)
+    return setup_errors()
 
 
 def _sigterm_to_interrupt() -> Any:

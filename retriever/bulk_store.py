@@ -38,6 +38,7 @@ from encoders.runtime import file_sha256
 from indexer.atomic import TMP_PREFIX, atomic_write, atomic_write_json
 
 from .bulk_batch import SEQ
+from .errors import BulkError, ResumeRefusedError
 
 # What a parts directory of ours may hold: the progress file, parts, temporary files of atomic writes.
 _OWN_PART_FILE = re.compile(r"^(progress\.json|part-\d{5,}\.parquet|\.tmp-.*)$")
@@ -50,14 +51,6 @@ PART_ROWS = 2048
 PART_SECONDS = 30.0
 MERGE_ROW_GROUP = 32768
 COMPRESSION = "zstd"
-
-
-class BulkError(RuntimeError):
-    """A bulk job cannot start or continue as asked (output in the way, internal inconsistency)."""
-
-
-class ResumeRefusedError(BulkError):
-    """An interrupted run exists at the output path but was started with other settings or inputs."""
 
 
 def now_iso() -> str:

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import metrics as M
 from . import openset as O
-from .thresholds import ThresholdError
+from .errors import CalibrationError
 
 __all__ = ["CalibrationError", "UNKNOWN_DIR", "calibrate_gallery", "calibration_from_scores", "scan_labelled_dir",
            "score_against_gallery"]
@@ -36,10 +36,6 @@ UNKNOWN_DIR = "unknown"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Bound on the (queries x gallery items) search results held at once.
 MAX_BLOCK = 4_000_000
-
-
-class CalibrationError(ThresholdError):
-    """The labelled data cannot calibrate this gallery as asked; the message says what is missing."""
 
 
 class _GalleryLike(Protocol):

@@ -18,20 +18,10 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
 def _setup_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "cannot start" (reported as one message, exit 1), imported lazily."""
-    from encoders import EncoderError
+    """Exceptions that mean "cannot start" (one message, exit 1): see :func:`retriever.errors.setup_errors`."""
+    from .errors import setup_errors
 
-    from .retriever import RetrieverError
-    from .thresholds import ThresholdError
-
-    errs: list[type[BaseException]] = [EncoderError, RetrieverError, ThresholdError]
-    try:
-        from indexer.errors import GalleryError
-
-        errs.append(GalleryError)
-    except ImportError:  # pragma: no cover - indexer ships with retriever
-        pass
-    return tuple(errs)
+    return setup_errors()
 
 
 def _load_encoder(model: str | None, backend: str, gpu_id: int, gallery: Path | None = None) -> Any:
@@ -136,7 +126,8 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
         click.echo(f"# {retriever.gallery_name}: {retriever.count} exemplars, {retriever.n_labels} labels; "
                    f"{op.describe() if verbosity() >= 1 else op.summary()}", err=True)
 
-    from .inputs import InputError, display_path, expand_inputs as read_inputs, fs_path
+    from .errors import InputError
+    from .inputs import display_path, expand_inputs as read_inputs, fs_path
 
     try:
         inputs = list(read_inputs([str(p) for p in paths]))

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .errors import InputError
 __all__ = ["InputError", "InputItem", "SUPPORTED_SUFFIXES", "count_inputs", "display_path", "expand_inputs", "fs_path",
            "walk_files"]
 
@@ -47,10 +48,6 @@ TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 DEFAULT_COLUMN = "path"
 _GLOB_CHARS = set("*?[")
 _BYTE_ESCAPE = re.compile(rb"\\x([89a-f][0-9a-f])")  # what backslashreplace makes of a non-UTF-8 byte
-
-
-class InputError(ValueError):
-    """An input spec cannot be read at all (list file missing, table without the column...)."""
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,13 @@ from typing import IO, Any, Iterator
 
 import pyarrow as pa
 
+from .errors import OutputError
 __all__ = ["FORMATS", "OutputError", "output_format", "row_dicts", "write_rows"]
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".csv": "csv"}
 STDOUT = "-"
 CSV_COLUMNS = ("path", "page", "label", "score", "accepted", "threshold", "margin", "decision_score", "rule",
                "operating_point", "top_k", "error")
-
-
-class OutputError(ValueError):
-    """The output name asks for a format this command cannot write."""
 
 
 def output_format(out: str | os.PathLike, allowed: tuple[str, ...] = ("parquet", "jsonl", "csv", "stdout")) -> str:

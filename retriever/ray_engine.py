@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .bulk_batch import SEQ, BatchProcessor, chunked
-from .bulk_store import BulkError
+from .errors import BulkError
 
 if TYPE_CHECKING:
     from .bulk import _Progress

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .errors import RetrieverError
 from .openset import ranked_labels
 from .thresholds import OperatingPoint, ThresholdTable, choose_operating_point, to_reference_score
 
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     from encoders.decode import DecodeError, ImageInput
 
 __all__ = ["Result", "Retriever", "RetrieverError"]
-
-class RetrieverError(RuntimeError):
-    """The retriever cannot work as asked (empty gallery, wrong feature shape, bad settings)."""
 
 
 @dataclass

@@ -37,7 +37,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .retriever import RetrieverError
+from .errors import RetrieverError
 
 __all__ = ["GalleryHolder", "ServiceConfig", "create_app"]
 

@@ -245,3 +245,19 @@ def test_both_clis_read_option_defaults_from_the_environment_and_share_verbosity
     quiet = runner.invoke(main, ["-q", "classify", str(q[0])], env=env)
     assert "explicit threshold" in loud.stderr and "explicit threshold" not in quiet.stderr
     assert loud.exit_code == quiet.exit_code == 0
+
+
+def test_the_retrievers_errors_share_one_base_and_keep_their_builtin_bases():
+    from retriever import RetrieverBaseError, RetrieverError
+    from retriever import errors as E
+    from retriever.bulk import BulkError, ResumeRefusedError
+    from retriever.thresholds import NoThresholdTableError, ThresholdError
+
+    for cls, builtin in ((RetrieverError, RuntimeError), (ThresholdError, ValueError), (NoThresholdTableError, ValueError),
+                         (E.CalibrationError, ValueError), (BulkError, RuntimeError), (ResumeRefusedError, RuntimeError),
+                         (E.InputError, ValueError), (E.OutputError, ValueError)):
+        assert issubclass(cls, RetrieverBaseError) and issubclass(cls, builtin), cls
+    from encoders import EncoderError
+    from indexer.errors import GalleryError
+
+    assert set(E.setup_errors()) == {RetrieverBaseError, EncoderError, GalleryError}

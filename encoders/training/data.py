@@ -12,7 +12,7 @@ import glob
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -169,10 +169,3 @@ def apply_variant(img: np.ndarray, v: int) -> np.ndarray:
     elif part == 2:
         img = img[img.shape[0] // 2:]
     return np.ascontiguousarray(img)
-
-
-def iter_classes(sources: list[Source]) -> Iterator[tuple[int, Source, int]]:
-    """(class id, source, variant) for every class: class id = source index * 24 + variant."""
-    for i, src in enumerate(sources):
-        for v in range(VARIANTS):
-            yield i * VARIANTS + v, src, v

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -40,7 +40,6 @@ class TrainConfig:
     sibling_fraction: float = 0.0  # share of PartialFC's negatives drawn from the batch's sibling classes
     seed: int = 0
     distill_weight: float = 0.0  # cosine distillation towards cached teacher features, if any
-    extra: dict = field(default_factory=dict)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
