@@ -17,6 +17,7 @@ from .errors import GalleryError
 from .gallery import DEFAULT_LOCK_TIMEOUT, NEAR_DUPLICATE_BOUND, AddResult, Gallery
 from .cli_shared import CONTEXT_SETTINGS, apply_verbosity, verbosity_options
 from .labels import LABEL_MODES
+from .tune import describe as tune_describe
 
 MODEL_HELP = ("ONNX model file or shipped model name (default, default-int8) (default: the model shipped with "
               "docretriever, or $DOCRETRIEVER_MODEL).")
@@ -402,6 +403,7 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
         ("index type", f"{s['index_type']}: {plan['factory']} ({s['index_class']})"
          + (f"; {params}" if params else "")),
         ("index reason", plan.get("reason", "")),
+        ("search tuning", tune_describe(s["search_tuning"]) if plan["type"] != "flat" else "exact index: nothing to tune"),
         ("bytes per vector", f"{s['bytes_per_vector']} in RAM (index file: {s['index_file_bytes_per_vector']})"),
         ("tombstones", f"{s['tombstones']}" + (" (run `indexer compact` to drop them)" if s["tombstones"] else "")),
         ("exact vectors", f"{exact['rows']} rows, {exact['bytes']} bytes ({exact['bytes_per_vector']} per vector, "

@@ -43,6 +43,7 @@ from . import index as idx
 from . import items as items_mod
 from . import selfcal
 from . import specs
+from . import tune
 from .exact import ExactStore
 from .gallery_selfcal import SelfCalibrationMixin, _probe_batch, _probes_with_ids
 from .generations import (DEFAULT_LOCK_TIMEOUT, LOCK_FILE, GenerationsMixin, _labels_of_state,  # noqa: F401
@@ -409,7 +410,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             "labels": len(self.label_counts()), "dim": self.dim, "metric": m.get("metric", METRIC),
             "index_spec": m["index_spec"], "index_params": dict(m.get("index_params") or {}),
             "index_type": plan.type, "index": plan.to_dict(), "index_class": idx.describe(self._s.index),
-            "search_defaults": plan.search_defaults, "stored_vectors": stored, "tombstones": self.tombstones,
+            "search_defaults": plan.search_defaults, "search_tuning": m.get("search_tuning"),
+            "stored_vectors": stored, "tombstones": self.tombstones,
             "bytes_per_vector": idx.code_bytes_per_vector(self._s.index),
             "index_file_bytes_per_vector": round(sizes["index_file"] / stored, 1) if stored and sizes["index_file"]
             else None,
@@ -645,8 +647,13 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             gen = self._next_generation()
             exact = ExactStore([ExactStore.write_segment(self.path, gen, all_ids, all_vecs)], self.dim) \
                 if idx.is_lossy(index) else None
+            plan, tuning = tune.tune_plan(index, plan, all_ids, all_vecs, _labels_for(all_ids, table), exact,
+                                          spec.params)
             notes.append(f"index rebuilt ({why}): now {plan.type} {plan.factory}")
-            changes.update({"index": plan.to_dict(), "exact": exact.describe() if exact else None})
+            if tuning and "agreement" in tuning:
+                notes.append(f"search tuned: {tune.describe(tuning)}")
+            changes.update({"index": plan.to_dict(), "exact": exact.describe() if exact else None,
+                            "search_tuning": tuning})
             self._commit(index, table, changes, next_id=next_id, exact=exact, probes=probes, result=result)
             return
         in_place = _index_bytes(s.index) > CLONE_MAX_BYTES
@@ -668,6 +675,15 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                 if exact is not None:
                     exact = exact.appended(self.path, self._next_generation(), add_ids, add_vecs, live=s.ids[keep])
                     changes["exact"] = exact.describe()
+                if tune.due(s.plan, s.manifest.get("search_tuning"), n_after):
+                    live_ids, live_vecs = self._live_vectors(s.ids[keep])
+                    all_ids = np.concatenate([live_ids, add_ids])
+                    plan, tuning = tune.tune_plan(index, s.plan, all_ids, np.concatenate([live_vecs, add_vecs]),
+                                                  _labels_for(all_ids, table), exact, spec.params)
+                    del live_vecs
+                    changes.update({"index": plan.to_dict(), "search_tuning": tuning})
+                    if result is not None and tuning and "agreement" in tuning:
+                        result.notes.append(f"search tuned: {tune.describe(tuning)}")
             self._commit(index if index_changed else None, table, changes, next_id=next_id, exact=exact,
                          probes=probes, result=result)
         except BaseException:
@@ -692,9 +708,13 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         index, plan = idx.build(plan, int(manifest["encoder"]["dim"]), ids, feats)
         exact = ExactStore([ExactStore.write_segment(self.path, self._next_generation(), ids, feats)],
                            int(manifest["encoder"]["dim"])) if idx.is_lossy(index) else None
-        manifest = {**manifest, "index": plan.to_dict(), "exact": exact.describe() if exact else None}
+        plan, tuning = tune.tune_plan(index, plan, ids, feats, _labels_for(ids, table), exact, spec.params)
+        manifest = {**manifest, "index": plan.to_dict(), "exact": exact.describe() if exact else None,
+                    "search_tuning": tuning}
         if plan.type != "flat" or spec.kind != "flat":
             result.notes.append(f"index: {plan.type} ({plan.reason})")
+        if tuning and "agreement" in tuning:
+            result.notes.append(f"search tuned: {tune.describe(tuning)}")
         self._commit(index, table, {}, next_id=next_id, base=manifest, exact=exact, probes=probes, result=result)
 
     def _encoder_for_write(self, encoder: Any) -> Any:
@@ -725,6 +745,14 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                     for src, lab, d in zip(batch.sources, batch.labels, batch.derived) if d and lab in present]
         if problems:
             raise LabelError(_clip(problems), "label collisions with the gallery (file mode); nothing was added")
+
+def _labels_for(ids: np.ndarray, table: pa.Table) -> np.ndarray:
+    """The label of each id, from an items table."""
+    tid = table.column("id").to_numpy().astype(np.int64)
+    order = np.argsort(tid, kind="stable")
+    labels = np.asarray(table.column("label").to_pylist(), dtype=object)[order]
+    return labels[np.searchsorted(tid[order], np.asarray(ids, dtype=np.int64))]
+
 
 class _ShaLookup(Mapping[str, str]):
     """sha256 -> "id N, label 'x', source" for the items table.  Built on first use (an import of
