@@ -196,6 +196,39 @@ class Generator:
         return _normalise(self._centres[t] + self.noise(self.d_fill, n)), t + self._offset
 
 
+class UniformGenerator:
+    """The other cluster shape: ``n / EXEMPLARS_PER_TYPE`` types whose centres are spread uniformly
+    over the sphere (1M vectors: 20,000 clusters), exemplars and queries isotropic around them at
+    the cosines of the real data (exemplar ~0.8, capture query ~0.7 to its centre).  No structure
+    for an IVF quantiser to exploit: the hard case for a fixed nprobe."""
+
+    EXEMPLAR_COS, QUERY_COS = 0.8, 0.7
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def _around(self, centres: np.ndarray, cos: float) -> np.ndarray:
+        s = np.sqrt((1.0 / cos ** 2 - 1.0) / DIM)
+        return _normalise(centres + self.rng.normal(0.0, s, centres.shape).astype(np.float32))
+
+    def gallery(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n_types = max(1, n // EXEMPLARS_PER_TYPE)
+        self._centres = _normalise(self.rng.standard_normal((n_types, DIM), dtype=np.float32))
+        labels = self.rng.integers(0, n_types, n)
+        out = np.empty((n, DIM), np.float32)
+        for s in range(0, n, 100_000):
+            out[s:s + 100_000] = self._around(self._centres[labels[s:s + 100_000]], self.EXEMPLAR_COS)
+        return out, labels, self._centres
+
+    def queries(self, labels: np.ndarray, nq: int) -> np.ndarray:
+        pick = labels[self.rng.integers(0, len(labels), nq)]
+        return self._around(self._centres[pick], self.QUERY_COS)
+
+    def more(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        t = self.rng.integers(0, len(self._centres), n)
+        return self._around(self._centres[t], self.EXEMPLAR_COS), t
+
+
 # ---------------------------------------------------------------------------- measurements
 def latency(fn: Callable[[np.ndarray], Any], queries: np.ndarray, n: int) -> tuple[float, float, float]:
     """Single-query p50/p99 wall ms, and p99 of the thread's CPU ms (wall minus preemption by others)."""
@@ -499,6 +532,7 @@ def bench_gallery(vecs: np.ndarray, labels: np.ndarray, queries: np.ndarray, exa
     dead_returned = int(np.isin(after, gone).sum())
     row = {
         "index": f"gallery:{spec}", "factory": plan.factory, "config": plan.reason, "n": n, "kind": "gallery",
+        "search_tuning": {k: v for k, v in (st["search_tuning"] or {}).items() if k != "tried"},
         "import_s": round(m_imp.wall, 2), "open_mmap_s": round(reader["open_s"], 3),
         "reopen_mmap_s": round(reader["reopen_s"], 3),
         "rss_open_mb": round(reader["rss_open_mb"], 1),
@@ -542,6 +576,9 @@ def main() -> None:
                     help="Index specs to measure end to end through the Gallery API ('' to skip).")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "docretriever-bench")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shape", choices=("real", "uniform"), default="real",
+                    help="real: types around rendered documents' features, noise from real variation; uniform: "
+                         "cluster centres spread uniformly over the sphere (see UniformGenerator)")
     ap.add_argument("--from-jsonl", nargs="*", type=Path, default=None,
                     help="Only print the markdown tables of earlier runs' JSON lines (files are concatenated).")
     args = ap.parse_args()
@@ -559,19 +596,21 @@ def main() -> None:
     args.ef_search = [int(v) for v in args.ef_search.split(",") if v]
     idx.set_faiss_threads(1)
     log(f"load average {loadavg():.2f} on {os.cpu_count()} cores; faiss {faiss.__version__}, 1 thread")
-    anchors = real_anchors(args.cache, args.families)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    anchors = real_anchors(args.cache, args.families) if args.shape == "real" else None
     rows: list[dict[str, Any]] = []
-    if args.flat_sweep:
+    if args.flat_sweep and anchors is not None:
         flat_sweep(Generator(anchors, args.seed + 99), args)
     for n in [int(s) for s in args.sizes.split(",") if s]:
-        gen = Generator(anchors, args.seed + n)
+        gen = Generator(anchors, args.seed + n) if anchors is not None else UniformGenerator(args.seed + n)
         vecs, labels, _ = gen.gallery(n)
         queries = gen.queries(labels, args.queries)
         more, more_labels = gen.more(10_000)
         log(f"n={n}: {len(np.unique(labels))} types; exact ground truth")
         exact_ids = exact_topk(vecs, queries, K)
         top1 = np.sum(vecs[exact_ids[:, 0]] * queries, 1)
-        emit({"kind": "data", "n": n, "types": int(len(np.unique(labels))), "queries": len(queries),
+        emit({"kind": "data", "shape": args.shape, "n": n, "types": int(len(np.unique(labels))),
+              "queries": len(queries),
               "exact_top1_cosine_p50": round(float(np.median(top1)), 4),
               "exact_top1_top2_gap_p50": round(float(np.median(top1 - np.sum(vecs[exact_ids[:, 1]] * queries, 1))), 4)})
         with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
