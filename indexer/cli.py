@@ -425,11 +425,12 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
 
 @cli.command()
 @gallery_argument()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, problems, notes, re-encoded count.")
 @click.option("--sample", type=click.IntRange(min=0), default=20, show_default=True,
               help="Sources to re-encode and compare with the stored vectors (0: skip).")
 @click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
 @_errors
-def verify(gallery: Path, sample: int, model: str | None) -> None:
+def verify(gallery: Path, sample: int, model: str | None, as_json: bool) -> None:
     """Check GALLERY's files agree and its vectors reproduce.
 
     Re-encodes a sample of sources that still exist (unchanged) and requires cosine >= 1 - 1e-4
@@ -445,6 +446,13 @@ def verify(gallery: Path, sample: int, model: str | None) -> None:
     g = Gallery.open(gallery, strict=False)  # load inconsistent files too, to list every problem
     enc = _load_encoder(model, gallery) if sample > 0 else None
     rep = run_verify(g, enc, sample=sample)
+    if as_json:
+        click.echo(json.dumps({"gallery": str(g.path), "generation": g.generation, "ok": not rep.problems,
+                               "problems": list(rep.problems), "notes": list(rep.notes),
+                               "reencoded": rep.reencoded}))
+        if rep.problems:
+            sys.exit(1)
+        return
     for note in rep.notes:
         click.echo(f"note: {note}", err=True)
     if rep.problems:

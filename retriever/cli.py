@@ -196,9 +196,10 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
               help="Gallery whose own tables (your calibration, its self-calibration) are shown.")
 @click.option("--fpir", type=float, default=None, help="Mark the open-set row used for this target [default: 0.01].")
 @click.option("--fpr", type=float, default=None, help="Mark the pair-table row used for this target FPR instead.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the open-set rows, the one in use, the pair table.")
 @model_option
-def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, model: str | None, backend: str,
-                   gpu_id: int) -> None:
+def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, as_json: bool, model: str | None,
+                   backend: str, gpu_id: int) -> None:
     """Print the operating tables in use and which row decides.
 
     Open set (what a user meets): FPIR, the share of documents of unregistered types accepted as
@@ -226,6 +227,10 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
         calibration, self_cal = g.calibration, g.self_calibration
         n_labels = len(g.label_counts())
         name = f"gallery {gallery}"
+    if as_json:
+        click.echo(json.dumps(_thresholds_json(encoder, calibration, self_cal, n_labels, name, gallery is not None,
+                                               fpir, fpr)))
+        return
     try:
         table = ThresholdTable.resolve(encoder.contract, calibration, gallery=name)
         if gallery is not None:
@@ -243,6 +248,29 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
         click.echo(table.to_markdown(selected_fpr=fpr), nl=False)
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _thresholds_json(encoder: Any, calibration: Any, self_cal: Any, n_labels: int, name: str, has_gallery: bool,
+                     fpir: float | None, fpr: float | None) -> dict[str, Any]:
+    from .thresholds import OpenSetTable, ThresholdError, ThresholdTable, choose_operating_point
+
+    out: dict[str, Any] = {"model": {"name": encoder.name, "fingerprint": encoder.fingerprint}, "gallery": None}
+    try:
+        out["pair_table"] = ThresholdTable.resolve(encoder.contract, calibration, gallery=name).to_dict()
+    except ThresholdError as exc:
+        out["pair_table"] = {"error": str(exc)}
+    if has_gallery:
+        out["gallery"] = name
+        t = OpenSetTable.resolve(calibration, self_cal, gallery=name, fingerprint=encoder.fingerprint)
+        out["open_set"] = {"rows": [{"fpir": r.fpir, "threshold": r.threshold, "dir": r.dir,
+                                     "measured_fpir": r.measured_fpir, "rule": r.rule.name, "source": r.origin}
+                                    for r in t.rows], "notes": list(t.notes)}
+        try:
+            out["in_use"] = choose_operating_point(encoder.contract, calibration, self_cal, n_labels, fpir=fpir,
+                                                   fpr=fpr, gallery=name, fingerprint=encoder.fingerprint).to_dict()
+        except ThresholdError as exc:
+            out["in_use"] = {"error": str(exc)}
+    return out
 
 
 @main.command("calibrate", short_help="Measure a gallery's threshold table on labelled images.")

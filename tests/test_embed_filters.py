@@ -261,3 +261,17 @@ def test_the_retrievers_errors_share_one_base_and_keep_their_builtin_bases():
     from indexer.errors import GalleryError
 
     assert set(E.setup_errors()) == {RetrieverBaseError, EncoderError, GalleryError}
+
+
+def test_thresholds_and_verify_print_json(tiny, gallery, runner):
+    from indexer.cli import cli as indexer_cli
+    from retriever.cli import main
+
+    r = runner.invoke(main, ["thresholds", "-g", str(gallery.path), "--json", "--model", str(tiny.path)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["model"]["fingerprint"] == tiny.fingerprint and "open_set" in d and "in_use" in d
+    r = runner.invoke(indexer_cli, ["verify", "-g", str(gallery.path), "--json", "--sample", "0"])
+    assert r.exit_code == 0, r.output
+    v = json.loads(r.stdout)
+    assert v["ok"] is True and v["problems"] == [] and v["generation"] == gallery.generation
