@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from .bulk_batch import BatchProcessor, chunked, embed_schema, output_schema
 from .bulk_meta import (embed_identity, embed_metadata, read_result_metadata, run_identity, run_metadata,
                         with_run_metadata)
+from .defaults import BATCH_SIZE, TOP_K, WORKERS
 from .bulk_store import PartStore, Tally, identity_differences, now_iso, parts_dir_for, path_hasher, tally_columns
 from .errors import BulkError, ResumeRefusedError
 from .inputs import InputItem, count_inputs, expand_inputs
@@ -255,8 +256,8 @@ def _already_complete(out: Path, specs: Sequence[str], identity: dict[str, Any],
 
 
 def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.PathLike,
-             encoder: "Encoder | None" = None, fpr: float | None = None, threshold: float | None = None, top_k: int = 5,
-             workers: int = 2, batch_size: int = 32, with_features: bool = False, resume: bool = True,
+             encoder: "Encoder | None" = None, fpr: float | None = None, threshold: float | None = None, top_k: int = TOP_K,
+             workers: int = WORKERS, batch_size: int = BATCH_SIZE, with_features: bool = False, resume: bool = True,
              progress: bool = True, overwrite: bool = False, engine: str = "local", ray_address: str | None = None,
              part_rows: int | None = None, fpir: float | None = None,
              labels: Sequence[str] | None = None, on_rows: Any = None) -> dict[str, Any]:
@@ -289,7 +290,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
 
 
 def run_embed(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, encoder: "Encoder | None" = None,
-              workers: int = 2, batch_size: int = 32, resume: bool = True, progress: bool = True,
+              workers: int = WORKERS, batch_size: int = BATCH_SIZE, resume: bool = True, progress: bool = True,
               overwrite: bool = False, part_rows: int | None = None) -> dict[str, Any]:
     """Encode every input into ``out``: Parquet with ``path``, ``page``, ``vector`` (fixed-size list of
     float32, L2-normalised), ``sha256`` (of the file) and ``error``, and the model's name, fingerprint and

@@ -20,6 +20,7 @@ import pyarrow as pa
 from encoders.decode import DecodeError
 from encoders.preprocess import preprocess
 
+from .defaults import BATCH_SIZE
 from .inputs import display_path, fs_path
 from .pages import iter_pages
 
@@ -124,7 +125,7 @@ class BatchProcessor:
     """Holds a :class:`retriever.Retriever` (encoder + gallery + threshold), or only an encoder for
     embedding jobs (``embed_only``); ``process`` is thread-safe."""
 
-    def __init__(self, retriever: "Retriever | None", with_features: bool = False, batch_size: int = 32,
+    def __init__(self, retriever: "Retriever | None", with_features: bool = False, batch_size: int = BATCH_SIZE,
                  encoder: "Encoder | None" = None) -> None:
         self.retriever = retriever
         self.embed_only = retriever is None

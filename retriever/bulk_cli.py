@@ -18,6 +18,8 @@ from typing import Any, Iterator
 import click
 
 from indexer.cli_shared import EXIT_INPUT_ERRORS, EXIT_INTERRUPTED
+
+from .defaults import BATCH_SIZE, TOP_K, WORKERS
 BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
@@ -57,10 +59,10 @@ def _sigterm_to_interrupt() -> Any:
               help="Pair-table operating point instead (the reference project's meaning: share of different-type "
                    "pairs above the threshold; cosine rule).")
 @click.option("--threshold", type=float, default=None, help="Explicit cosine threshold in [-1, 1] instead.")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Distinct labels per row.")
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--top-k", type=click.IntRange(min=1), default=TOP_K, show_default=True, help="Distinct labels per row.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=WORKERS, show_default=True,
               help="Decode+inference threads (local) or actors (ray).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True,
               help="Files per batch (one ONNX call, one FAISS search).")
 @click.option("--features", "with_features", is_flag=True, help="Add a `vector` column (the float32 feature).")
 @click.option("--label", "labels", multiple=True, metavar="LABEL",
@@ -187,9 +189,9 @@ def _finish(summary: dict[str, Any], quiet: bool, format_summary: Any) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--output", "-o", "out", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Vectors file (Parquet). Progress lives in OUTPUT.parts/ until the job completes.")
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=WORKERS, show_default=True,
               help="Decode+inference threads.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True,
               help="Files per batch (one ONNX call).")
 @click.option("--overwrite", is_flag=True, help="Discard an interrupted or finished run at OUTPUT and start again.")
 @click.option("--model", metavar="MODEL", default=None,

@@ -14,6 +14,9 @@ from typing import Any, Iterator
 import click
 
 from indexer.cli_shared import CONTEXT_SETTINGS, EXIT_INPUT_ERRORS, apply_verbosity, verbosity, verbosity_options
+
+from .defaults import BATCH_SIZE, DEFAULT_FPIR, TOP_K
+
 BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
@@ -86,13 +89,13 @@ def main(verbose: int, quiet_logs: bool) -> None:
 @click.option("--threshold", type=float, default=None,
               help="Explicit cosine threshold in [-1, 1] instead (a reference-project (cos+1)/2 "
                    "score t is cosine 2t-1).")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--top-k", type=click.IntRange(min=1), default=TOP_K, show_default=True,
               help="Distinct labels listed per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 @click.option("--label", "labels", multiple=True, metavar="LABEL",
               help="Search only these labels (repeatable): a workflow that knows the document is one of a few types. "
                    "Filtered inside the index search, so top-k and margin are among these labels.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True)
 @model_option
 def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr: float | None,
                  threshold: float | None, top_k: int, as_json: bool, labels: tuple[str, ...], batch_size: int,
@@ -235,7 +238,7 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
         table = ThresholdTable.resolve(encoder.contract, calibration, gallery=name)
         if gallery is not None:
             open_table = OpenSetTable.resolve(calibration, self_cal, gallery=name, fingerprint=encoder.fingerprint)
-            click.echo(open_table.to_markdown(selected_fpir=None if fpr is not None else (fpir or 1e-2)) if open_table
+            click.echo(open_table.to_markdown(selected_fpir=None if fpr is not None else (fpir or DEFAULT_FPIR)) if open_table
                        else f"No open-set table for {name}" + (f" ({'; '.join(open_table.notes)})" if open_table.notes
                                                                else "") + ".\n")
             try:

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .bulk_batch import SEQ, BatchProcessor, chunked
+from .defaults import BATCH_SIZE, WORKERS
 from .errors import BulkError
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _quiet_ray_data() -> None:
 
 
 def run_ray(items: Iterator[tuple[int, "InputItem"]], processor: BatchProcessor, store: "PartStore",
-            prog: "_Progress", actors: int = 2, batch_size: int = 32, address: str | None = None,
+            prog: "_Progress", actors: int = WORKERS, batch_size: int = BATCH_SIZE, address: str | None = None,
             chunk_files: int = CHUNK_FILES) -> None:
     """Classify ``items`` on Ray into ``store`` (see the module doc); the driver's ``processor``
     supplies the model, gallery and threshold the actors must use."""

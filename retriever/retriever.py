@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .defaults import BATCH_SIZE, TOP_K
 from .errors import RetrieverError
 from .openset import ranked_labels
 from .thresholds import OperatingPoint, ThresholdTable, choose_operating_point, to_reference_score
@@ -171,7 +172,7 @@ class Retriever:
     """
 
     def __init__(self, gallery: Any, encoder: "Encoder | None" = None, fpr: float | None = None,
-                 threshold: float | None = None, top_k: int = 5, search_params: dict | None = None,
+                 threshold: float | None = None, top_k: int = TOP_K, search_params: dict | None = None,
                  fpir: float | None = None, operating_point: OperatingPoint | None = None,
                  labels: Sequence[str] | None = None) -> None:
         if top_k < 1:
@@ -311,7 +312,7 @@ class Retriever:
         return ranked
 
     # --- images -> results ---------------------------------------------------------------------
-    def classify(self, images: "Iterable[ImageInput] | ImageInput", batch_size: int = 32,
+    def classify(self, images: "Iterable[ImageInput] | ImageInput", batch_size: int = BATCH_SIZE,
                  labels: Sequence[str] | None = None) -> list[Result]:
         """Paths, bytes or BGR uint8 arrays -> :class:`Result` s in input order: one per page (a
         multi-page TIFF or PDF gives one per page, with ``page`` set; anything else one).
@@ -355,7 +356,7 @@ class Retriever:
             except DecodeError as exc:
                 yield page, _on_page(exc, page)
 
-    def classify_iter(self, images: "Iterable[ImageInput]", batch_size: int = 32,
+    def classify_iter(self, images: "Iterable[ImageInput]", batch_size: int = BATCH_SIZE,
                       labels: Sequence[str] | None = None) -> Iterator[tuple[Any, "Result | DecodeError"]]:
         """Stream ``(input, Result or DecodeError)`` in input order, one per page; a bad file (or
         page) does not stop the rest.

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from .defaults import TOP_K
+
 BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
@@ -16,7 +18,7 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
 @click.option("--fpir", type=float, default=None, help="Operating point: open-set FPIR [default: 0.01].")
 @click.option("--fpr", type=float, default=None, help="Pair-table operating point instead (cosine rule).")
 @click.option("--threshold", type=float, default=None, help="Explicit cosine threshold instead.")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=TOP_K, show_default=True)
 @click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="File whose first line is the bearer token that allows writes (POST/DELETE /v1/items); "
                    "without it the service is read-only.")

@@ -37,6 +37,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from .defaults import TOP_K
 from .errors import RetrieverError
 
 __all__ = ["GalleryHolder", "ServiceConfig", "create_app"]
@@ -58,7 +59,7 @@ class ServiceConfig:
     """Everything a service process needs, decided once at start-up."""
 
     def __init__(self, gallery: str | os.PathLike, encoder: Any, fpir: float | None = None, fpr: float | None = None,
-                 threshold: float | None = None, top_k: int = 5, token: str | None = None,
+                 threshold: float | None = None, top_k: int = TOP_K, token: str | None = None,
                  max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, workers: int | None = None, queue: int = 16,
                  poll_s: float = DEFAULT_POLL_S, search_params: dict | None = None) -> None:
         self.gallery = Path(gallery)

@@ -18,7 +18,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from encoders.contract import ModelContract, ThresholdRow
 
+from .defaults import DEFAULT_FPIR
 from .errors import NoThresholdTableError, ThresholdError
+
 __all__ = [
     "DEFAULT_FPIR", "NoThresholdTableError", "OpenSetRow", "OpenSetTable", "OperatingPoint", "ThresholdError",
     "ThresholdTable", "choose_operating_point", "from_reference_score", "to_reference_score",
@@ -26,7 +28,6 @@ __all__ = [
 
 # The operating point when the caller names none: 1 % of documents of unregistered types accepted,
 # read from the gallery's own open-set table.
-DEFAULT_FPIR = 1e-2
 
 
 def to_reference_score(cos: float) -> float:
