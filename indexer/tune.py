@@ -5,8 +5,8 @@ Why: a fixed ``nprobe`` is either wasted on easy data or short on hard data (1M 
 evenly spread clusters needed twice the probes of real-feature clusters for the same agreement).
 As autofaiss tunes an index to a recall target, the gallery measures itself when an approximate
 index is built (build, compact, import, an ``auto`` gallery switching from flat): queries are its
-own exemplars moved by capture-like noise (cosine ~0.7 to their source, as a capture is to its
-exemplar), the reference is exact search over every live vector, and candidates are tried from the
+own exemplars moved to cosine ~0.7 (as a capture is to its exemplar) along the directions the
+gallery varies in, the reference is exact search over every live vector, and candidates are tried from the
 cheapest up through the gallery's own search path (codec, re-ranking).  The result goes into the
 manifest (``search_tuning``) and becomes the plan's default; ``indexer stats`` shows it.
 Parameters the user set (``--param nprobe=...``) are kept as given, never tuned.
@@ -32,13 +32,21 @@ NPROBE = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
 
 
-def _queries(vecs: np.ndarray, n: int, seed: int) -> np.ndarray:
+def _queries(vecs: np.ndarray, n: int, seed: int, basis: int = 4096) -> np.ndarray:
+    """Exemplars moved to cosine QUERY_COSINE along the directions the gallery itself varies in:
+    random combinations of centred gallery vectors (noise with the gallery's covariance).  Isotropic
+    noise in 256-d would leave every query nearest its own exemplar and far from the rest, an easy
+    case no capture is (measured: nprobe 4 "agreed" on such queries at 1M while capture-like queries
+    needed more)."""
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(vecs), size=min(n, len(vecs)), replace=False)
     base = vecs[rows].astype(np.float32)
-    # per-dimension noise s gives cos ~ 1 / sqrt(1 + d s^2) to the source
-    s = np.sqrt((1.0 / QUERY_COSINE ** 2 - 1.0) / vecs.shape[1])
-    q = base + rng.normal(0.0, s, size=base.shape).astype(np.float32)
+    sample = vecs[rng.choice(len(vecs), size=min(basis, len(vecs)), replace=False)].astype(np.float32)
+    sample -= sample.mean(axis=0, keepdims=True)
+    noise = rng.standard_normal((len(base), len(sample)), dtype=np.float32) @ sample
+    noise /= np.maximum(np.linalg.norm(noise, axis=1, keepdims=True), 1e-12)
+    # unit noise at length t from a unit vector: cos = 1 / sqrt(1 + t^2) (noise ~ orthogonal to base)
+    q = base + np.sqrt(1.0 / QUERY_COSINE ** 2 - 1.0) * noise
     return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
