@@ -32,15 +32,28 @@ NPROBE = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
 
 
-def _queries(vecs: np.ndarray, n: int, seed: int, basis: int = 4096) -> np.ndarray:
-    """Exemplars moved to cosine QUERY_COSINE along the directions the gallery itself varies in:
-    random combinations of centred gallery vectors (noise with the gallery's covariance).  Isotropic
-    noise in 256-d would leave every query nearest its own exemplar and far from the rest, an easy
-    case no capture is (measured: nprobe 4 "agreed" on such queries at 1M while capture-like queries
-    needed more)."""
+def _queries(vecs: np.ndarray, n: int, seed: int, labels: np.ndarray | None = None, basis: int = 4096,
+             per_label: int = 16) -> np.ndarray:
+    """Captures as the gallery would see them: the centre of a label's exemplars (up to
+    ``per_label`` of them; the exemplar itself for a label with one), moved to cosine QUERY_COSINE
+    along the directions the gallery itself varies in (noise with the covariance of its vectors).
+    A query drawn around one exemplar would have that exemplar as a clear winner; a capture sits
+    between its type's exemplars and near other types' (measured at 1M: exemplar-centred queries
+    agreed at nprobe 4 while capture-like ones did not)."""
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(vecs), size=min(n, len(vecs)), replace=False)
     base = vecs[rows].astype(np.float32)
+    if labels is not None:
+        order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[order]
+        for i, r in enumerate(rows):
+            lo, hi = np.searchsorted(sorted_labels, labels[r], "left"), np.searchsorted(sorted_labels, labels[r], "right")
+            if hi - lo > 1:
+                members = order[lo:hi]
+                if len(members) > per_label:
+                    members = rng.choice(members, per_label, replace=False)
+                c = vecs[members].astype(np.float32).mean(axis=0)
+                base[i] = c / max(float(np.linalg.norm(c)), 1e-12)
     sample = vecs[rng.choice(len(vecs), size=min(basis, len(vecs)), replace=False)].astype(np.float32)
     sample -= sample.mean(axis=0, keepdims=True)
     noise = rng.standard_normal((len(base), len(sample)), dtype=np.float32) @ sample
@@ -79,7 +92,7 @@ def tune_plan(index: Any, plan: Plan, ids: np.ndarray, vecs: np.ndarray, labels:
         return plan, {"param": key, "value": int(given[key]), "source": "set by the user (--param); not tuned"}
     t0 = time.perf_counter()
     labels = np.asarray(labels).astype(str)
-    q = _queries(vecs, queries, seed)
+    q = _queries(vecs, queries, seed, labels)
     want = labels[_exact_top1(q, vecs)]
     tried = []
     chosen = None

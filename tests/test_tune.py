@@ -13,12 +13,15 @@ from indexer.importer import EncoderInfo
 
 
 def clustered(n: int, centres: int, dim: int = 32, spread: float = 0.35, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Families of look-alike types: ``centres`` family centres, 8 types around each, exemplars around
+    their type."""
     rng = np.random.default_rng(seed)
-    c = rng.normal(size=(centres, dim)).astype(np.float32)
-    which = rng.integers(0, centres, n)
-    v = c[which] + spread * rng.normal(size=(n, dim)).astype(np.float32)
+    fam = rng.normal(size=(centres, dim)).astype(np.float32)
+    types = fam.repeat(8, axis=0) + 0.5 * rng.normal(size=(centres * 8, dim)).astype(np.float32)
+    which = rng.integers(0, len(types), n)
+    v = types[which] + spread * rng.normal(size=(n, dim)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return v, [f"type{i}" for i in rng.integers(0, n // 4, n)]
+    return v, [f"type{i}" for i in which]
 
 
 ENC = EncoderInfo("vectors-test", "f" * 64, 32)
