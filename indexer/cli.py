@@ -54,12 +54,11 @@ def _load_encoder(model: str | None, gallery: Path | None = None) -> Any:
     return encoders.load(model)
 
 
-def _progress(total: int) -> Any:
-    """A tqdm bar on an interactive stderr, nothing otherwise (logs and tests stay clean)."""
-    from tqdm import tqdm
+def _progress(total: int, desc: str = "encoding") -> Any:
+    """A bar on a terminal, a line every few seconds otherwise (:class:`cli_shared.Progress`)."""
+    from .cli_shared import Progress
 
-    return tqdm(total=total, unit="img", file=sys.stderr, disable=not sys.stderr.isatty() or total < 20,
-                leave=False)
+    return Progress(total, desc)
 
 
 def _report(result: AddResult, verb: str, gallery: Gallery, unit: str = "image") -> None:

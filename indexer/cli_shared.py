@@ -45,3 +45,48 @@ def verbosity(ctx: click.Context | None = None) -> int:
     """-1 quiet, 0 default, 1 -v, 2 -vv (for commands that print more with -v)."""
     ctx = ctx or click.get_current_context(silent=True)
     return int(ctx.find_root().meta.get("docretriever.verbosity", 0)) if ctx else 0
+
+
+LOG_EVERY_S = 5.0  # off a terminal: one progress line this often
+
+
+class Progress:
+    """Progress of a long command: a tqdm bar on a terminal; off one (logs, CI, cron), a plain line on
+    stderr every LOG_EVERY_S seconds, so a long job is never silent and a log is never flooded."""
+
+    def __init__(self, total: int | None, desc: str, unit: str = "img", stream: Any = None) -> None:
+        import sys
+        import time
+
+        self.stream = stream if stream is not None else sys.stderr
+        self.total, self.desc, self.unit, self.done = total, desc, unit, 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if getattr(self.stream, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=False, dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        import time
+
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self.last >= LOG_EVERY_S:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            of = f"/{self.total}" if self.total else ""
+            print(f"{self.desc}: {self.done}{of} {self.unit} ({rate:.1f}/s)", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from indexer.cli_shared import LOG_EVERY_S  # periodic progress lines off a terminal (one value for both CLIs)
+
 from .bulk_batch import BatchProcessor, chunked, embed_schema, output_schema
 from .bulk_meta import (embed_identity, embed_metadata, read_result_metadata, run_identity, run_metadata,
                         with_run_metadata)
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["BulkError", "ResumeRefusedError", "format_summary", "run_bulk", "run_embed"]
 
 ENGINES = ("local", "ray")
-LOG_EVERY_S = 30.0  # periodic progress lines when stderr is not a terminal
 
 
 def _hash_path(hasher: Any, path: str) -> None:

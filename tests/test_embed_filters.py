@@ -275,3 +275,22 @@ def test_thresholds_and_verify_print_json(tiny, gallery, runner):
     assert r.exit_code == 0, r.output
     v = json.loads(r.stdout)
     assert v["ok"] is True and v["problems"] == [] and v["generation"] == gallery.generation
+
+
+def test_progress_off_a_terminal_is_a_line_every_few_seconds(monkeypatch):
+    import io
+
+    from indexer import cli_shared
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli_shared, "LOG_EVERY_S", 0.0)
+    with cli_shared.Progress(10, "encoding", stream=out) as p:
+        for _ in range(3):
+            p.update(2)
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith("encoding: 6/10 img") and len(lines) == 3
+    quiet = io.StringIO()
+    monkeypatch.setattr(cli_shared, "LOG_EVERY_S", 3600.0)
+    with cli_shared.Progress(10, "encoding", stream=quiet) as p:
+        p.update(5)
+    assert quiet.getvalue() == ""
