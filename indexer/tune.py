@@ -22,7 +22,10 @@ import numpy as np
 from . import index as idx
 from .specs import Plan
 
-TARGET = 0.99          # top-1 label agreement with exact search
+TARGET = 0.99          # top-1 label agreement with exact search, for real queries
+HEADROOM = 4.0         # ... aimed at on the tuning queries with this many times less disagreement: queries
+                       # drawn from the gallery are easier than captures (bench_index.py at 1M: 0.994 on them
+                       # at nprobe 4 while capture-like queries agreed 0.98; 0.995 at nprobe 8)
 MIN_VECTORS = 1000     # below this an approximate index is searched exhaustively enough: not worth tuning
 RETUNE_GROWTH = 2.0    # tuned again (on a write) once the gallery has grown this much since
 QUERIES = 500          # tuning queries (fewer in a smaller gallery)
@@ -91,6 +94,7 @@ def tune_plan(index: Any, plan: Plan, ids: np.ndarray, vecs: np.ndarray, labels:
     if key in given:
         return plan, {"param": key, "value": int(given[key]), "source": "set by the user (--param); not tuned"}
     t0 = time.perf_counter()
+    aim = 1.0 - (1.0 - target) / HEADROOM
     labels = np.asarray(labels).astype(str)
     q = _queries(vecs, queries, seed, labels)
     want = labels[_exact_top1(q, vecs)]
@@ -105,15 +109,17 @@ def tune_plan(index: Any, plan: Plan, ids: np.ndarray, vecs: np.ndarray, labels:
         hit[found] = labels[np.minimum(pos, len(ids) - 1)] == want[found]
         agreement = float(hit.mean())
         tried.append({key: int(value), "agreement": round(agreement, 4)})
-        if agreement >= target:
+        if agreement >= aim:
             chosen = (value, agreement)
             break
     reached = chosen is not None
     value, agreement = chosen if reached else (grid[-1], tried[-1]["agreement"])
-    record = {"param": key, "value": int(value), "target": target, "agreement": round(agreement, 4),
+    record = {"param": key, "value": int(value), "target": target, "aimed_at": round(aim, 4),
+              "agreement": round(agreement, 4),
               "reached": reached, "queries": int(len(q)), "query_cosine": QUERY_COSINE, "vectors": int(len(ids)),
               "tried": tried, "seconds": round(time.perf_counter() - t0, 2),
-              "source": "tuned at build: cheapest value with top-1 label agreement >= target vs exact search"}
+              "source": "tuned at build: cheapest value whose top-1 labels agree with exact search on >= aimed_at "
+                        "of queries drawn from the gallery"}
     return replace(plan, **{key: int(value)}), record
 
 
@@ -143,7 +149,8 @@ def describe(record: Mapping[str, Any] | None) -> str:
         return "exact index: nothing to tune"
     if "agreement" not in record:
         return f"{record['param']}={record['value']} ({record['source']})"
-    ok = "" if record["reached"] else f" (target {record['target']} not reached: the largest value tried)"
-    return (f"{record['param']}={record['value']}: top-1 label agreement {record['agreement']:.3f} with exact search "
-            f"on {record['queries']} queries from the gallery (target {record['target']}){ok}; "
+    aim = record.get("aimed_at", record["target"])
+    ok = "" if record["reached"] else f" ({aim} not reached: the largest value tried)"
+    return (f"{record['param']}={record['value']}: top-1 label agreement {record['agreement']:.4f} with exact search "
+            f"on {record['queries']} queries from the gallery (aimed at {aim} for {record['target']} on captures){ok}; "
             f"{record['vectors']:,} vectors, {record['seconds']} s")
