@@ -90,3 +90,25 @@ class Progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+SEARCH_PARAM_HELP = ("Search parameter KEY=VALUE for approximate galleries (repeatable): nprobe (IVF), efSearch (HNSW), "
+                     "rerank; overrides the gallery's tuned default (`indexer stats` shows it).")
+
+
+def search_param_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--search-param", "search_param_pairs", multiple=True, metavar="KEY=VALUE",
+                        help=SEARCH_PARAM_HELP)(fn)
+
+
+def search_params_of(pairs: tuple[str, ...]) -> dict | None:
+    """``--search-param`` values as the dict the gallery's search takes (checked), None when none given."""
+    if not pairs:
+        return None
+    from .errors import GalleryError
+    from .specs import check_search_params, parse_param_pairs
+
+    try:
+        return check_search_params(parse_param_pairs(pairs))
+    except GalleryError as exc:
+        raise click.UsageError(str(exc)) from None

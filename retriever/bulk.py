@@ -55,12 +55,14 @@ def _hash_path(hasher: Any, path: str) -> None:
 
 
 def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float | None, threshold: float | None,
-                    top_k: int, fpir: float | None = None, labels: Sequence[str] | None = None) -> "Retriever":
+                    top_k: int, fpir: float | None = None, labels: Sequence[str] | None = None,
+                    search_params: dict | None = None) -> "Retriever":
     from .retriever import Retriever
 
     if isinstance(gallery, Retriever):
         return gallery
-    return Retriever(gallery, encoder=encoder, fpr=fpr, threshold=threshold, top_k=top_k, fpir=fpir, labels=labels)
+    return Retriever(gallery, encoder=encoder, fpr=fpr, threshold=threshold, top_k=top_k, fpir=fpir, labels=labels,
+                     search_params=search_params)
 
 
 def _numbered_after(specs: Sequence[str], skip: int, expected_sha: str, out: Path
@@ -261,7 +263,8 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
              workers: int = WORKERS, batch_size: int = BATCH_SIZE, with_features: bool = False, resume: bool = True,
              progress: bool = True, overwrite: bool = False, engine: str = "local", ray_address: str | None = None,
              part_rows: int | None = None, fpir: float | None = None,
-             labels: Sequence[str] | None = None, on_rows: Any = None) -> dict[str, Any]:
+             labels: Sequence[str] | None = None, on_rows: Any = None,
+             search_params: dict | None = None) -> dict[str, Any]:
     """Classify every input into ``out`` (Parquet, one row per page); returns the summary dict.
 
     ``inputs``: specs as :func:`retriever.inputs.expand_inputs` reads them (files, directories,
@@ -270,7 +273,8 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     ``labels`` are its own; the operating point is as :class:`retriever.Retriever` chooses it: FPIR 1e-2 by
     default).  ``workers``: decode+encode threads (local) or actors (ray).
     ``with_features``: add a ``vector`` column (fixed-size list of float32).
-    ``labels``: search only these labels' exemplars.
+    ``labels``: search only these labels' exemplars.  ``search_params``: per-query index parameters
+    (``{"nprobe": 32}``, ``{"efSearch": 256}``) overriding the gallery's tuned defaults.
     ``resume``: continue an interrupted run at ``out`` (refused if it differs);
     ``overwrite``: discard it, and any finished ``out``, and start again.
     ``on_rows``: called with every table of result rows as it is committed, in input order.
@@ -279,7 +283,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     """
     t0 = time.monotonic()
     specs, out = _check_job(inputs, out, engine, workers, batch_size)
-    retriever = _make_retriever(gallery, encoder, fpr, threshold, top_k, fpir, labels)
+    retriever = _make_retriever(gallery, encoder, fpr, threshold, top_k, fpir, labels, search_params)
     processor = BatchProcessor(retriever, with_features=with_features, batch_size=batch_size)
     identity = run_identity(specs, retriever, with_features)
     meta = run_metadata(specs, retriever, with_features, engine)

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import click
 
-from indexer.cli_shared import EXIT_INPUT_ERRORS, EXIT_INTERRUPTED
+from indexer.cli_shared import EXIT_INPUT_ERRORS, EXIT_INTERRUPTED, search_param_option, search_params_of
 
 from .defaults import BATCH_SIZE, TOP_K, WORKERS
 BACKENDS = ("cpu", "cuda", "tensorrt")
@@ -69,6 +69,7 @@ def _sigterm_to_interrupt() -> Any:
               help="Search only these labels (repeatable): a workflow that knows the document is one of a few types. "
                    "Filtered inside the index search, so top-k and margin are among these labels.")
 @click.option("--overwrite", is_flag=True, help="Discard an interrupted or finished run at OUTPUT and start again.")
+@search_param_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: threads on this machine; ray: actors on a Ray cluster (needs docretriever[ray]).")
 @click.option("--ray-address", default=None,
@@ -81,7 +82,8 @@ def _sigterm_to_interrupt() -> Any:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
 def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, fpr: float | None,
         threshold: float | None, top_k: int,
-        workers: int, batch_size: int, with_features: bool, labels: tuple[str, ...], overwrite: bool, engine: str,
+        workers: int, batch_size: int, with_features: bool, labels: tuple[str, ...], overwrite: bool,
+        search_param_pairs: tuple[str, ...], engine: str,
         ray_address: str | None, model: str | None, backend: str, gpu_id: int, quiet: bool) -> None:
     """Classify INPUT... against GALLERY into one result file (-o: .parquet, .jsonl, .csv or - for stdout),
     one row per page.
@@ -112,7 +114,8 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
             list(inputs), str(gallery), target, encoder=_encoder(encoders, model, gallery, backend, gpu_id),
             fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size,
             with_features=with_features, resume=True, progress=not quiet, overwrite=overwrite or fmt == "stdout",
-            engine=engine, ray_address=ray_address, labels=list(labels) or None, on_rows=on_rows), out)
+            engine=engine, ray_address=ray_address, labels=list(labels) or None, on_rows=on_rows,
+            search_params=search_params_of(search_param_pairs)), out)
     _finish(summary, quiet, format_summary)
 
 

@@ -60,6 +60,7 @@ def run_identity(specs: Sequence[str], retriever: "Retriever", with_features: bo
         "rule": retriever.rule.name,
         "top_k": int(retriever.top_k),
         "labels": None if retriever.labels is None else list(retriever.labels),
+        "search_params": dict(sorted((retriever.search_params or {}).items())) or None,
         "with_features": bool(with_features),
         "schema_version": SCHEMA_VERSION,
     }
@@ -100,6 +101,7 @@ def run_metadata(specs: Sequence[str], retriever: "Retriever", with_features: bo
         "operating_point": retriever.operating_point.to_dict(),
         "top_k": int(retriever.top_k),
         "labels": None if retriever.labels is None else list(retriever.labels),
+        "search_params": dict(sorted((retriever.search_params or {}).items())) or None,
         "with_features": bool(with_features),
         "score": "cosine in [-1, 1]; the reference project's score is (cos + 1) / 2",
     }

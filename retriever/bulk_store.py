@@ -95,7 +95,7 @@ def identity_differences(old: dict[str, Any], new: dict[str, Any], then: str = "
         diffs.append(f"the gallery generation differs ({then}: generation {og.get('generation')}; "
                      f"now: generation {ng.get('generation')}; the gallery changed since)")
     for key, what in (("kind", "kind of job (run or embed)"), ("threshold", "threshold"), ("rule", "decision rule"),
-                      ("top_k", "top-k"), ("labels", "label filter"), ("with_features", "feature column setting"),
+                      ("top_k", "top-k"), ("labels", "label filter"), ("search_params", "search parameters"), ("with_features", "feature column setting"),
                       ("schema_version", "output schema version")):
         if old.get(key) != new.get(key):
             diffs.append(f"the {what} differs ({then}: {old.get(key)}; now: {new.get(key)})")

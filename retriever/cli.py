@@ -13,7 +13,8 @@ from typing import Any, Iterator
 
 import click
 
-from indexer.cli_shared import CONTEXT_SETTINGS, EXIT_INPUT_ERRORS, apply_verbosity, verbosity, verbosity_options
+from indexer.cli_shared import (CONTEXT_SETTINGS, EXIT_INPUT_ERRORS, apply_verbosity, search_param_option,
+                                search_params_of, verbosity, verbosity_options)
 
 from .defaults import BATCH_SIZE, DEFAULT_FPIR, TOP_K
 
@@ -96,10 +97,11 @@ def main(verbose: int, quiet_logs: bool) -> None:
               help="Search only these labels (repeatable): a workflow that knows the document is one of a few types. "
                    "Filtered inside the index search, so top-k and margin are among these labels.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True)
+@search_param_option
 @model_option
 def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr: float | None,
                  threshold: float | None, top_k: int, as_json: bool, labels: tuple[str, ...], batch_size: int,
-                 model: str | None, backend: str, gpu_id: int) -> None:
+                 search_param_pairs: tuple[str, ...], model: str | None, backend: str, gpu_id: int) -> None:
     """Classify PATHS against GALLERY: one line per page.
 
     PATHS as `retriever run` reads them: image or PDF files, directories (recursive, sorted), globs
@@ -121,7 +123,7 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
     encoder = _load_encoder(model, backend, gpu_id, gallery)
     try:
         retriever = Retriever(gallery, encoder=encoder, fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k,
-                              labels=list(labels) or None)
+                              labels=list(labels) or None, search_params=search_params_of(search_param_pairs))
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
     op = retriever.operating_point

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from indexer.cli_shared import search_param_option, search_params_of
+
 from .defaults import TOP_K
 
 BACKENDS = ("cpu", "cuda", "tensorrt")
@@ -34,9 +36,10 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
 @click.option("--gpu-id", type=int, default=0, show_default=True)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
+@search_param_option
 def serve(gallery: Path, host: str, port: int, fpir: float | None, fpr: float | None, threshold: float | None,
           top_k: int, token_file: Path | None, max_upload_mb: float, workers: int | None, queue: int, model: str | None,
-          backend: str, gpu_id: int, log_level: str) -> None:
+          backend: str, gpu_id: int, log_level: str, search_param_pairs: tuple[str, ...]) -> None:
     """Serve GALLERY over HTTP.  The API is described at http://HOST:PORT/docs.
 
     \b
@@ -67,7 +70,8 @@ def serve(gallery: Path, host: str, port: int, fpir: float | None, fpr: float | 
 
         enc = encoders.load(model if model is not None else gallery_model(gallery), backend=backend, gpu_id=gpu_id)
         cfg = ServiceConfig(gallery, enc, fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k, token=token,
-                            max_upload_mb=max_upload_mb, workers=workers, queue=queue)
+                            max_upload_mb=max_upload_mb, workers=workers, queue=queue,
+                            search_params=search_params_of(search_param_pairs))
         run(cfg, host=host, port=port, log_level=log_level)
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None

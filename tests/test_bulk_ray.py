@@ -55,3 +55,33 @@ def test_ray_engine_one_bad_file_costs_one_row_and_matches_local(local_ray, tiny
     assert local.equals(t)  # same rows, same order, same values
     assert pq.read_schema(tmp_path / "ray.parquet").metadata[b"docretriever.model_fingerprint"].decode() == \
         tiny.fingerprint
+
+
+def test_ray_and_local_engines_agree_column_for_column_with_search_parameters_and_a_label_filter(local_ray, tiny,
+                                                                                               tmp_path):
+    """The same job on both engines (an HNSW gallery, explicit efSearch, a label filter): every column equal."""
+    import cv2
+
+    from bulk_helpers import LABELS, scan
+    from indexer.gallery import Gallery
+
+    reg = tmp_path / "reg"
+    for i, lab in enumerate(LABELS):
+        (reg / lab).mkdir(parents=True)
+        cv2.imwrite(str(reg / lab / "front.png"), scan(1000 + i))
+    gallery = Gallery.build(reg, tmp_path / "g", tiny, index_spec="hnsw", force=True)
+    d = tmp_path / "in"
+    write_scans(d, 12)
+    kw = dict(encoder=tiny, threshold=THRESHOLD, top_k=2, batch_size=4, workers=2, progress=False,
+              search_params={"efSearch": 16}, labels=LABELS[:2])
+    run_bulk([str(d)], str(gallery.path), tmp_path / "ray.parquet", engine="ray", **kw)
+    run_bulk([str(d)], str(gallery.path), tmp_path / "local.parquet", engine="local", **kw)
+    ray_t, local_t = pq.read_table(tmp_path / "ray.parquet"), pq.read_table(tmp_path / "local.parquet")
+    assert ray_t.num_rows == 12 and ray_t.column_names == local_t.column_names
+    for name in local_t.column_names:
+        assert ray_t.column(name).equals(local_t.column(name)), name
+    assert set(ray_t.column("label").to_pylist()) <= set(LABELS[:2])
+    import json
+
+    meta = json.loads(pq.read_schema(tmp_path / "ray.parquet").metadata[b"docretriever.bulk"])
+    assert meta["search_params"] == {"efSearch": 16} and meta["labels"] == sorted(LABELS[:2])

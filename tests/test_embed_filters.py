@@ -294,3 +294,30 @@ def test_progress_off_a_terminal_is_a_line_every_few_seconds(monkeypatch):
     with cli_shared.Progress(10, "encoding", stream=quiet) as p:
         p.update(5)
     assert quiet.getvalue() == ""
+
+
+def test_search_parameters_reach_the_search_from_every_command(tiny, tmp_path, runner, monkeypatch):
+    from indexer import index as idx
+    from indexer.gallery import Gallery
+    from retriever.cli import main
+
+    g = Gallery.build(_register(tmp_path / "reg"), tmp_path / "g", tiny, index_spec="hnsw", force=True)
+    seen: list = []
+    real = idx.search
+
+    def spy(index, feats, k, plan=None, params=None, *a, **kw):
+        seen.append(dict(params or {}))
+        return real(index, feats, k, plan, params, *a, **kw)
+
+    monkeypatch.setattr(idx, "search", spy)
+    q = str(tmp_path / "reg" / "alpha" / "0.png")
+    base = ["-g", str(g.path), "--threshold", str(THRESHOLD), "--model", str(tiny.path), "--search-param", "efSearch=7"]
+    r = runner.invoke(main, ["classify", q, *base])
+    assert r.exit_code == 0, r.output
+    assert seen and all(p.get("efSearch") == 7 for p in seen)
+    seen.clear()
+    r = runner.invoke(main, ["run", q, *base, "-o", str(tmp_path / "r.parquet"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert seen and all(p.get("efSearch") == 7 for p in seen)
+    r = runner.invoke(main, ["classify", q, *base[:-1], "nprobe=zero"])
+    assert r.exit_code == 2 and "nprobe" in r.output
