@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -30,15 +29,15 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexer.cli_shared import LOG_EVERY_S  # periodic progress lines off a terminal (one value for both CLIs)
 
 from .bulk_batch import BatchProcessor, chunked, embed_schema, output_schema
 from .bulk_meta import (embed_identity, embed_metadata, read_result_metadata, run_identity, run_metadata,
                         with_run_metadata)
+from .bulk_progress import Progress
+from .bulk_store import PartStore, Tally, identity_differences, inputs_digest, now_iso, parts_dir_for, tally_columns
 from .defaults import BATCH_SIZE, TOP_K, WORKERS
-from .bulk_store import PartStore, Tally, identity_differences, now_iso, parts_dir_for, path_hasher, tally_columns
 from .errors import BulkError, ResumeRefusedError
-from .inputs import InputItem, count_inputs, expand_inputs
+from .inputs import InputItem
 
 if TYPE_CHECKING:
     from encoders import Encoder
@@ -47,11 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BulkError", "ResumeRefusedError", "format_summary", "run_bulk", "run_embed"]
 
-ENGINES = ("local", "ray")
-
-
-def _hash_path(hasher: Any, path: str) -> None:
-    hasher.update(path.encode("utf-8", "surrogateescape") + b"\n")
 
 
 def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float | None, threshold: float | None,
@@ -65,93 +59,10 @@ def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float | None, 
                      search_params=search_params)
 
 
-def _numbered_after(specs: Sequence[str], skip: int, expected_sha: str, out: Path
-                    ) -> tuple[Any, Iterator[tuple[int, InputItem]]]:
-    """Skip the inputs an interrupted run already did, checking they are the same paths."""
-    hasher = path_hasher()
-    it = expand_inputs(specs)
-    for i in range(skip):
-        item = next(it, None)
-        if item is None:
-            raise ResumeRefusedError(
-                f"cannot resume {out}: the interrupted run had done {skip} inputs, but the inputs now name only "
-                f"{i}; rerun with --overwrite to start again")
-        _hash_path(hasher, item.path)
-    if hasher.hexdigest() != expected_sha:
-        raise ResumeRefusedError(
-            f"cannot resume {out}: the first {skip} inputs are not the paths the interrupted run classified "
-            "(files added, removed or renamed among them?); rerun with --overwrite to start again")
-    return hasher, ((seq, item) for seq, item in enumerate(it, start=skip))
-
-
-class _Progress:
-    """tqdm bar on a terminal (rate, ETA); periodic plain lines otherwise; nothing when disabled."""
-
-    def __init__(self, enabled: bool, specs: Sequence[str], initial: int, stream: Any = None,
-                 verb: str = "classifying", command: str = "retriever run") -> None:
-        self.verb, self.command = verb, command
-        self.enabled = enabled
-        self.stream = stream if stream is not None else sys.stderr
-        self.files = initial
-        self.initial = initial
-        self.rows = 0
-        self.errors = 0
-        self.total: int | None = None
-        self.start = time.monotonic()
-        self.last_log = self.start
-        self.bar = None
-        if not enabled:
-            return
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=None, initial=initial, unit="file", disable=None, file=self.stream,
-                        dynamic_ncols=True, smoothing=0.05, desc=verb)
-        threading.Thread(target=self._count, args=(list(specs),), daemon=True, name="bulk-count").start()
-
-    def _count(self, specs: list[str]) -> None:
-        try:
-            self.total = count_inputs(specs)
-        except Exception:  # the main enumeration reports input errors properly
-            return
-        if self.bar is not None and not self.bar.disable:
-            self.bar.total = self.total
-            self.bar.refresh()
-
-    def update(self, files: int, rows: int, errors: int) -> None:
-        self.files += files
-        self.rows += rows
-        self.errors += errors
-        if not self.enabled:
-            return
-        if self.bar is not None and not self.bar.disable:
-            self.bar.set_postfix(rows=self.rows, errors=self.errors, refresh=False)
-            self.bar.update(files)
-            return
-        now = time.monotonic()
-        if now - self.last_log >= LOG_EVERY_S:
-            self.last_log = now
-            print(self.line(), file=self.stream, flush=True)
-
-    def line(self) -> str:
-        elapsed = max(time.monotonic() - self.start, 1e-9)
-        done = self.files - self.initial
-        rate = done / elapsed
-        total = f"/{self.total}" if self.total else ""
-        eta = ""
-        if self.total and rate > 0:
-            left = max(self.total - self.files, 0) / rate
-            eta = f", ETA {int(left // 3600)}h{int(left % 3600 // 60):02d}m{int(left % 60):02d}s"
-        return (f"{self.command}: {self.files}{total} inputs, {self.rows} rows this run, {self.errors} errors, "
-                f"{rate:.1f} inputs/s{eta}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor, store: PartStore,
-               workers: int, batch_size: int, prog: _Progress) -> None:
-    """Batches to a thread pool, at most ``2 * workers`` in flight, committed in input order."""
+def run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor, store: PartStore, prog: Progress,
+              workers: int, batch_size: int, address: str | None = None) -> None:
+    """The local engine: batches to a thread pool, at most ``2 * workers`` in flight, committed in input
+    order.  (``address`` is the Ray engine's; engines share one signature.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     max_inflight = max(2, 2 * workers)
@@ -178,6 +89,18 @@ def _run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor
         for _, fut in window:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_on_ray(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor, store: PartStore, prog: Progress,
+               workers: int, batch_size: int, address: str | None = None) -> None:
+    """The Ray engine (:mod:`retriever.ray_engine`, imported only when used: Ray is an optional extra)."""
+    from .ray_engine import run_ray
+
+    run_ray(items, processor, store, prog, actors=workers, batch_size=batch_size, address=address)
+
+
+ENGINES = {"local": run_local, "ray": run_on_ray}  # one signature: (items, processor, store, progress, workers,
+                                                  # batch_size, address)
 
 
 def _summary(out: Path, status: str, tally: Tally, files: int, resumed_files: int, resumed_rows: int,
@@ -247,12 +170,8 @@ def _already_complete(out: Path, specs: Sequence[str], identity: dict[str, Any],
     if diffs:
         raise ResumeRefusedError(f"{out} holds finished results of another run: " + "; ".join(diffs) +
                                  ". Rerun with --overwrite to replace them, or choose another output path")
-    hasher = path_hasher()
-    n = 0
-    for item in expand_inputs(specs):
-        _hash_path(hasher, item.path)
-        n += 1
-    if n != meta.get("files") or hasher.hexdigest() != meta.get("inputs_sha256"):
+    n, digest = inputs_digest(specs)
+    if n != meta.get("files") or digest != meta.get("inputs_sha256"):
         raise ResumeRefusedError(f"{out} holds finished results, but the inputs changed since ({meta.get('files')} "
                                  f"inputs then, {n} now, or other paths); rerun with --overwrite to redo them")
     return meta
@@ -361,17 +280,11 @@ def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: d
         for note in store.notes:
             print(f"note: {note}", file=sys.stderr, flush=True)
     resumed_files, resumed_rows = store.files_done, store.rows_done
-    hasher, items = _numbered_after(specs, resumed_files, store.inputs_sha256, out)
-    store.set_hasher(hasher)
-    prog = _Progress(progress, specs, resumed_files, verb="embedding" if kind == "embed" else "classifying",
+    items = store.remaining(specs)
+    prog = Progress(progress, specs, resumed_files, verb="embedding" if kind == "embed" else "classifying",
                      command=f"retriever {kind}")
     try:
-        if engine == "local":
-            _run_local(items, processor, store, workers, batch_size, prog)
-        else:
-            from .ray_engine import run_ray
-
-            run_ray(items, processor, store, prog, actors=workers, batch_size=batch_size, address=ray_address)
+        ENGINES[engine](items, processor, store, prog, workers, batch_size, ray_address)
         store.finish()
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM) or failed: keep what is complete, so a re-run resumes.

@@ -29,7 +29,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,11 +39,13 @@ from indexer.atomic import TMP_PREFIX, atomic_write, atomic_write_json
 
 from .bulk_batch import SEQ
 from .errors import BulkError, ResumeRefusedError
+from .inputs import InputItem, expand_inputs
 
 # What a parts directory of ours may hold: the progress file, parts, temporary files of atomic writes.
 _OWN_PART_FILE = re.compile(r"^(progress\.json|part-\d{5,}\.parquet|\.tmp-.*)$")
 
-__all__ = ["BulkError", "PartStore", "ResumeRefusedError", "Tally", "identity_differences", "path_hasher"]
+__all__ = ["BulkError", "PartStore", "ResumeRefusedError", "Tally", "hash_path", "identity_differences", "inputs_digest",
+           "path_hasher"]
 
 PROGRESS = "progress.json"
 PROGRESS_VERSION = 1
@@ -72,6 +74,21 @@ def _refuse_foreign(pdir: Path) -> None:
 def path_hasher() -> "hashlib._Hash":
     """The running hash over input paths (``path + "\\n"`` each, in input order)."""
     return hashlib.sha256(b"docretriever-bulk-inputs-v1\n")
+
+
+def hash_path(hasher: "hashlib._Hash", path: str) -> None:
+    """Add one input path to a running :func:`path_hasher` (the only place paths are hashed)."""
+    hasher.update(path.encode("utf-8", "surrogateescape") + b"\n")
+
+
+def inputs_digest(specs: Sequence[str]) -> tuple[int, str]:
+    """(number of inputs, path hash) of every input the specs name: what a finished run recorded."""
+    hasher = path_hasher()
+    n = 0
+    for item in expand_inputs(specs):
+        hash_path(hasher, item.path)
+        n += 1
+    return n, hasher.hexdigest()
 
 
 def parts_dir_for(out: Path) -> Path:
@@ -213,11 +230,25 @@ class PartStore:
     def inputs_sha256(self) -> str:
         return str(self.progress["inputs_sha256"])
 
-    def set_hasher(self, hasher: "hashlib._Hash") -> None:
-        """The path hash after the already-done inputs (computed by whoever skipped them)."""
+    def remaining(self, specs: Sequence[str]) -> Iterator[tuple[int, InputItem]]:
+        """The inputs still to do, numbered from ``files_done``: the done ones are skipped after checking
+        they are the very paths the interrupted run did (their hash is in the progress file)."""
+        hasher = path_hasher()
+        it = expand_inputs(specs)
+        skip = self.files_done
+        for i in range(skip):
+            item = next(it, None)
+            if item is None:
+                raise ResumeRefusedError(
+                    f"cannot resume {self.out}: the interrupted run had done {skip} inputs, but the inputs now name "
+                    f"only {i}; rerun with --overwrite to start again")
+            hash_path(hasher, item.path)
         if hasher.hexdigest() != self.inputs_sha256:
-            raise BulkError("internal error: input hash does not match the progress file")
+            raise ResumeRefusedError(
+                f"cannot resume {self.out}: the first {skip} inputs are not the paths the interrupted run classified "
+                "(files added, removed or renamed among them?); rerun with --overwrite to start again")
         self._hasher = hasher
+        return ((seq, item) for seq, item in enumerate(it, start=skip))
 
     def _clean_orphans(self) -> None:
         listed = {p["file"] for p in self.progress["parts"]}
@@ -316,7 +347,7 @@ class PartStore:
                 continue
             if s != expected + 1:
                 raise BulkError(f"internal error: results out of order (input {s} after input {expected})")
-            hasher.update(paths[i].encode("utf-8", "surrogateescape") + b"\n")
+            hash_path(hasher, paths[i])
             expected = s
         data = table.drop_columns([SEQ]).cast(self.schema)
         name = f"part-{len(self.progress['parts']):05d}.parquet"

@@ -205,11 +205,11 @@ def test_pdf_pages_render_near_twice_the_model_input(tiny):
 # ---------------------------------------------------------------------------------- pipeline
 def test_inputs_are_consumed_lazily(tiny, gallery, tmp_path, monkeypatch):
     """Memory stays bounded: the input stream is read only a few batches ahead of the work."""
-    from retriever import bulk as bulk_mod
+    from retriever import bulk_store as store_mod
 
     write_scans(tmp_path / "in", 60)
     pulled = [0]
-    real_expand = bulk_mod.expand_inputs
+    real_expand = store_mod.expand_inputs
 
     def counting(specs):
         for item in real_expand(specs):
@@ -223,7 +223,7 @@ def test_inputs_are_consumed_lazily(tiny, gallery, tmp_path, monkeypatch):
         seen.append((seqs[0], pulled[0]))
         return real_process(self, seqs, paths, problems)
 
-    monkeypatch.setattr(bulk_mod, "expand_inputs", counting)
+    monkeypatch.setattr(store_mod, "expand_inputs", counting)  # PartStore.remaining reads the inputs
     monkeypatch.setattr(bulk_batch.BatchProcessor, "process", process)
     bulk([tmp_path / "in"], gallery, tmp_path / "res.parquet", tiny, batch_size=4, workers=2)
     max_inflight = 4  # 2 * workers batches
@@ -396,12 +396,13 @@ def test_part_store_commits_only_whole_input_files_when_batches_split_them(tmp_p
 def test_progress_lines_when_not_a_terminal(monkeypatch):
     import io
 
-    from retriever import bulk as bulk_mod
+    from indexer import cli_shared
+    from retriever import bulk_progress
 
-    monkeypatch.setattr(bulk_mod, "LOG_EVERY_S", 0.0)
-    monkeypatch.setattr(bulk_mod, "count_inputs", lambda specs: 100)  # counted in a background thread
+    monkeypatch.setattr(cli_shared, "LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(bulk_progress, "count_inputs", lambda specs: 100)  # counted in a background thread
     stream = io.StringIO()
-    prog = bulk_mod._Progress(True, ["scans/"], initial=10, stream=stream)
+    prog = bulk_progress.Progress(True, ["scans/"], initial=10, stream=stream)
     deadline = time.monotonic() + 10
     while prog.total is None and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bulk_helpers import LABELS, THRESHOLD, build_gallery, bulk, scan, write_scans, write_tiff
+from bulk_helpers import LABELS, THRESHOLD, build_gallery, bulk, write_scans, write_tiff
 from encoders.runtime import file_sha256
 from indexer_testdata import make_image, make_register
 
