@@ -138,7 +138,8 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
         inputs = list(read_inputs([str(p) for p in paths]))
     except InputError as exc:
         raise click.ClickException(str(exc)) from None
-    width = max([len(it.path) for it in inputs] + [4]) + 8  # room for "#page=N"
+    multi = any(it.path.lower().endswith((".tif", ".tiff", ".pdf")) for it in inputs)
+    width = max([len(it.path) for it in inputs] + [4]) + (8 if multi else 0)  # room for "#page=N"
     lwidth = _label_width(retriever.gallery)
     failed_inputs: set[str] = set()
 
