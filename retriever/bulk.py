@@ -31,13 +31,13 @@ import pyarrow.parquet as pq
 
 
 from .bulk_batch import BatchProcessor, chunked, embed_schema, output_schema
-from .bulk_meta import (embed_identity, embed_metadata, read_result_metadata, run_identity, run_metadata,
-                        with_run_metadata)
+from .bulk_meta import embed_identity, embed_metadata, read_result_metadata, run_metadata, with_run_metadata
 from .bulk_progress import Progress
 from .bulk_store import PartStore, Tally, identity_differences, inputs_digest, now_iso, parts_dir_for, tally_columns
 from .defaults import BATCH_SIZE, TOP_K, WORKERS
 from .errors import BulkError, ResumeRefusedError
 from .inputs import InputItem
+from .run_config import RunConfig
 
 if TYPE_CHECKING:
     from encoders import Encoder
@@ -204,7 +204,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     specs, out = _check_job(inputs, out, engine, workers, batch_size)
     retriever = _make_retriever(gallery, encoder, fpr, threshold, top_k, fpir, labels, search_params)
     processor = BatchProcessor(retriever, with_features=with_features, batch_size=batch_size)
-    identity = run_identity(specs, retriever, with_features)
+    identity = RunConfig.of(retriever, with_features).identity(specs)
     meta = run_metadata(specs, retriever, with_features, engine)
     _refuse_inside_gallery(out, retriever)
     schema = output_schema(retriever.encoder.dim, with_features)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from .retriever import Retriever
 
-__all__ = ["META_KEY", "docretriever_version", "embed_identity", "embed_metadata", "read_result_metadata", "run_identity", "run_metadata",
+__all__ = ["META_KEY", "docretriever_version", "embed_identity", "embed_metadata", "read_result_metadata", "run_metadata",
            "with_run_metadata"]
 
 META_KEY = "docretriever.bulk"
@@ -46,24 +46,6 @@ def gallery_info(retriever: "Retriever") -> dict[str, Any]:
         path = str(Path(path).resolve())
     return {"path": None if path is None else str(path), "generation": manifest.get("generation"),
             "count": retriever.count, "labels": retriever.n_labels}
-
-
-def run_identity(specs: Sequence[str], retriever: "Retriever", with_features: bool) -> dict[str, Any]:
-    """Everything that must match for an interrupted run to be continued (see bulk_store)."""
-    enc = retriever.encoder
-    g = gallery_info(retriever)
-    return {
-        "inputs": [str(s) for s in specs],
-        "model": {"name": enc.name, "fingerprint": enc.fingerprint},
-        "gallery": {"path": g["path"], "generation": g["generation"]},
-        "threshold": round(float(retriever.threshold), 7),
-        "rule": retriever.rule.name,
-        "top_k": int(retriever.top_k),
-        "labels": None if retriever.labels is None else list(retriever.labels),
-        "search_params": dict(sorted((retriever.search_params or {}).items())) or None,
-        "with_features": bool(with_features),
-        "schema_version": SCHEMA_VERSION,
-    }
 
 
 def embed_identity(specs: Sequence[str], encoder: "Encoder") -> dict[str, Any]:

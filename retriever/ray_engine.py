@@ -52,26 +52,15 @@ CHUNK_FILES = 100_000  # inputs per Ray dataset: bounds driver memory; actors re
 class RayClassifier:
     """Actor: loads the encoder and gallery once, then classifies record batches of files."""
 
-    def __init__(self, model_path: str, backend: str, gallery_path: str, generation: int | None,
-                 operating_point: dict, top_k: int, with_features: bool, batch_size: int,
-                 search_params: dict | None = None, gpu_id: int = 0, labels: list[str] | None = None) -> None:
+    def __init__(self, config: dict, batch_size: int) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         import cv2
 
         cv2.setNumThreads(1)
-        import encoders
+        from .run_config import RunConfig
 
-        from .retriever import Retriever
-        from .thresholds import OperatingPoint
-
-        encoder = encoders.load(model_path, backend=backend, gpu_id=gpu_id)
-        retriever = Retriever(gallery_path, encoder=encoder, top_k=top_k, search_params=search_params,
-                              operating_point=OperatingPoint.from_dict(operating_point), labels=labels)
-        found = (getattr(retriever.gallery, "manifest", None) or {}).get("generation")
-        if generation is not None and found != generation:
-            raise BulkError(f"gallery {gallery_path} is at generation {found} on this Ray node, the driver saw "
-                            f"generation {generation}; do not change the gallery during a run")
-        self.processor = BatchProcessor(retriever, with_features=with_features, batch_size=batch_size)
+        cfg = RunConfig.from_dict(config)  # the driver's decisions, as they are: nothing rebuilt here
+        self.processor = BatchProcessor(cfg.retriever(), with_features=cfg.with_features, batch_size=batch_size)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         seqs = batch.column("seq").to_pylist()
@@ -109,16 +98,16 @@ def run_ray(items: Iterator[tuple[int, "InputItem"]], processor: BatchProcessor,
     import ray
     import ray.data
 
+    from .run_config import RunConfig
+
     retriever = processor.retriever
     if retriever is None:
         raise BulkError("--engine ray classifies against a gallery; `retriever embed` runs on the local engine")
-    model_path = str(getattr(processor.encoder, "path", "") or "")
-    gallery_path = getattr(retriever.gallery, "path", None)
-    if not model_path or not os.path.isfile(model_path):
+    cfg = RunConfig.of(retriever, processor.with_features)
+    if not cfg.model_path or not os.path.isfile(cfg.model_path):
         raise BulkError("--engine ray needs the encoder loaded from a model file")
-    if gallery_path is None or not os.path.isdir(str(gallery_path)):
+    if cfg.gallery_path is None or not os.path.isdir(cfg.gallery_path):
         raise BulkError("--engine ray needs an on-disk gallery directory (actors open it themselves)")
-    generation = (getattr(retriever.gallery, "manifest", None) or {}).get("generation")
 
     started = False
     if not ray.is_initialized():
@@ -128,13 +117,8 @@ def run_ray(items: Iterator[tuple[int, "InputItem"]], processor: BatchProcessor,
     try:
         _quiet_ray_data()
         per_actor = actor_cpus(float(ray.cluster_resources().get("CPU", 1.0)), actors)
-        gpu = 1.0 if processor.encoder.backend in ("cuda", "tensorrt") else 0.0
-        kwargs = {"model_path": os.path.abspath(model_path), "backend": processor.encoder.backend,
-                  "gallery_path": os.path.abspath(str(gallery_path)), "generation": generation,
-                  "operating_point": retriever.operating_point.to_dict(), "top_k": int(retriever.top_k),
-                  "with_features": processor.with_features, "batch_size": batch_size,
-                  "search_params": retriever.search_params, "gpu_id": int(getattr(processor.encoder, "gpu_id", 0) or 0),
-                  "labels": None if retriever.labels is None else list(retriever.labels)}
+        gpu = 1.0 if cfg.backend in ("cuda", "tensorrt") else 0.0
+        kwargs = {"config": {**cfg.to_dict(), "model_path": os.path.abspath(cfg.model_path)}, "batch_size": batch_size}
         last_seq = store.files_done - 1
         for chunk in chunked(items, chunk_files):
             records = [{"seq": s, "path": it.path, "problem": it.problem or ""} for s, it in chunk]

@@ -321,3 +321,33 @@ def test_search_parameters_reach_the_search_from_every_command(tiny, tmp_path, r
     assert seen and all(p.get("efSearch") == 7 for p in seen)
     r = runner.invoke(main, ["classify", q, *base[:-1], "nprobe=zero"])
     assert r.exit_code == 2 and "nprobe" in r.output
+
+
+def test_a_run_configuration_rebuilds_the_drivers_retriever_exactly(tiny, tmp_path):
+    """What a Ray actor receives: the same operating point, search parameters, filter and answers."""
+    import json as _json
+
+    from indexer.gallery import Gallery
+    from retriever import Retriever
+    from retriever.run_config import RunConfig
+
+    g = Gallery.build(_register(tmp_path / "reg"), tmp_path / "g", tiny, index_spec="hnsw", force=True)
+    r = Retriever(g.path, tiny, threshold=THRESHOLD, top_k=2, search_params={"efSearch": 9},
+                  labels=["alpha", "beta", "gamma"])
+    cfg = RunConfig.of(r, with_features=True)
+    again = RunConfig.from_dict(_json.loads(_json.dumps(cfg.to_dict())))  # through JSON, as Ray pickles it
+    assert again == cfg
+    r2 = again.retriever()
+    assert (r2.threshold, r2.rule.name, r2.top_k, r2.search_params, r2.labels) == \
+        (r.threshold, r.rule.name, r.top_k, r.search_params, r.labels)
+    imgs = [make_image(lab, 5) for lab in ("alpha", "delta")]
+    assert [x.to_dict() for x in r2.classify(imgs)] == [x.to_dict() for x in r.classify(imgs)]
+    ident = cfg.identity(["scans/"])
+    assert ident["search_params"] == {"efSearch": 9} and ident["labels"] == ["alpha", "beta", "gamma"]
+    assert ident["threshold"] == round(THRESHOLD, 7) and ident["with_features"] is True
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "new.png"), make_image("epsilon", 0))
+    g.add([str(tmp_path / "new.png")], label="epsilon", force=True)
+    with pytest.raises(Exception, match="generation"):
+        again.retriever()
