@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How far a self-calibrated gallery's FPIR lands from its target, on the benchmark's real captures.
 
-    python scripts/eval_selfcal.py --benchmark ~/.cache/docretriever/benchmark-v3 --split val \\
+    python scripts/eval_selfcal.py --benchmark ~/.cache/docretriever/benchmark-v4 --split val \\
         [--model M.onnx] [--preset train --preset eval ...] [--json out.json]
 
 For each capture preset: build galleries from the split's register with ``indexer``'s own code path

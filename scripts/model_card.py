@@ -119,12 +119,12 @@ def main() -> None:
                      f"{m['b1_t1']:.0f} | {m['b32_t1']:.0f} | {m['b1_t2']:.0f} | {m['b32_t2']:.0f} |")
     lines += ["", f"(load average {bench['load']:.1f} on this shared 2-core machine during the run)", "",
               "## Reproduce", "", "```",
-              "python scripts/build_benchmark.py --out ~/.cache/docretriever/benchmark-v2",
+              "python scripts/build_benchmark.py --out ~/.cache/docretriever/benchmark-v4 --workers 2",
               f"python scripts/train.py --config {args.config} --out model.onnx",
-              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v2 "
+              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v4 "
               "--split val --write-thresholds",
-              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v2 "
-              "--split test --baselines --json eval-test.json",
+              "python scripts/evaluate.py --model model.onnx --benchmark ~/.cache/docretriever/benchmark-v4 "
+              "--split test --split test-lookalike --baselines --json eval-test.json",
               "```", ""]
     if args.notes:
         lines += [Path(args.notes).read_text().strip(), ""]
