@@ -31,6 +31,10 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 # Keep the reduced image at least this many times the model input on each side, so the final
 # area resize, not the DCT scaling, decides the pixels the model sees.
 REDUCE_MARGIN = 1.5
+# The one list of file name endings docretriever reads (register folders, input walks, calibration, the
+# benchmark): images, and documents whose pages are images (PDF, read by retriever.pages).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp")
+DOCUMENT_SUFFIXES = IMAGE_SUFFIXES + (".pdf",)
 MAX_PIXELS = 300_000_000  # refuse decompression bombs before allocating them
 MAX_DECODED_BYTES = 4 * MAX_PIXELS  # decoded buffer bound (an 8-bit RGBA image at MAX_PIXELS)
 MAX_FILE_BYTES = 512 * 1024 * 1024  # no scan is this big; refused before reading a byte

@@ -20,9 +20,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from encoders.decode import IMAGE_SUFFIXES  # the one list for every reader
+
 from .errors import GalleryError, LabelError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LABEL_MODES = ("folder", "file")
 
 

@@ -25,6 +25,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from encoders.decode import IMAGE_SUFFIXES  # the one list for every reader
+
 from . import metrics as M
 from . import openset as O
 from .errors import CalibrationError
@@ -33,7 +35,6 @@ __all__ = ["CalibrationError", "UNKNOWN_DIR", "calibrate_gallery", "calibration_
            "score_against_gallery"]
 
 UNKNOWN_DIR = "unknown"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Bound on the (queries x gallery items) search results held at once.
 MAX_BLOCK = 4_000_000
 

@@ -39,11 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from encoders.decode import DOCUMENT_SUFFIXES
+
 from .errors import InputError
 __all__ = ["InputError", "InputItem", "SUPPORTED_SUFFIXES", "count_inputs", "display_path", "expand_inputs", "fs_path",
            "walk_files"]
 
-SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".pdf")
+SUPPORTED_SUFFIXES = DOCUMENT_SUFFIXES  # encoders.decode: the one list for every reader
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 DEFAULT_COLUMN = "path"
 _GLOB_CHARS = set("*?[")

@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from encoders.decode import IMAGE_SUFFIXES  # the one list for every reader
 from retriever import metrics as M
 from retriever import openset as O
 
@@ -50,7 +51,6 @@ SPLITS = ("val", "test", "val-lookalike", "test-lookalike")
 
 cv2.setNumThreads(1)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BASELINES = ("pixels", "lite0")
 REPO = Path(__file__).resolve().parent.parent
 
