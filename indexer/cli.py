@@ -42,7 +42,7 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _load_encoder(model: str | None, gallery: Path | None = None) -> Any:
+def _load_encoder(model: str | None, gallery: Path | None = None, backend: str = "cpu", gpu_id: int = 0) -> Any:
     """``--model``, else (for an existing gallery) the model it was built with when it can be found by its
     fingerprint, else the shipped model."""
     import encoders
@@ -50,8 +50,8 @@ def _load_encoder(model: str | None, gallery: Path | None = None) -> Any:
     if model is None and gallery is not None:
         from .gallery import gallery_model
 
-        return encoders.load(gallery_model(gallery))
-    return encoders.load(model)
+        return encoders.load(gallery_model(gallery), backend=backend, gpu_id=gpu_id)
+    return encoders.load(model, backend=backend, gpu_id=gpu_id)
 
 
 def _progress(total: int, desc: str = "encoding") -> Any:
@@ -131,6 +131,14 @@ def gallery_argument(then: str | None = None) -> Callable[[Callable[..., Any]], 
     return decorate
 
 
+def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--backend``/``--gpu-id`` where images are encoded, as in `retriever` (the vectors do not depend on it:
+    the gallery binds to the model file's fingerprint)."""
+    fn = click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")(fn)
+    return click.option("--backend", type=click.Choice(("cpu", "cuda", "tensorrt")), default="cpu",
+                        show_default=True, help="ONNX Runtime execution provider.")(fn)
+
+
 lock_timeout_option = click.option(
     "--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT, show_default=True,
     help="Seconds to wait for another writer holding GALLERY/.lock.")
@@ -177,10 +185,11 @@ def cli(verbose: int, quiet_logs: bool) -> None:
                    "default off].")
 @index_options
 @lock_timeout_option
+@backend_options
 @_errors
 def build(register_dir: Path, out: Path, label_mode: str, model: str | None, force: bool, overwrite: bool,
           near_duplicate_bound: float, self_calibrate: bool | None, index_spec: str | None, params: tuple[str, ...],
-          lock_timeout: float) -> None:
+          lock_timeout: float, backend: str, gpu_id: int) -> None:
     """Encode every image of REGISTER_DIR into a new gallery.
 
     \b
@@ -201,7 +210,7 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
     from .labels import scan_register
 
     spec, spec_params = _spec(index_spec, params)
-    enc = _load_encoder(model)
+    enc = _load_encoder(model, None, backend, gpu_id)
     n = len(scan_register(register_dir, label_mode).entries)
     with _progress(n) as bar:
         g = Gallery.build(register_dir, out, enc, label_mode=label_mode, force=force, overwrite=overwrite,
@@ -221,9 +230,10 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
 @click.option("--near-duplicate-bound", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Near-duplicate cosine bound for this batch (default: the gallery's, set at build).")
 @lock_timeout_option
+@backend_options
 @_errors
 def add(gallery: Path, paths: tuple[Path, ...], label: str | None, model: str | None, force: bool,
-        near_duplicate_bound: float | None, lock_timeout: float) -> None:
+        near_duplicate_bound: float | None, lock_timeout: float, backend: str, gpu_id: int) -> None:
     """Add images (files or directories) to GALLERY.
 
     Without --label, a directory is read like a register (labels from its folders, in the
@@ -236,7 +246,7 @@ def add(gallery: Path, paths: tuple[Path, ...], label: str | None, model: str | 
       indexer add gallery/ scan1.jpg scan2.png --label invoice
       indexer add gallery/ lookalike.jpg --label receipt --force
     """
-    enc = _load_encoder(model, gallery)
+    enc = _load_encoder(model, gallery, backend, gpu_id)
     g = Gallery.open(gallery, enc, lock_timeout=lock_timeout)
     from .ingest import resolve_inputs
 
@@ -270,9 +280,10 @@ def _self_cal_line(g: Gallery) -> str:
 @click.option("--off", is_flag=True, help="Turn self-calibration off (the model's pair table is used for --fpir).")
 @click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
 @lock_timeout_option
+@backend_options
 @_errors
 def calibrate(gallery: Path, preset: str | None, min_probes: int | None, off: bool, model: str | None,
-              lock_timeout: float) -> None:
+              lock_timeout: float, backend: str, gpu_id: int) -> None:
     """Measure GALLERY's own open-set table again, from scratch (or turn it off).
 
     Simulated captures of each type's first exemplar (its source file must still exist) are scored
@@ -290,7 +301,7 @@ def calibrate(gallery: Path, preset: str | None, min_probes: int | None, off: bo
     old = Settings.from_dict((g.self_calibration or {}).get("settings"))
     settings = Settings(preset=preset or old.preset, min_probes=old.min_probes if min_probes is None else min_probes,
                         min_per_type=old.min_per_type, max_per_type=old.max_per_type, max_types=old.max_types)
-    enc = _load_encoder(model, gallery)
+    enc = _load_encoder(model, gallery, backend, gpu_id)
     with _progress(min(len(g.label_counts()), settings.max_types)) as bar:
         g.set_self_calibration(True, settings, enc, progress=bar.update)
     for line in (g.last_result.notes if g.last_result else []):
@@ -428,8 +439,9 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
 @click.option("--sample", type=click.IntRange(min=0), default=20, show_default=True,
               help="Sources to re-encode and compare with the stored vectors (0: skip).")
 @click.option("--model", metavar="MODEL", default=None, help=MODEL_HELP)
+@backend_options
 @_errors
-def verify(gallery: Path, sample: int, model: str | None, as_json: bool) -> None:
+def verify(gallery: Path, sample: int, model: str | None, as_json: bool, backend: str, gpu_id: int) -> None:
     """Check GALLERY's files agree and its vectors reproduce.
 
     Re-encodes a sample of sources that still exist (unchanged) and requires cosine >= 1 - 1e-4
@@ -443,7 +455,7 @@ def verify(gallery: Path, sample: int, model: str | None, as_json: bool) -> None
     from .verify import verify as run_verify
 
     g = Gallery.open(gallery, strict=False)  # load inconsistent files too, to list every problem
-    enc = _load_encoder(model, gallery) if sample > 0 else None
+    enc = _load_encoder(model, gallery, backend, gpu_id) if sample > 0 else None
     rep = run_verify(g, enc, sample=sample)
     if as_json:
         click.echo(json.dumps({"gallery": str(g.path), "generation": g.generation, "ok": not rep.problems,

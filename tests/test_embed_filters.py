@@ -351,3 +351,19 @@ def test_a_run_configuration_rebuilds_the_drivers_retriever_exactly(tiny, tmp_pa
     g.add([str(tmp_path / "new.png")], label="epsilon", force=True)
     with pytest.raises(Exception, match="generation"):
         again.retriever()
+
+
+def test_indexer_commands_that_encode_take_backend_and_gpu_id(tiny, tmp_path, runner):
+    import onnxruntime
+
+    from indexer.cli import cli as indexer_cli
+
+    reg = make_register(tmp_path / "reg", {"a": 1, "b": 1})
+    args = ["build", str(reg), "-o", str(tmp_path / "g"), "--model", str(tiny.path), "--no-self-calibrate"]
+    assert runner.invoke(indexer_cli, [*args, "--backend", "cpu", "--gpu-id", "0"]).exit_code == 0
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        r = runner.invoke(indexer_cli, [*args[:2], "-o", str(tmp_path / "h"), *args[4:], "--backend", "cuda"])
+        assert r.exit_code == 1 and "CUDAExecutionProvider" in r.output and "onnxruntime-gpu" in r.output
+    for cmd in ("add", "calibrate", "verify"):
+        r = runner.invoke(indexer_cli, [cmd, "--help"])
+        assert "--backend" in r.output and "--gpu-id" in r.output, cmd
