@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["BulkError", "ResumeRefusedError", "format_summary", "run_bulk", "run_embed"]
 
 
-
 def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float | None, threshold: float | None,
                     top_k: int, fpir: float | None = None, labels: Sequence[str] | None = None,
                     search_params: dict | None = None) -> "Retriever":

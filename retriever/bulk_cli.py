@@ -184,7 +184,6 @@ def _finish(summary: dict[str, Any], quiet: bool, format_summary: Any) -> None:
         sys.exit(EXIT_INPUT_ERRORS)
 
 
-
 @click.command("embed", short_help="Encode many scans into a Parquet file of vectors (resumable).",
                context_settings={"help_option_names": ["-h", "--help"]},
                epilog="Exit status: 0 all inputs encoded, 3 some inputs unreadable (error rows), 1 setup error, "

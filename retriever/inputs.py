@@ -42,6 +42,7 @@ from typing import Iterable, Iterator
 from encoders.decode import DOCUMENT_SUFFIXES
 
 from .errors import InputError
+
 __all__ = ["InputError", "InputItem", "SUPPORTED_SUFFIXES", "count_inputs", "display_path", "expand_inputs", "fs_path",
            "walk_files"]
 

@@ -19,6 +19,7 @@ from typing import IO, Any, Iterator
 import pyarrow as pa
 
 from .errors import OutputError
+
 __all__ = ["FORMATS", "OutputError", "output_format", "row_dicts", "write_rows"]
 
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".csv": "csv"}

@@ -72,10 +72,10 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: plain floats, top_k as a list of {"label", "score", "id", "source"} (the best
         exemplar of that label: its gallery item id and the file it was enrolled from)."""
-        ids = self.top_k_ids or [None] * len(self.top_k)
-        srcs = self.top_k_sources or [None] * len(self.top_k)
         if self.error is not None:
             return {"source": self.source, "page": self.page, "error": self.error}
+        ids = self.top_k_ids or [None] * len(self.top_k)
+        srcs = self.top_k_sources or [None] * len(self.top_k)
         return {
             "source": self.source,
             "page": self.page,
@@ -252,11 +252,12 @@ class Retriever:
             raise RetrieverError(f"gallery {self.gallery_name} cannot filter by label")
         counts = counts_of()
         wanted = {str(x) for x in labels}
+        if not wanted:
+            raise RetrieverError("an empty label filter allows nothing; give at least one label")
         missing = sorted(wanted - set(counts))
-        if not wanted or missing:
+        if missing:
             raise RetrieverError(f"gallery {self.gallery_name} has no label(s) {missing[:10]}"
-                                 f"{' ...' if len(missing) > 10 else ''}" if missing else
-                                 "an empty label filter allows nothing; give at least one label")
+                                 f"{' ...' if len(missing) > 10 else ''}")
         return sum(counts[x] for x in wanted), len(wanted)
 
     def classify_features(self, feats: np.ndarray, sources: Sequence[str | None] | None = None,
@@ -282,15 +283,15 @@ class Retriever:
         out = []
         rule = self.rule
         sources_of = getattr(self.gallery, "sources_of", None)
-        tops = [labels[:self.top_k] for labels in ranked]
+        tops = [row[:self.top_k] for row in ranked]
         flat_ids = [best_ids[i].get(lab, -1) for i, top in enumerate(tops) for lab, _ in top]
-        flat_src = sources_of(flat_ids) if sources_of is not None else [None] * len(flat_ids)
+        flat_src = sources_of(flat_ids) if sources_of is not None else [None] * len(flat_ids)  # one lookup
         at = 0
-        for i, labels in enumerate(ranked):
+        for i, row in enumerate(ranked):
             top = tops[i]
             best_label, best = top[0]
-            margin = best - labels[1][1] if len(labels) > 1 else None
-            z = float(rule.score(best, labels[1][1])) if (rule.uses_margin and margin is not None) \
+            margin = best - row[1][1] if len(row) > 1 else None
+            z = float(rule.score(best, row[1][1])) if (rule.uses_margin and margin is not None) \
                 else float(rule.cosine_weight * best)
             out.append(Result(label=best_label, score=best, accepted=bool(z >= self.threshold),
                               threshold=self.threshold, top_k=top, margin=margin,
