@@ -10,6 +10,7 @@ GIL, so two threads measured 1.86x one thread on 2 cores.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar
@@ -17,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from encoders.decode import DecodeError
+from encoders.decode import DecodeError, read_bytes
 from encoders.preprocess import preprocess
 
 from .defaults import BATCH_SIZE
 from .inputs import display_path, fs_path
-from .pages import iter_pages
+from .pages import iter_pages, iter_pages_of
 
 T = TypeVar("T")
 
@@ -32,22 +33,27 @@ if TYPE_CHECKING:
     from .retriever import Retriever
 
 
-def _file_sha256(path: str) -> str | None:
-    """The file's SHA-256 (an embedding's provenance, the gallery's duplicate key); None if unreadable
-    (the page reader then records why)."""
-    from encoders.runtime import file_sha256
-
+def _pages_and_hash(source: str, target: tuple[int, int], with_hash: bool
+                    ) -> tuple[Iterator[tuple[int, Any]], str | None]:
+    """The pages of ``source`` and, for an embedding job, the SHA-256 of the very bytes they are read
+    from.  One guarded read (``read_bytes``: type checked before opening, size bounded), never a second
+    ``open()`` that a FIFO or a link to /dev/zero would hang or flood."""
+    if not with_hash:
+        return iter_pages(source, target), None
     try:
-        return file_sha256(path)
-    except OSError:
-        return None
+        data = read_bytes(source)
+    except DecodeError as exc:
+        return iter([(0, exc)]), None
+    return iter_pages_of(data, source, target), hashlib.sha256(data).hexdigest()
 
-__all__ = ["SCHEMA_VERSION", "SEQ", "BatchProcessor", "output_schema"]
+
+__all__ = ["SCHEMA_VERSION", "SEQ", "BatchProcessor", "embed_schema", "output_schema"]
 
 SCHEMA_VERSION = 3  # 2: decision_score, rule, operating_point columns (open-set decisions)
                     # 3: top_k_ids; the feature column is named ``vector`` (as `indexer export/import`);
                     #    embedding files (path, page, vector, sha256, error)
 SEQ = "_seq"  # internal column: index of the input item a row came from (ordering, resume)
+UNIT_TOLERANCE = 1e-3  # | ||feature|| - 1 | accepted, as `indexer import` and `indexer verify` do
 
 
 def embed_schema(dim: int, with_seq: bool = False) -> pa.Schema:
@@ -154,8 +160,8 @@ class BatchProcessor:
                 continue
             last = -1
             try:
-                sha = _file_sha256(source) if self.embed_only else None
-                for page, img in iter_pages(source, target):
+                pages, sha = _pages_and_hash(source, target, self.embed_only)
+                for page, img in pages:
                     if isinstance(img, DecodeError):
                         rows.add(seq, path, page, error=img.reason, sha256=sha)
                     else:
@@ -182,9 +188,16 @@ class BatchProcessor:
                     except Exception as exc:
                         rows.error[r] = f"inference failed ({_reason(exc)})"
         rows.tensor_of.clear()
-        bad = [r for r, f in feats.items() if not np.all(np.isfinite(f))]
-        for r in bad:
-            rows.error[r] = "inference produced non-finite features"
+        for r, f in list(feats.items()):
+            if not np.all(np.isfinite(f)):
+                rows.error[r] = "inference produced non-finite features"
+            elif self.embed_only and abs(float(np.linalg.norm(f)) - 1.0) > UNIT_TOLERANCE:
+                # a vector file must hold unit vectors (`indexer import` refuses the whole file otherwise); a
+                # model may map a blank page to 0.  (Classification keeps such a row: it scores 0 and is rejected.)
+                rows.error[r] = (f"inference produced a degenerate feature (norm {float(np.linalg.norm(f)):.3g}, "
+                                 "not unit length)")
+            else:
+                continue
             del feats[r]
         return feats
 

@@ -11,7 +11,7 @@ a newline, an empty file, broken and looping symbolic links, a directory link ba
 FIFO and a link to /dev/zero.
 
 Each command runs in a subprocess with a timeout: ``retriever classify DIR --json``, ``retriever run DIR``
-(then resumed), ``indexer add GALLERY DIR``.  Counted per command: crashes (a traceback, or an exit status
+(then resumed), ``retriever embed DIR``, ``indexer add GALLERY DIR``.  Counted per command: crashes (a traceback, or an exit status
 other than the documented ones), hangs (timeout), lost inputs (an input with no result and no error row),
 wrong results (a copy of an exemplar not given its label), writes outside the target (any change to the
 corpus, the gallery changed by a refused add, files left beside the output), and peak memory.
@@ -339,6 +339,32 @@ def attack(work: Path, seed: int, n_files: int, model: str | None, gallery_regis
         o.lost += sorted(f"{n!r}: {k} rows" for n, k in rows.items() if k != 1 and not n.lower().endswith(".tif"))
         extra = sorted(set(os.listdir(out_dir)) - {"res.parquet"})
         o.outside += [f"left beside the output: {x}" for x in extra]
+    else:
+        o.lost = sorted(repr(n) for n in want)
+    outcomes.append(o)
+
+    # retriever embed: one row (or one per page) per input; error rows carry no vector, the others unit vectors
+    o = Outcome("retriever embed DIR -o OUT.parquet", len(want))
+    vec = out_dir / "vectors.parquet"
+    rc, out, err, o.seconds, peak = _run(_bin("retriever") + ["embed", str(c.root), "-o", str(vec), "-q"] + model_args,
+                                         timeout, env)
+    o.peak_mb = peak / 1024
+    o.hangs = int(rc is None)
+    if (crash := _crashed(rc, err, (0, 3))):
+        o.crashes.append(crash)
+    if vec.is_file():
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        rows_e: dict[str, int] = {}
+        for r in pq.read_table(vec).to_pylist():
+            rel = os.path.relpath(r["path"], c.root)
+            rows_e[rel] = rows_e.get(rel, 0) + 1
+            if (r["error"] is None) == (r["vector"] is None):
+                o.wrong.append(f"{rel}: error {r['error']!r} with vector {'present' if r['vector'] else 'missing'}")
+            elif r["vector"] is not None and not abs(float(np.linalg.norm(r["vector"])) - 1.0) < 1e-3:
+                o.wrong.append(f"{rel}: vector not unit length")
+        o.lost = sorted(repr(n) for n in want if n not in _decoded(rows_e))
     else:
         o.lost = sorted(repr(n) for n in want)
     outcomes.append(o)
