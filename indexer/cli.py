@@ -19,7 +19,7 @@ from .cli_shared import CONTEXT_SETTINGS, apply_verbosity, verbosity_options
 from .labels import LABEL_MODES
 from .tune import describe as tune_describe
 
-MODEL_HELP = ("ONNX model file or shipped model name (default, default-int8) (default: the model shipped with "
+MODEL_HELP = ("ONNX model file or shipped model name (default, default-int8, precise) (default: the model shipped with "
               "docretriever, or $DOCRETRIEVER_MODEL).")
 CHECK_MODEL_HELP = ("ONNX model file or shipped model name; if given, the gallery must have been built with it "
                     "(default: no check, no model loaded).")

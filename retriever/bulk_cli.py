@@ -75,7 +75,7 @@ def _sigterm_to_interrupt() -> Any:
 @click.option("--ray-address", default=None,
               help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance.")
 @click.option("--model", metavar="MODEL", default=None,
-              help="ONNX model file or shipped model name (default, default-int8); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
+              help="ONNX model file or shipped model name (default, default-int8, precise); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
 @click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt (local engine).")
@@ -197,7 +197,7 @@ def _finish(summary: dict[str, Any], quiet: bool, format_summary: Any) -> None:
               help="Files per batch (one ONNX call).")
 @click.option("--overwrite", is_flag=True, help="Discard an interrupted or finished run at OUTPUT and start again.")
 @click.option("--model", metavar="MODEL", default=None,
-              help="ONNX model file or shipped model name (default, default-int8) [default: default].")
+              help="ONNX model file or shipped model name (default, default-int8, precise) [default: default].")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
 @click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")

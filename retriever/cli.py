@@ -57,7 +57,7 @@ def model_option(f: Any) -> Any:
     f = click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
                      help="ONNX Runtime execution provider.")(f)
     f = click.option("--model", metavar="MODEL", default=None,
-                     help="ONNX model file or shipped model name (default, default-int8); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")(f)
+                     help="ONNX model file or shipped model name (default, default-int8, precise); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")(f)
     return f
 
 

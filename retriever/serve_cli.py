@@ -31,7 +31,7 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
 @click.option("--queue", type=click.IntRange(min=0), default=16, show_default=True,
               help="Requests waiting beyond the workers; more get 503 + Retry-After.")
 @click.option("--model", metavar="MODEL", default=None,
-              help="ONNX model file or shipped model name (default, default-int8); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
+              help="ONNX model file or shipped model name (default, default-int8, precise); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True)
 @click.option("--gpu-id", type=int, default=0, show_default=True)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
