@@ -20,7 +20,6 @@ the job goes on.  ``engine="ray"`` runs the same per-batch function on a Ray clu
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -182,7 +181,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
              progress: bool = True, overwrite: bool = False, engine: str = "local", ray_address: str | None = None,
              part_rows: int | None = None, fpir: float | None = None,
              labels: Sequence[str] | None = None, on_rows: Any = None,
-             search_params: dict | None = None) -> dict[str, Any]:
+             search_params: dict | None = None, report: Any = None) -> dict[str, Any]:
     """Classify every input into ``out`` (Parquet, one row per page); returns the summary dict.
 
     ``inputs``: specs as :func:`retriever.inputs.expand_inputs` reads them (files, directories,
@@ -196,6 +195,9 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     ``resume``: continue an interrupted run at ``out`` (refused if it differs);
     ``overwrite``: discard it, and any finished ``out``, and start again.
     ``on_rows``: called with every table of result rows as it is committed, in input order.
+    ``progress``: a bar (or periodic lines) on stderr while it runs.  ``report``: called with notes worth
+    saying before the work starts (a resumed run); the library prints nothing else: the summary is the
+    returned dict (:func:`format_summary` makes it lines).
     The summary has counts (rows, accepted, rejected, errors, accepted per label), ``wall_time_s``
     and ``scans_per_s`` (rows classified by this call / wall time).
     """
@@ -209,12 +211,12 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     schema = output_schema(retriever.encoder.dim, with_features)
     return _execute(specs, out, processor, identity, meta, schema, t0, "run", retriever.threshold, workers=workers,
                     batch_size=batch_size, resume=resume, progress=progress, overwrite=overwrite, engine=engine,
-                    ray_address=ray_address, part_rows=part_rows, on_rows=on_rows)
+                    ray_address=ray_address, part_rows=part_rows, on_rows=on_rows, report=report)
 
 
 def run_embed(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, encoder: "Encoder | None" = None,
               workers: int = WORKERS, batch_size: int = BATCH_SIZE, resume: bool = True, progress: bool = True,
-              overwrite: bool = False, part_rows: int | None = None) -> dict[str, Any]:
+              overwrite: bool = False, part_rows: int | None = None, report: Any = None) -> dict[str, Any]:
     """Encode every input into ``out``: Parquet with ``path``, ``page``, ``vector`` (fixed-size list of
     float32, L2-normalised), ``sha256`` (of the file) and ``error``, and the model's name, fingerprint and
     dim in the file's metadata, so `indexer import` reads it as is (given a label column).  Same inputs,
@@ -230,7 +232,7 @@ def run_embed(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, encod
     return _execute(specs, out, processor, embed_identity(specs, encoder), embed_metadata(specs, encoder, "local"),
                     embed_schema(encoder.dim), t0, "embed", None, workers=workers, batch_size=batch_size,
                     resume=resume, progress=progress, overwrite=overwrite, engine="local", ray_address=None,
-                    part_rows=part_rows, on_rows=None)
+                    part_rows=part_rows, on_rows=None, report=report)
 
 
 def _check_job(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, engine: str, workers: int,
@@ -257,7 +259,7 @@ def _check_job(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, engi
 def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: dict[str, Any], meta: dict[str, Any],
              schema: Any, t0: float, kind: str, threshold: float | None, *, workers: int, batch_size: int,
              resume: bool, progress: bool, overwrite: bool, engine: str, ray_address: str | None,
-             part_rows: int | None, on_rows: Any) -> dict[str, Any]:
+             part_rows: int | None, on_rows: Any, report: Any = None) -> dict[str, Any]:
     """The job itself, for classification and embedding alike: refuse or reuse a finished output,
     open (or resume) the part store, run the engine, merge."""
     meta["identity"] = identity
@@ -266,18 +268,15 @@ def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: d
         tally = Tally()
         for batch in pq.ParquetFile(out).iter_batches(columns=tally_columns(pq.read_schema(out))):
             tally.add(pa.Table.from_batches([batch]))
-        s = _summary(out, "already complete", tally, int(done.get("files", 0)), int(done.get("files", 0)),
-                     tally.rows, time.monotonic() - t0, engine, threshold, kind)
-        if progress:
-            print(format_summary(s), file=sys.stderr, flush=True)
-        return s
+        return _summary(out, "already complete", tally, int(done.get("files", 0)), int(done.get("files", 0)),
+                        tally.rows, time.monotonic() - t0, engine, threshold, kind)
 
     store = PartStore.open(out, identity, with_run_metadata(schema, meta), resume=resume, overwrite=overwrite,
                            part_rows=part_rows)
     store.on_rows = on_rows
-    if progress:
-        for note in store.notes:
-            print(f"note: {note}", file=sys.stderr, flush=True)
+    for note in store.notes:  # e.g. "resuming after N inputs": said before the work, not after
+        if report is not None:
+            report(f"note: {note}")
     resumed_files, resumed_rows = store.files_done, store.rows_done
     items = store.remaining(specs)
     prog = Progress(progress, specs, resumed_files, verb="embedding" if kind == "embed" else "classifying",
@@ -301,6 +300,4 @@ def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: d
     s = _summary(out, "complete", store.tally, store.files_done, resumed_files, resumed_rows,
                  time.monotonic() - t0, engine, threshold, kind)
     s["notes"] = list(store.notes)
-    if progress:
-        print(format_summary(s), file=sys.stderr, flush=True)
     return s

@@ -115,8 +115,8 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
             fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size,
             with_features=with_features, resume=True, progress=not quiet, overwrite=overwrite or fmt == "stdout",
             engine=engine, ray_address=ray_address, labels=list(labels) or None, on_rows=on_rows,
-            search_params=search_params_of(search_param_pairs)), out)
-    _finish(summary, quiet, format_summary)
+            search_params=search_params_of(search_param_pairs), report=_say), out)
+    _finish(summary, format_summary)
 
 
 def _encoder(encoders: Any, model: str | None, gallery: Path, backend: str, gpu_id: int) -> Any:
@@ -175,9 +175,13 @@ def _run_job(job: Any, out: Path) -> dict[str, Any]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _finish(summary: dict[str, Any], quiet: bool, format_summary: Any) -> None:
-    if quiet:
-        click.echo(format_summary(summary), err=True)
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _finish(summary: dict[str, Any], format_summary: Any) -> None:
+    """The job's summary on stderr (the library prints none), and its exit status."""
+    click.echo(format_summary(summary), err=True)
     if summary["errors"]:
         click.echo(f"{summary['errors']} of {summary['rows']} rows are errors (unreadable inputs); see the "
                    "`error` column", err=True)
@@ -233,5 +237,5 @@ def embed(inputs: tuple[str, ...], out: Path, workers: int, batch_size: int, ove
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
     summary = _run_job(lambda: run_embed(list(inputs), out, encoder=encoder, workers=workers, batch_size=batch_size,
-                                         resume=True, progress=not quiet, overwrite=overwrite), out)
-    _finish(summary, quiet, format_summary)
+                                         resume=True, progress=not quiet, overwrite=overwrite, report=_say), out)
+    _finish(summary, format_summary)
