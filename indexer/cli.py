@@ -15,13 +15,12 @@ import click
 
 from .errors import GalleryError
 from .gallery import DEFAULT_LOCK_TIMEOUT, NEAR_DUPLICATE_BOUND, AddResult, Gallery
-from .cli_shared import CONTEXT_SETTINGS, apply_verbosity, verbosity_options
+from .cli_shared import CONTEXT_SETTINGS, MODEL_NAMES_HELP, apply_verbosity, backend_options, verbosity_options
 from .labels import LABEL_MODES
 from .tune import describe as tune_describe
 
-MODEL_HELP = ("ONNX model file or shipped model name (default, default-int8, precise) (default: the model shipped with "
-              "docretriever, or $DOCRETRIEVER_MODEL).")
-CHECK_MODEL_HELP = ("ONNX model file or shipped model name; if given, the gallery must have been built with it "
+MODEL_HELP = f"{MODEL_NAMES_HELP} (default: the model shipped with docretriever, or $DOCRETRIEVER_MODEL)."
+CHECK_MODEL_HELP = (f"{MODEL_NAMES_HELP}; if given, the gallery must have been built with it "
                     "(default: no check, no model loaded).")
 
 
@@ -130,13 +129,6 @@ def gallery_argument(then: str | None = None) -> Callable[[Callable[..., Any]], 
 
     return decorate
 
-
-def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--backend``/``--gpu-id`` where images are encoded, as in `retriever` (the vectors do not depend on it:
-    the gallery binds to the model file's fingerprint)."""
-    fn = click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")(fn)
-    return click.option("--backend", type=click.Choice(("cpu", "cuda", "tensorrt")), default="cpu",
-                        show_default=True, help="ONNX Runtime execution provider.")(fn)
 
 
 lock_timeout_option = click.option(

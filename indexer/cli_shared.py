@@ -92,6 +92,31 @@ class Progress:
         self.close()
 
 
+MODEL_NAMES_HELP = "ONNX model file or shipped model name (default, default-int8, precise)"
+GALLERY_MODEL_DEFAULT = ("default: the gallery's own model when it can be found (the file it was built with, or a "
+                         "shipped model with its fingerprint), else the shipped model.")
+
+
+def backend_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--backend``/``--gpu-id`` wherever images are encoded, the same on both CLIs (vectors do not
+    depend on it: a gallery binds to the model file's fingerprint)."""
+    from encoders.runtime import BACKENDS
+
+    fn = click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")(fn)
+    return click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
+                        help="ONNX Runtime execution provider.")(fn)
+
+
+def model_options(default: str = GALLERY_MODEL_DEFAULT) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--model`` (a file or a shipped name; ``default`` says what is used without it) and
+    :func:`backend_options`."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = backend_options(fn)
+        return click.option("--model", metavar="MODEL", default=None, help=f"{MODEL_NAMES_HELP}; {default}")(fn)
+
+    return decorate
+
+
 SEARCH_PARAM_HELP = ("Search parameter KEY=VALUE for approximate galleries (repeatable): nprobe (IVF), efSearch (HNSW), "
                      "rerank; overrides the gallery's tuned default (`indexer stats` shows it).")
 

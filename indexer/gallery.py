@@ -314,8 +314,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
 
     def label_counts(self) -> dict[str, int]:
         """Exemplars per label, sorted by label."""
-        labels, counts = np.unique(self._s.labels.astype(str), return_counts=True) if self.count else ([], [])
-        return {str(lab): int(c) for lab, c in zip(labels, counts)}
+        return {lab: len(ids) for lab, ids in self._s.by_label.items()}
 
     def __repr__(self) -> str:
         return (f"Gallery({str(self.path)!r}, generation={self.generation}, vectors={self.count}, "

@@ -235,12 +235,11 @@ def _ids_with_labels(s: _State, labels: Any, name: str) -> np.ndarray:
     wanted = {str(lab) for lab in ([labels] if isinstance(labels, str) else labels)}
     if not wanted:
         raise GalleryError(f"gallery {name}: an empty label filter allows nothing; give at least one label")
-    held = set(np.unique(s.labels).tolist()) if len(s.labels) else set()
-    missing = sorted(wanted - held)
+    missing = sorted(wanted - set(s.by_label))
     if missing:
         raise GalleryError(f"gallery {name}: no exemplars with label(s) {missing[:10]}"
                            f"{' ...' if len(missing) > 10 else ''} (`indexer list` shows the labels)")
-    return s.ids[np.isin(s.labels, list(wanted))]
+    return np.sort(np.concatenate([s.by_label[lab] for lab in wanted]))
 
 
 def _sources_of_state(s: _State, ids: np.ndarray | Sequence[int]) -> list[str | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,17 @@ class State:
             dead = idx.Tombstones(dead_ids) if len(dead_ids) else None
         return cls(manifest, index, items, ids, np.asarray(items.column("label").to_pylist(), dtype=object),
                    specs.Plan.from_dict(manifest.get("index")), dead, exact, mapped)
+
+    @cached_property
+    def by_label(self) -> dict[str, np.ndarray]:
+        """Live ids of each label, labels sorted: computed once per generation, so label counts and
+        label-filtered searches do not re-group a large gallery on every call."""
+        if not len(self.ids):
+            return {}
+        names = self.labels.astype(str)
+        order = np.argsort(names, kind="stable")
+        uniq, starts = np.unique(names[order], return_index=True)
+        return {str(lab): self.ids[order[a:b]] for lab, a, b in zip(uniq, starts, [*starts[1:], len(order)])}
 
 
 def generation_files(m: dict[str, Any]) -> list[str]:

@@ -22,8 +22,8 @@ from encoders.decode import DecodeError, read_bytes
 from encoders.preprocess import preprocess
 
 from .defaults import BATCH_SIZE
-from .inputs import display_path, fs_path
-from .pages import iter_pages, iter_pages_of
+from .inputs import display_path, source_and_text
+from .pages import iter_pages_of
 
 T = TypeVar("T")
 
@@ -35,16 +35,14 @@ if TYPE_CHECKING:
 
 def _pages_and_hash(source: str, target: tuple[int, int], with_hash: bool
                     ) -> tuple[Iterator[tuple[int, Any]], str | None]:
-    """The pages of ``source`` and, for an embedding job, the SHA-256 of the very bytes they are read
-    from.  One guarded read (``read_bytes``: type checked before opening, size bounded), never a second
-    ``open()`` that a FIFO or a link to /dev/zero would hang or flood."""
-    if not with_hash:
-        return iter_pages(source, target), None
+    """The pages of ``source`` (what :func:`retriever.pages.iter_pages` gives) and, for an embedding job,
+    the SHA-256 of the very bytes they are read from: one guarded read (``read_bytes``: type checked
+    before opening, size bounded), never a second ``open()`` that a FIFO or /dev/zero would hang or flood."""
     try:
         data = read_bytes(source)
     except DecodeError as exc:
         return iter([(0, exc)]), None
-    return iter_pages_of(data, source, target), hashlib.sha256(data).hexdigest()
+    return iter_pages_of(data, source, target), (hashlib.sha256(data).hexdigest() if with_hash else None)
 
 
 __all__ = ["SCHEMA_VERSION", "SEQ", "BatchProcessor", "embed_schema", "output_schema"]
@@ -149,12 +147,7 @@ class BatchProcessor:
         rows = _Rows()
         target = tuple(self.contract.input_size)
         for seq, path, problem in zip(seqs, paths, problems):
-            # Inputs arrive as text (retriever.inputs shows non-UTF-8 bytes of a name as \xNN):
-            # read the file that text names, report the text.  A raw name is shown the same way.
-            path = str(path)
-            shown = display_path(path)
-            source = path if shown != path else fs_path(path)
-            path = shown
+            source, path = source_and_text(str(path))
             if problem:
                 rows.add(seq, path, 0, error=problem)
                 continue

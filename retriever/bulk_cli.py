@@ -17,10 +17,11 @@ from typing import Any, Iterator
 
 import click
 
-from indexer.cli_shared import EXIT_INPUT_ERRORS, EXIT_INTERRUPTED, search_param_option, search_params_of
+from indexer.cli_shared import (EXIT_INPUT_ERRORS, EXIT_INTERRUPTED, model_options, search_param_option,
+                                search_params_of)
 
 from .defaults import BATCH_SIZE, TOP_K, WORKERS
-BACKENDS = ("cpu", "cuda", "tensorrt")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
 
 
 def _setup_errors() -> tuple[type[BaseException], ...]:
@@ -74,12 +75,8 @@ def _sigterm_to_interrupt() -> Any:
               help="local: threads on this machine; ray: actors on a Ray cluster (needs docretriever[ray]).")
 @click.option("--ray-address", default=None,
               help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance.")
-@click.option("--model", metavar="MODEL", default=None,
-              help="ONNX model file or shipped model name (default, default-int8, precise); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
-              help="ONNX Runtime execution provider.")
-@click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt (local engine).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
+@model_options()
+@quiet_option
 def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, fpr: float | None,
         threshold: float | None, top_k: int,
         workers: int, batch_size: int, with_features: bool, labels: tuple[str, ...], overwrite: bool,
@@ -200,12 +197,8 @@ def _finish(summary: dict[str, Any], format_summary: Any) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True,
               help="Files per batch (one ONNX call).")
 @click.option("--overwrite", is_flag=True, help="Discard an interrupted or finished run at OUTPUT and start again.")
-@click.option("--model", metavar="MODEL", default=None,
-              help="ONNX model file or shipped model name (default, default-int8, precise) [default: default].")
-@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
-              help="ONNX Runtime execution provider.")
-@click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
+@model_options("default: the shipped default model.")
+@quiet_option
 def embed(inputs: tuple[str, ...], out: Path, workers: int, batch_size: int, overwrite: bool, model: str | None,
           backend: str, gpu_id: int, quiet: bool) -> None:
     """Encode INPUT... into one Parquet file of vectors, one row per page.

@@ -13,12 +13,11 @@ from typing import Any, Iterator
 
 import click
 
-from indexer.cli_shared import (CONTEXT_SETTINGS, EXIT_INPUT_ERRORS, apply_verbosity, search_param_option,
-                                search_params_of, verbosity, verbosity_options)
+from indexer.cli_shared import (CONTEXT_SETTINGS, EXIT_INPUT_ERRORS, apply_verbosity, model_options,
+                                search_param_option, search_params_of, verbosity, verbosity_options)
 
 from .defaults import BATCH_SIZE, DEFAULT_FPIR, TOP_K
 
-BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
 def _setup_errors() -> tuple[type[BaseException], ...]:
@@ -52,13 +51,7 @@ def _label_width(gallery: Any, cap: int = 40) -> int:
     return max(5, min(cap, max((len(x) for x in labels), default=24)))
 
 
-def model_option(f: Any) -> Any:
-    f = click.option("--gpu-id", type=int, default=0, show_default=True, help="GPU for cuda/tensorrt.")(f)
-    f = click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
-                     help="ONNX Runtime execution provider.")(f)
-    f = click.option("--model", metavar="MODEL", default=None,
-                     help="ONNX model file or shipped model name (default, default-int8, precise); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")(f)
-    return f
+model_option = model_options()  # --model (the gallery's own by default), --backend, --gpu-id
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -132,7 +125,7 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
                    f"{op.describe() if verbosity() >= 1 else op.summary()}", err=True)
 
     from .errors import InputError
-    from .inputs import display_path, expand_inputs as read_inputs, fs_path
+    from .inputs import expand_inputs as read_inputs, source_and_text
 
     try:
         inputs = list(read_inputs([str(p) for p in paths]))
@@ -171,8 +164,8 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
                 yield from flush()
                 yield it.path, it.problem
                 continue
-            text = display_path(it.path)
-            batch[it.path if text != it.path else fs_path(it.path)] = text
+            source, text = source_and_text(it.path)
+            batch[source] = text
             if len(batch) >= batch_size:
                 yield from flush()
         yield from flush()

@@ -44,7 +44,7 @@ from encoders.decode import DOCUMENT_SUFFIXES
 from .errors import InputError
 
 __all__ = ["InputError", "InputItem", "SUPPORTED_SUFFIXES", "count_inputs", "display_path", "expand_inputs", "fs_path",
-           "walk_files"]
+           "source_and_text", "walk_files"]
 
 SUPPORTED_SUFFIXES = DOCUMENT_SUFFIXES  # encoders.decode: the one list for every reader
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
@@ -93,6 +93,14 @@ def display_path(path: str) -> str:
         return os.fsencode(path).decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
         return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def source_and_text(path: str) -> tuple[str, str]:
+    """(the file to read, the path as shown) for an input path: inputs arrive as text (non-UTF-8 bytes
+    of a name shown as ``\\xNN``); read the file that text names, report the text.  A raw name (with
+    surrogate escapes) is read as it is and shown the same way."""
+    text = display_path(path)
+    return (path if text != path else fs_path(path)), text
 
 
 def fs_path(path: str) -> str:

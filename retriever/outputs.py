@@ -39,12 +39,6 @@ def output_format(out: str | os.PathLike, allowed: tuple[str, ...] = ("parquet",
     return fmt
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def row_dicts(table: pa.Table) -> Iterator[dict[str, Any]]:
     """Bulk result rows as ``retriever classify --json`` objects (``vector`` kept when present)."""
     names = set(table.column_names)
@@ -88,7 +82,7 @@ def write_rows(table: pa.Table, fh: IO[str], fmt: str, header: bool = True) -> N
     if header:
         w.writeheader()
     for d in row_dicts(table):
-        w.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else _clean(v)) for k, v in d.items()})
+        w.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in d.items()})
 
 
 def convert(parquet: str | os.PathLike, out: str | os.PathLike, fmt: str) -> None:

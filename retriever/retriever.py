@@ -200,6 +200,7 @@ class Retriever:
 
     def _configure(self) -> None:
         """Sizes and threshold from the gallery's current state (again after :meth:`reload`)."""
+        self._label_counts: dict[str, int] | None = None
         manifest = getattr(self.gallery, "manifest", None) or {}  # may be a copy: read it once
         self.count = int(manifest["count"]) if "count" in manifest else self._count_items()
         if self.count <= 0:
@@ -247,10 +248,12 @@ class Retriever:
     # --- features -> results -------------------------------------------------------------------
     def _subset(self, labels: Sequence[str]) -> tuple[int, int]:
         """(exemplars, labels) of an allowed-label subset; unknown labels are refused by name."""
-        counts_of = getattr(self.gallery, "label_counts", None)
-        if counts_of is None:
-            raise RetrieverError(f"gallery {self.gallery_name} cannot filter by label")
-        counts = counts_of()
+        if self._label_counts is None:  # once per gallery state (reset by reload), not once per batch
+            counts_of = getattr(self.gallery, "label_counts", None)
+            if counts_of is None:
+                raise RetrieverError(f"gallery {self.gallery_name} cannot filter by label")
+            self._label_counts = counts_of()
+        counts = self._label_counts
         wanted = {str(x) for x in labels}
         if not wanted:
             raise RetrieverError("an empty label filter allows nothing; give at least one label")

@@ -8,9 +8,7 @@ the very retriever the driver chose, and :meth:`RunConfig.identity` is what a re
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .bulk_batch import SCHEMA_VERSION
@@ -42,15 +40,13 @@ class RunConfig:
     @classmethod
     def of(cls, retriever: "Retriever", with_features: bool = False) -> "RunConfig":
         """The configuration a ready retriever embodies (its operating point as decided)."""
+        from .bulk_meta import gallery_info
+
         enc = retriever.encoder
-        g = retriever.gallery
-        path = getattr(g, "path", None)
-        if path is not None and os.path.isdir(str(path)):
-            path = str(Path(path).resolve())
+        g = gallery_info(retriever)
         return cls(model_path=str(getattr(enc, "path", "") or ""), model_name=enc.name, fingerprint=enc.fingerprint,
                    backend=str(getattr(enc, "backend", "cpu")), gpu_id=int(getattr(enc, "gpu_id", 0) or 0),
-                   gallery_path=None if path is None else str(path),
-                   generation=(getattr(g, "manifest", None) or {}).get("generation"),
+                   gallery_path=g["path"], generation=g["generation"],
                    operating_point=retriever.operating_point.to_dict(), top_k=int(retriever.top_k),
                    search_params=tuple(sorted((retriever.search_params or {}).items())) or None,
                    labels=retriever.labels, with_features=bool(with_features))

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import click
 
-from indexer.cli_shared import search_param_option, search_params_of
+from indexer.cli_shared import model_options, search_param_option, search_params_of
 
 from .defaults import TOP_K
 
-BACKENDS = ("cpu", "cuda", "tensorrt")
 
 
 @click.command("serve", short_help="Serve one gallery over HTTP (classify, embed, labels, writes with a token).")
@@ -30,10 +29,7 @@ BACKENDS = ("cpu", "cuda", "tensorrt")
               help="Requests encoded at once [default: 2 per CPU core].")
 @click.option("--queue", type=click.IntRange(min=0), default=16, show_default=True,
               help="Requests waiting beyond the workers; more get 503 + Retry-After.")
-@click.option("--model", metavar="MODEL", default=None,
-              help="ONNX model file or shipped model name (default, default-int8, precise); default: the gallery's own model when it can be found (the file it was built with, or a shipped model with its fingerprint), else the shipped model.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True)
-@click.option("--gpu-id", type=int, default=0, show_default=True)
+@model_options()
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 @search_param_option
