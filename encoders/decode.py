@@ -32,7 +32,7 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 # area resize, not the DCT scaling, decides the pixels the model sees.
 REDUCE_MARGIN = 1.5
 # The one list of file name endings docretriever reads (register folders, input walks, calibration, the
-# benchmark): images, and documents whose pages are images (PDF, read by retriever.pages).
+# benchmark): images, and documents whose pages are images (PDF, read by encoders.pages).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp")
 DOCUMENT_SUFFIXES = IMAGE_SUFFIXES + (".pdf",)
 MAX_PIXELS = 300_000_000  # refuse decompression bombs before allocating them
@@ -501,7 +501,7 @@ def decode_bytes(data: bytes, source: str = "<bytes>", target_hw: tuple[int, int
     """Decode encoded image bytes to BGR uint8, at reduced scale when ``target_hw`` allows it.
 
     The declared size is checked before decoding (see the module doc); a multi-page TIFF gives
-    its first page (``retriever.pages`` reads them all).
+    its first page (``encoders.pages`` reads them all).
     """
     if len(data) == 0:
         raise DecodeError(source, "empty file (0 bytes)")

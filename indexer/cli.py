@@ -30,10 +30,11 @@ def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from encoders import DecodeError, EncoderError
+        from encoders.inputs import InputError
 
         try:
             return fn(*args, **kwargs)
-        except (GalleryError, EncoderError, DecodeError) as exc:
+        except (GalleryError, EncoderError, DecodeError, InputError) as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
             raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
@@ -189,7 +190,8 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
     that type, label = folder path relative to REGISTER_DIR ("passport/de").  Images directly in
     REGISTER_DIR are refused.  File mode: label = folder parts + file stem joined by "_"
     (REGISTER_DIR/id/de.png -> "id_de"); two files giving one label are refused.
-    Hidden files are skipped; images: .jpg .jpeg .png .bmp .tif .tiff .webp.
+    Folders are walked as `retriever run` walks them (sorted, hidden entries skipped, directory
+    links not followed); documents: images, TIFF and PDF, every page of which is an exemplar.
 
     \b
     Examples:
@@ -226,16 +228,18 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
 @_errors
 def add(gallery: Path, paths: tuple[Path, ...], label: str | None, model: str | None, force: bool,
         near_duplicate_bound: float | None, lock_timeout: float, backend: str, gpu_id: int) -> None:
-    """Add images (files or directories) to GALLERY.
+    """Add images (files, directories, globs, @lists, table columns) to GALLERY.
 
-    Without --label, a directory is read like a register (labels from its folders, in the
-    gallery's label mode) and single files are refused.  Images already registered (same bytes)
+    PATHS are read as `retriever run` reads its inputs; every page of a TIFF or PDF is an
+    exemplar.  Without --label, each PATH must be a directory, read like a register (labels from
+    its folders, in the gallery's label mode).  Images or pages already registered (same bytes)
     are skipped; an unreadable file makes the whole batch add nothing.
 
     \b
     Examples:
       indexer add gallery/ new_types/
       indexer add gallery/ scan1.jpg scan2.png --label invoice
+      indexer add gallery/ 'forms/v2/*.pdf' --label claim_form_v2
       indexer add gallery/ lookalike.jpg --label receipt --force
     """
     enc = _load_encoder(model, gallery, backend, gpu_id)
@@ -549,8 +553,8 @@ def import_(gallery: Path, vectors: Path, model: str | None, label_mode: str, la
         g = Gallery.create(gallery, enc, label_mode=label_mode, index_spec=spec, index_params=spec_params,
                            near_duplicate_bound=near_duplicate_bound if near_duplicate_bound is not None
                            else NEAR_DUPLICATE_BOUND, lock_timeout=lock_timeout)
-    result = g.add_vectors(vf.vectors, vf.labels, sources=vf.sources, sha256=vf.sha256, encoder=enc, force=force,
-                           near_duplicate_bound=near_duplicate_bound, check_near_duplicates=not no_check)
+    result = g.add_vectors(vf.vectors, vf.labels, sources=vf.sources, sha256=vf.sha256, pages=vf.pages, encoder=enc,
+                           force=force, near_duplicate_bound=near_duplicate_bound, check_near_duplicates=not no_check)
     _report(result, "imported", g, unit="vector")
 
 

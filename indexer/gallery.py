@@ -219,7 +219,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                 "self_calibration": {"enabled": enabled, "settings": settings.to_dict()} if enabled else {"enabled": False},
             }
             g._s = _State.of(old or {}, None, items_mod.empty())
-            table = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256)
+            table = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256, batch.pages or None)
             g._write_new_index(spec, ids, batch.feats, table, manifest, next_id + len(batch), result,
                                probes=_probes_with_ids(probes, batch, ids))
         result.added_ids = ids.tolist()
@@ -462,14 +462,17 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
 
     def add_vectors(self, vectors: np.ndarray, labels: Sequence[str], sources: Sequence[str] | None = None,
                     sha256: Sequence[str] | None = None, encoder: Any = None, force: bool = False,
-                    near_duplicate_bound: float | None = None, check_near_duplicates: bool = True) -> AddResult:
+                    near_duplicate_bound: float | None = None, check_near_duplicates: bool = True,
+                    pages: Sequence[int | None] | None = None) -> AddResult:
         """Register precomputed vectors (no image is read): the primitive behind ``indexer import``.
 
         ``vectors`` (n, dim) must be finite and unit-norm; every bad row is listed (0-based row
         numbers) and nothing is added.  ``encoder`` (an Encoder or :class:`EncoderInfo`; default the
         one this gallery was opened with) names the model that made them and must be the gallery's.
         ``sources`` default to "vectors#row=<i>"; ``sha256`` (of the source images, if known) makes
-        rows whose image is already registered be skipped, like :meth:`add`.  Near-duplicates are
+        rows whose image is already registered be skipped, like :meth:`add` (for a page of a multi-page
+        file, give the file's hash and its ``pages`` index: the key is :func:`items.page_key`, as
+        :meth:`add` makes it, so either way of adding a page skips the other).  Near-duplicates are
         checked as in :meth:`add` unless ``check_near_duplicates=False`` (the check among the new
         vectors is skipped, with a note, above NEAR_DUP_BATCH_MAX rows: it is quadratic).
         """
@@ -490,9 +493,11 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             raise LabelError(_clip(bad), "bad labels; nothing was added")
         srcs = [str(s) for s in sources] if sources is not None else [f"vectors#row={i}" for i in range(n)]
         shas = ["" if s is None else str(s) for s in sha256] if sha256 is not None else [""] * n
-        if len(srcs) != n or len(shas) != n:
-            raise GalleryError(f"sources/sha256 must have one entry per vector ({n})")
-        batch = Batch(sources=srcs, labels=labels, sha256=shas, derived=[False] * n, feats=feats)
+        pgs = [None if g is None else int(g) for g in pages] if pages is not None else [None] * n
+        if len(srcs) != n or len(shas) != n or len(pgs) != n:
+            raise GalleryError(f"sources/sha256/pages must have one entry per vector ({n})")
+        shas = [items_mod.page_key(sha, pg) for sha, pg in zip(shas, pgs)]
+        batch = Batch(sources=srcs, labels=labels, sha256=shas, derived=[False] * n, pages=pgs, feats=feats)
         known = self._known_sha()
         seen: dict[str, int] = {}
         keep = []
@@ -544,7 +549,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             if self._s.ids.size:
                 next_id = max(next_id, int(self._s.ids.max()) + 1)
             ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
-            rows = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256)
+            rows = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256, batch.pages or None)
             self._write(ids, batch.feats, rows, np.zeros(0, np.int64), next_id=next_id + len(batch), result=result,
                         probes=_probes_with_ids(probes, batch, ids))
             result.added_ids = ids.tolist()

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import GalleryError
+from .items import page_source
 
 MAX_LISTED = 50
 NORM_TOLERANCE = 1e-3  # | ||v|| - 1 | allowed (same as verify)
@@ -55,6 +56,7 @@ class VectorsFile:
     sha256: list[str | None] | None
     encoder: EncoderInfo | None  # from the file's metadata
     skipped_errors: int = 0  # `retriever embed` rows that carry an error instead of a vector
+    pages: list[int | None] | None = None  # page of each row in its file (a `retriever embed` file)
 
 
 def _rows(idx: np.ndarray) -> str:
@@ -108,12 +110,8 @@ def _embedded_rows(table: pa.Table, path: Path, label_column: str, label_from_pa
     if "path" in table.column_names and "source" not in table.column_names:
         paths = [str(p) for p in table.column("path").to_pylist()]
         pages = table.column("page").to_pylist() if "page" in table.column_names else [0] * len(paths)
-        table = table.append_column("source", pa.array([p if not pg else f"{p}#page={pg}" for p, pg in zip(paths, pages)],
+        table = table.append_column("source", pa.array([page_source(p, pg) for p, pg in zip(paths, pages)],
                                                         pa.string()))
-        if "sha256" in table.column_names and any(pages):  # one file hash, several pages: the hash names page 0
-            shas = table.column("sha256").to_pylist()
-            table = table.set_column(table.column_names.index("sha256"), "sha256",
-                                     pa.array([s if not pg else None for s, pg in zip(shas, pages)], pa.string()))
     if label_from_path is not None:
         if "path" not in table.column_names:
             raise GalleryError(f"{path}: --label-from-path needs a 'path' column (a `retriever embed` file)")
@@ -198,7 +196,10 @@ def read_vectors_file(path: str | os.PathLike, dim: int | None = None, label_col
                             want, str(path))
     sources = [str(s) for s in table.column("source").to_pylist()] if "source" in table.column_names else None
     sha = table.column("sha256").to_pylist() if "sha256" in table.column_names else None
-    return VectorsFile(path, [str(x) for x in labels], vectors, sources, sha, enc, skipped)
+    # an embedding file's sha256 is its file's hash, shared by the file's pages: with the page, the
+    # gallery keys each page as `indexer add` does (items.page_key)
+    pages = table.column("page").to_pylist() if "page" in table.column_names else None
+    return VectorsFile(path, [str(x) for x in labels], vectors, sources, sha, enc, skipped, pages)
 
 
 def resolve_encoder(vf: VectorsFile, model_encoder: Any | None) -> Any:

@@ -13,9 +13,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from encoders.decode import DecodeError, decode_bytes, read_bytes
+from encoders.decode import DecodeError, read_bytes
+from encoders.pages import iter_pages_of
 from encoders.preprocess import preprocess
 
+from . import items as items_mod
 from .errors import BadImagesError, GalleryError, LabelError
 from .labels import LABEL_MODES, check_label, scan_register, walk_images
 
@@ -39,6 +41,7 @@ class Batch:
     labels: list[str] = field(default_factory=list)
     sha256: list[str] = field(default_factory=list)
     derived: list[bool] = field(default_factory=list)
+    pages: list[int | None] = field(default_factory=list)  # 0-based page in its file (0 for an image)
     feats: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     skipped: list[str] = field(default_factory=list)
 
@@ -48,17 +51,22 @@ class Batch:
     def keep(self, mask: Sequence[bool]) -> None:
         """Drop rows where ``mask`` is False (after a re-check under the lock)."""
         m = np.asarray(mask, dtype=bool)
-        for name in ("sources", "labels", "sha256", "derived"):
+        for name in ("sources", "labels", "sha256", "derived", "pages"):
             setattr(self, name, [v for v, k in zip(getattr(self, name), m) if k])
         self.feats = self.feats[m]
 
 
 def resolve_inputs(paths: Sequence[str | Path], label: str | None, mode: str) -> list[Entry]:
-    """Files and directories -> entries.
+    """Input specs -> entries, read by the one reader every command uses (:mod:`encoders.inputs`).
 
-    With ``label``: every file given and every image below every directory given gets it.
-    Without: directories are scanned like a register (``mode`` decides labels); files are refused.
+    With ``label``: every file the specs name gets it: files, directories (every document below),
+    globs, ``@lists`` and ``table:column`` specs, as ``retriever run`` reads them.  Without: each
+    spec must be a directory, scanned like a register (``mode`` decides labels); anything else is
+    refused (a file has no label).  Every spec that names nothing readable is listed at once.
     """
+    from encoders.decode import file_problem
+    from encoders.inputs import expand_inputs, fs_path
+
     if mode not in LABEL_MODES:
         raise GalleryError(f"unknown label mode {mode!r}; choose one of {', '.join(LABEL_MODES)}")
     if label is not None:
@@ -68,28 +76,29 @@ def resolve_inputs(paths: Sequence[str | Path], label: str | None, mode: str) ->
     entries: list[Entry] = []
     missing: list[str] = []
     unlabelled: list[str] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            if label is not None:
-                images, _ = walk_images(p)
-                if not images:
-                    missing.append(f"{p}: no images in this directory")
-                entries += [Entry(img, label) for img in images]
-            else:
-                entries += [Entry(img, lab, derived=True) for img, lab in scan_register(p, mode).entries]
-        elif p.exists():
+    for raw in map(str, paths):
+        if Path(raw).is_dir():
             if label is None:
-                unlabelled.append(str(p))
+                entries += [Entry(img, lab, derived=True) for img, lab in scan_register(raw, mode).entries]
             else:
-                entries.append(Entry(p, label))
-        else:
-            from encoders.decode import file_problem
-
-            missing.append(f"{p}: {file_problem(p) or 'file not found'}")
+                images, _ = walk_images(Path(raw))
+                if not images:
+                    missing.append(f"{raw}: no images in this directory")
+                entries += [Entry(img, label) for img in images]
+            continue
+        if label is None:
+            unlabelled.append(raw)
+            continue
+        for item in expand_inputs([raw]):
+            path = fs_path(item.path)
+            problem = item.problem or file_problem(path)
+            if problem is not None:
+                missing.append(f"{item.path}: {problem}")
+            else:
+                entries.append(Entry(Path(path), label))
     if unlabelled:
-        raise LabelError([f"{u}: a single file needs --label (only directories give labels from their folders)"
-                          for u in unlabelled], "no label for these files")
+        raise LabelError([f"{u}: a file, glob or list needs --label (only directories give labels from their "
+                          "folders)" for u in unlabelled], "no label for these inputs")
     if missing:
         raise BadImagesError(missing)
     return entries
@@ -107,13 +116,16 @@ def file_mode_collisions(entries: Sequence[Entry]) -> list[str]:
 
 def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
                     progress: Callable[[int], None] | None = None) -> Batch:
-    """Hash, de-duplicate (against ``known`` sha256 -> description, and within the batch), decode, encode.
+    """Hash, de-duplicate (against ``known`` key -> description, and within the batch), decode, encode.
 
-    Raises :class:`BadImagesError` listing every unreadable input; nothing is returned then.
+    Every page of a multi-page file (TIFF, PDF) is a row of its own (:mod:`encoders.pages` reads
+    them as ``retriever run`` does), keyed by :func:`items.page_key`.  Raises
+    :class:`BadImagesError` listing every unreadable input and page; nothing is returned then.
     """
     batch = Batch(feats=np.zeros((0, encoder.dim), dtype=np.float32))
     seen: dict[str, str] = {}
     bad: list[str] = []
+    bad_files: set[int] = set()
     buf: list[np.ndarray] = []
     feats: list[np.ndarray] = []
 
@@ -122,35 +134,45 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
             feats.append(encoder.encode_batch(np.stack(buf)))
         buf.clear()
 
-    for e in entries:
+    for n, e in enumerate(entries):
         try:
             data = read_bytes(e.path)
-            sha = hashlib.sha256(data).hexdigest()
-            if sha in known:
-                batch.skipped.append(f"{e.path}: same image bytes already registered ({known[sha]}); skipped")
-                continue
-            if sha in seen:
-                batch.skipped.append(f"{e.path}: same image bytes as {seen[sha]} in this batch; skipped")
-                continue
-            bgr = decode_bytes(data, str(e.path), encoder.input_size)
-            x = preprocess(bgr, encoder.contract)
         except DecodeError as exc:
             bad.append(str(exc))
+            bad_files.add(n)
             continue
         finally:
             if progress is not None:
                 progress(1)
-        seen[sha] = str(e.path)
-        batch.sources.append(str(e.path.resolve()))
-        batch.labels.append(e.label)
-        batch.sha256.append(sha)
-        batch.derived.append(e.derived)
-        buf.append(x)
-        if len(buf) >= CHUNK:
-            flush()
+        sha = hashlib.sha256(data).hexdigest()
+        resolved = str(e.path.resolve())
+        for page, img in iter_pages_of(data, str(e.path), encoder.input_size):  # lazily: a 300-page TIFF
+            key = items_mod.page_key(sha, page)
+            shown = items_mod.page_source(str(e.path), page)
+            if key in known:
+                batch.skipped.append(f"{shown}: same image bytes already registered ({known[key]}); skipped")
+                continue
+            if key in seen:
+                batch.skipped.append(f"{shown}: same image bytes as {seen[key]} in this batch; skipped")
+                continue
+            if isinstance(img, DecodeError):
+                bad.append(str(img))
+                bad_files.add(n)
+                continue
+            seen[key] = shown
+            batch.sources.append(items_mod.page_source(resolved, page))
+            batch.labels.append(e.label)
+            batch.sha256.append(key)
+            batch.derived.append(e.derived)
+            batch.pages.append(page)
+            buf.append(preprocess(img, encoder.contract))
+            if len(buf) >= CHUNK:
+                flush()
     flush()
     if bad:
-        raise BadImagesError(bad, f"{len(bad)} of {len(entries)} images could not be read; nothing was added")
+        pages = f" ({len(bad)} pages)" if len(bad) > len(bad_files) else ""
+        raise BadImagesError(bad, f"{len(bad_files)} of {len(entries)} images could not be read{pages}; "
+                                  "nothing was added")
     if feats:
         batch.feats = np.concatenate(feats).astype(np.float32, copy=False)
     return batch

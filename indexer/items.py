@@ -3,10 +3,17 @@
 Columns: id int64 (= the FAISS id, never reused), label, source (absolute path of the image
 registered), sha256 of the image bytes (duplicate detection and verify), added_at (UTC),
 page (nullable, for pages of multi-page sources), note (nullable, free text).
+
+A page of a multi-page file (TIFF, PDF) is an item of its own: its ``page`` is the 0-based page
+index (0 for an image; null for vectors imported without one), its source is the file's path with ``#page=N`` for pages after the first (what
+``indexer import`` gives an embedding file's pages), and its key in the ``sha256`` column is
+:func:`page_key`: the file's hash for the first page, a hash of (file hash, page) for the others,
+so adding the same PDF twice skips every page, not only the first.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from typing import BinaryIO, Sequence
 
@@ -23,6 +30,24 @@ SCHEMA = pa.schema([
     pa.field("page", pa.int32()),
     pa.field("note", pa.string()),
 ])
+
+
+def page_key(file_sha256: str, page: int | None) -> str:
+    """The duplicate key of page ``page`` of a file whose bytes hash to ``file_sha256``."""
+    if not file_sha256 or not page:
+        return file_sha256
+    return hashlib.sha256(f"{file_sha256}#page={int(page)}".encode()).hexdigest()
+
+
+def page_source(path: str, page: int | None) -> str:
+    """The source text of a page: the path, with ``#page=N`` after the first page."""
+    return path if not page else f"{path}#page={int(page)}"
+
+
+def file_of(source: str, page: int | None) -> str:
+    """The file a page's source names (:func:`page_source` undone)."""
+    suffix = f"#page={int(page)}" if page else ""
+    return source[:-len(suffix)] if suffix and source.endswith(suffix) else source
 
 
 def empty() -> pa.Table:

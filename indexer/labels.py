@@ -10,8 +10,10 @@ folder parts plus the file stem joined by "_" (``register/id/de.png`` -> ``id_de
 that map to one label (``a_b.png`` and ``a/b.jpg``, or ``x.png`` and ``x.jpg``) are refused
 rather than one silently overwriting the other.
 
-Files and folders whose name starts with "." are skipped; only IMAGE_SUFFIXES count as images
-(case-insensitive); other files are ignored.
+Directories are walked by the one reader every command uses (:func:`encoders.inputs.walk_files`):
+entries sorted, names starting with "." skipped, symbolic links to directories not followed, a
+folder that cannot be listed an error.  DOCUMENT_SUFFIXES count (case-insensitive: images, TIFF and
+PDF, every page of which becomes an exemplar); other files are ignored.
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from encoders.decode import IMAGE_SUFFIXES  # the one list for every reader
+from encoders.decode import DOCUMENT_SUFFIXES  # the one list for every reader
+from encoders.inputs import walk_files
 
-from .errors import GalleryError, LabelError
+from .errors import BadImagesError, GalleryError, LabelError
 
 LABEL_MODES = ("folder", "file")
 
@@ -36,7 +39,8 @@ class Scan:
 
 
 def is_image(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+    """A file the readers take: an image, a TIFF or a PDF (every page of it)."""
+    return Path(path).suffix.lower() in DOCUMENT_SUFFIXES
 
 
 # Labels end up in text tables, JSON, CSV and Parquet; a newline splits a row, a bidirectional
@@ -63,17 +67,21 @@ def check_label(label: str) -> str:
 
 
 def walk_images(root: Path) -> tuple[list[Path], list[Path]]:
-    """(images, other files) below ``root``, sorted, hidden files and folders skipped."""
+    """(documents, other files) below ``root``, sorted, as :func:`encoders.inputs.walk_files` walks.
+
+    A folder that cannot be listed raises :class:`BadImagesError` naming it: a register read in part
+    would silently lose types.
+    """
     images: list[Path] = []
     others: list[Path] = []
-    # symbolic links to directories are not followed: `sub/up -> ..` would register the tree again
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            p = Path(dirpath) / name
-            (images if is_image(p) else others).append(p)
+    unreadable: list[str] = []
+    for path, problem in walk_files(str(root), suffixes=None):
+        if problem is not None:
+            unreadable.append(f"{path}: {problem}")
+        else:
+            (images if is_image(path) else others).append(Path(path))
+    if unreadable:
+        raise BadImagesError(unreadable, f"cannot read every folder under {root}; nothing was added")
     return images, others
 
 
@@ -97,7 +105,7 @@ def scan_register(root: str | os.PathLike, mode: str = "folder") -> Scan:
         raise GalleryError(f"register directory not found (or not a directory): {root}")
     images, others = walk_images(root)
     if not images:
-        raise GalleryError(f"no images found under {root} (looked for {', '.join(IMAGE_SUFFIXES)}, "
+        raise GalleryError(f"no images found under {root} (looked for {', '.join(DOCUMENT_SUFFIXES)}, "
                            "hidden files skipped)")
     entries: list[tuple[Path, str]] = []
     at_root: list[Path] = []

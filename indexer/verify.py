@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from encoders.decode import DecodeError, decode_bytes, read_bytes
+from encoders.decode import DecodeError, read_bytes
 from encoders.preprocess import preprocess
 
 from . import index as idx
@@ -153,38 +153,46 @@ def _reencode(gallery: Gallery, encoder: Any, sample: int, seed: int, row_of: di
         return
     from pathlib import Path
 
+    from encoders.pages import iter_pages_of
+
+    from .items import file_of, page_key
+
     items = gallery.items
     ids = items.column("id").to_pylist()
-    sources = items.column("source").to_pylist()
+    pages = items.column("page").to_pylist()
+    files = [file_of(s, pg) for s, pg in zip(items.column("source").to_pylist(), pages)]
     shas = items.column("sha256").to_pylist()
-    existing = [i for i, s in enumerate(sources) if shas[i] and Path(s).is_file()]
+    existing = [i for i, f in enumerate(files) if shas[i] and Path(f).is_file()]
     if not all(shas):
         rep.notes.append(f"{sum(1 for h in shas if not h)} items were imported as vectors (no image hash); "
                          "not re-encoded")
-    gone = sum(1 for i, s in enumerate(sources) if shas[i] and not Path(s).is_file())
+    gone = sum(1 for i, f in enumerate(files) if shas[i] and not Path(f).is_file())
     if gone:
         rep.notes.append(f"{gone} sources no longer exist; not re-encoded")
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(existing, size=min(sample, len(existing)), replace=False).tolist()) if existing else []
     for i in pick:
+        page = pages[i] or 0
+        shown = f"{files[i]} page {page}" if page else files[i]
         try:
-            data = read_bytes(sources[i])  # stats first: a source replaced by a FIFO never blocks verify
+            data = read_bytes(files[i])  # stats first: a source replaced by a FIFO never blocks verify
         except DecodeError as exc:
-            rep.notes.append(f"{sources[i]}: {exc.reason}; not re-encoded")
+            rep.notes.append(f"{shown}: {exc.reason}; not re-encoded")
             continue
-        if hashlib.sha256(data).hexdigest() != shas[i]:
-            rep.notes.append(f"{sources[i]}: file changed since it was registered as id {ids[i]}; not re-encoded")
+        if page_key(hashlib.sha256(data).hexdigest(), page) != shas[i]:
+            rep.notes.append(f"{shown}: file changed since it was registered as id {ids[i]}; not re-encoded")
             continue
-        try:
-            x = preprocess(decode_bytes(data, sources[i], encoder.input_size), encoder.contract)
-        except DecodeError as exc:
-            rep.problems.append(f"id {ids[i]}: {exc}")
+        img = next((im for pg, im in iter_pages_of(data, files[i], encoder.input_size) if pg == page),
+                   DecodeError(files[i], f"page {page} not found"))
+        if isinstance(img, DecodeError):
+            rep.problems.append(f"id {ids[i]}: {img}")
             continue
+        x = preprocess(img, encoder.contract)
         if ids[i] not in row_of:
             continue  # already reported as an id mismatch
         fresh = encoder.encode_batch(x[None])[0]
         cos = float(np.dot(fresh, vecs[row_of[ids[i]]]))
         rep.reencoded += 1
         if cos < 1.0 - COSINE_TOLERANCE:
-            rep.problems.append(f"id {ids[i]} ({sources[i]}): re-encoded vector differs from the stored one "
+            rep.problems.append(f"id {ids[i]} ({shown}): re-encoded vector differs from the stored one "
                                 f"(cosine {cos:.6f} < {1.0 - COSINE_TOLERANCE})")

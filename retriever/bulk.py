@@ -3,7 +3,7 @@
 >>> from retriever.bulk import run_bulk
 >>> summary = run_bulk(["scans/", "@more.txt"], "gallery/", "results.parquet", workers=2)
 
-A pipeline, not a loop: inputs are expanded lazily (:mod:`retriever.inputs`), cut into batches
+A pipeline, not a loop: inputs are expanded lazily (:mod:`encoders.inputs`), cut into batches
 of ``batch_size`` files, and each batch is decoded (reduced-resolution JPEG decoding, one row per
 TIFF/PDF page), encoded (one batched ONNX call) and searched (one batched FAISS search) by one of
 ``workers`` threads (:class:`retriever.bulk_batch.BatchProcessor`; OpenCV, ONNX Runtime and
@@ -35,7 +35,7 @@ from .bulk_progress import Progress
 from .bulk_store import PartStore, Tally, identity_differences, inputs_digest, now_iso, parts_dir_for, tally_columns
 from .defaults import BATCH_SIZE, TOP_K, WORKERS
 from .errors import BulkError, ResumeRefusedError
-from .inputs import InputItem
+from encoders.inputs import InputItem
 from .run_config import RunConfig
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
              search_params: dict | None = None, report: Any = None) -> dict[str, Any]:
     """Classify every input into ``out`` (Parquet, one row per page); returns the summary dict.
 
-    ``inputs``: specs as :func:`retriever.inputs.expand_inputs` reads them (files, directories,
+    ``inputs``: specs as :func:`encoders.inputs.expand_inputs` reads them (files, directories,
     globs, ``@list.txt``, ``table.parquet:column``).  ``gallery``: a gallery directory, an open
     gallery, or a ready :class:`retriever.Retriever` (then ``encoder``/``fpir``/``fpr``/``threshold``/``top_k``/
     ``labels`` are its own; the operating point is as :class:`retriever.Retriever` chooses it: FPIR 1e-2 by

@@ -22,8 +22,8 @@ from encoders.decode import DecodeError, read_bytes
 from encoders.preprocess import preprocess
 
 from .defaults import BATCH_SIZE
-from .inputs import display_path, source_and_text
-from .pages import iter_pages_of
+from encoders.inputs import display_path, source_and_text
+from encoders.pages import iter_pages_of
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 def _pages_and_hash(source: str, target: tuple[int, int], with_hash: bool
                     ) -> tuple[Iterator[tuple[int, Any]], str | None]:
-    """The pages of ``source`` (what :func:`retriever.pages.iter_pages` gives) and, for an embedding job,
+    """The pages of ``source`` (what :func:`encoders.pages.iter_pages` gives) and, for an embedding job,
     the SHA-256 of the very bytes they are read from: one guarded read (``read_bytes``: type checked
     before opening, size bounded), never a second ``open()`` that a FIFO or /dev/zero would hang or flood."""
     try:

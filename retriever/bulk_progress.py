@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from indexer import cli_shared  # LOG_EVERY_S is read at each update: one value for every command
 
-from .inputs import count_inputs
+from encoders.inputs import count_inputs
 
 
 class Progress:

@@ -39,7 +39,7 @@ from indexer.atomic import TMP_PREFIX, atomic_write, atomic_write_json
 
 from .bulk_batch import SEQ
 from .errors import BulkError, ResumeRefusedError
-from .inputs import InputItem, expand_inputs
+from encoders.inputs import InputItem, expand_inputs
 
 # What a parts directory of ours may hold: the progress file, parts, temporary files of atomic writes.
 _OWN_PART_FILE = re.compile(r"^(progress\.json|part-\d{5,}\.parquet|\.tmp-.*)$")

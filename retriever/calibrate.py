@@ -10,7 +10,10 @@ LABELLED_DIR layout: one folder per registered type, the folder path relative to
 being the gallery label (``passport/de/scan1.jpg`` -> ``passport/de``), plus an optional
 ``unknown/`` folder of documents of types *not* in the gallery.  Unknown captures count as
 negatives against every type (they are different-type pairs, the very false accepts a threshold
-must guard against) and give the open-set false-accept rate.
+must guard against) and give the open-set false-accept rate.  The folder is walked by the reader
+every command uses (:func:`encoders.inputs.walk_files`: sorted, hidden entries skipped, directory
+links not followed); every page of a TIFF or PDF capture is a capture of its own, as in
+``retriever run``.
 
 Negative pairs available: ``known x (types - 1) + unknown x types``; an FPR of f needs at least
 1/f of them (FPR 1e-4 -> 10,000).  Explicitly asked FPRs that cannot be measured are refused;
@@ -25,7 +28,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from encoders.decode import IMAGE_SUFFIXES  # the one list for every reader
+from encoders.decode import DOCUMENT_SUFFIXES  # the one list for every reader
+from encoders.inputs import walk_files
 
 from . import metrics as M
 from . import openset as O
@@ -61,27 +65,64 @@ def scan_labelled_dir(labelled_dir: str | os.PathLike) -> tuple[list[tuple[Path,
     known: list[tuple[Path, str]] = []
     unknown: list[Path] = []
     loose: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel = Path(dirpath).relative_to(root)
-        for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            p = Path(dirpath) / name
-            if rel == Path("."):
-                loose.append(p)
-            elif rel.parts[0] == UNKNOWN_DIR:
-                unknown.append(p)
-            else:
-                known.append((p, rel.as_posix()))
+    unreadable: list[str] = []
+    for path, problem in walk_files(str(root)):
+        if problem is not None:
+            unreadable.append(f"{path}: {problem}")
+            continue
+        p = Path(path)
+        rel = p.parent.relative_to(root)
+        if rel == Path("."):
+            loose.append(p)
+        elif rel.parts[0] == UNKNOWN_DIR:
+            unknown.append(p)
+        else:
+            known.append((p, rel.as_posix()))
+    if unreadable:
+        raise CalibrationError(f"{root}: cannot list every folder ({'; '.join(unreadable[:5])}); a calibration on "
+                               "part of the captures would misstate the rates")
     if loose:
         raise CalibrationError(f"{root}: images directly in the directory have no label "
                                f"({', '.join(p.name for p in loose[:5])}{' ...' if len(loose) > 5 else ''}); "
                                f"put each in the folder named after its gallery label, or in {UNKNOWN_DIR}/")
     if not known and not unknown:
-        raise CalibrationError(f"{root}: no images found ({', '.join(IMAGE_SUFFIXES)}); expected one folder "
+        raise CalibrationError(f"{root}: no images found ({', '.join(DOCUMENT_SUFFIXES)}); expected one folder "
                                f"per gallery label holding captures of that type, and optionally {UNKNOWN_DIR}/")
     return known, unknown
+
+
+def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32) -> tuple[np.ndarray, list[int]]:
+    """Features of every page of ``paths`` and, per row, the index of its path.
+
+    Reads every file even after one fails, then raises :class:`CalibrationError` listing each
+    unreadable file or page: a calibration needs all of its captures, and the user fixes them in one go.
+    """
+    from encoders.decode import DecodeError
+    from encoders.pages import iter_pages
+    from encoders.preprocess import preprocess
+
+    feats: list[np.ndarray] = []
+    owners: list[int] = []
+    buf: list[np.ndarray] = []
+    bad: list[str] = []
+    for i, path in enumerate(paths):
+        for _, img in iter_pages(str(path), encoder.input_size):
+            if isinstance(img, DecodeError):
+                bad.append(str(img))
+                continue
+            owners.append(i)
+            if not bad:  # once one capture is bad nothing is scored: keep reading, stop encoding
+                buf.append(preprocess(img, encoder.contract))
+                if len(buf) >= batch_size:
+                    feats.append(encoder.encode_batch(np.stack(buf)))
+                    buf.clear()
+    if bad:
+        shown = "\n".join(f"  - {b}" for b in bad[:20]) + (f"\n  ... ({len(bad)} in all)" if len(bad) > 20 else "")
+        raise CalibrationError(f"cannot read {len(bad)} capture(s) or page(s); nothing was measured:\n{shown}")
+    if buf:
+        feats.append(encoder.encode_batch(np.stack(buf)))
+    dim = int(encoder.dim)
+    return (np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)), owners
 
 
 def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: np.ndarray,
@@ -242,7 +283,6 @@ def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
     Returns the stored record (``table``, ``source``, ``n_pos``, ``n_neg``, ``register_size``,
     ``table_markdown``, ...).
     """
-    from encoders import DecodeError
     from indexer.gallery import Gallery
 
     known, unknown = scan_labelled_dir(labelled_dir)
@@ -252,12 +292,10 @@ def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
         raise CalibrationError(f"{gallery_path}: the gallery is empty; add register exemplars first")
     wanted = _check_data(str(labelled_dir), [lab for _, lab in known], len(unknown), types,
                          None if fprs is None else list(fprs))
-    try:
-        kf = encoder.encode([str(p) for p, _ in known], batch_size=32)
-        uf = encoder.encode([str(p) for p in unknown], batch_size=32) if unknown else None
-    except DecodeError as exc:
-        raise CalibrationError(f"cannot read a capture: {exc}") from None
-    sets = score_against_gallery(g, types, kf, [lab for _, lab in known], uf)
+    feats, owners = encode_pages(encoder, [p for p, _ in known] + unknown)  # one pass: every bad file named
+    is_known = np.asarray(owners, dtype=np.int64) < len(known)
+    uf = feats[~is_known] if unknown else None
+    sets = score_against_gallery(g, types, feats[is_known], [known[i][1] for i in owners if i < len(known)], uf)
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     record = calibration_from_scores(sets, wanted, f"user calibration {Path(labelled_dir).resolve()} {date}")
     record["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}

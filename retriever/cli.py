@@ -125,7 +125,7 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
                    f"{op.describe() if verbosity() >= 1 else op.summary()}", err=True)
 
     from .errors import InputError
-    from .inputs import expand_inputs as read_inputs, source_and_text
+    from encoders.inputs import expand_inputs as read_inputs, source_and_text
 
     try:
         inputs = list(read_inputs([str(p) for p in paths]))

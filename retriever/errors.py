@@ -4,9 +4,12 @@
 the message alone); each subclass also derives from the builtin it used to be (``ValueError`` for
 bad values, ``RuntimeError`` for a state that cannot work), so older ``except`` clauses still hold.
 Errors from the layers below keep their own bases: :class:`encoders.EncoderError`,
-:class:`encoders.DecodeError`, :class:`indexer.errors.GalleryError`.
+:class:`encoders.DecodeError`, :class:`encoders.inputs.InputError` (an input spec that cannot be
+read, shared with the indexer's reader), :class:`indexer.errors.GalleryError`.
 """
 from __future__ import annotations
+
+from encoders.inputs import InputError
 
 __all__ = ["BulkError", "CalibrationError", "InputError", "NoThresholdTableError", "OutputError",
            "ResumeRefusedError", "RetrieverBaseError", "RetrieverError", "ThresholdError", "setup_errors"]
@@ -40,10 +43,6 @@ class ResumeRefusedError(BulkError):
     """An interrupted or finished job differs from the one asked for; the message names how."""
 
 
-class InputError(RetrieverBaseError, ValueError):
-    """An input specification that cannot be read (a list file, a table column, a glob)."""
-
-
 class OutputError(RetrieverBaseError, ValueError):
     """The output name asks for a format this command cannot write."""
 
@@ -54,4 +53,4 @@ def setup_errors() -> tuple[type[BaseException], ...]:
     from encoders import EncoderError
     from indexer.errors import GalleryError
 
-    return (RetrieverBaseError, EncoderError, GalleryError)
+    return (RetrieverBaseError, EncoderError, InputError, GalleryError)

@@ -42,7 +42,7 @@ from .errors import BulkError
 if TYPE_CHECKING:
     from .bulk_progress import Progress
     from .bulk_store import PartStore
-    from .inputs import InputItem
+    from encoders.inputs import InputItem
 
 __all__ = ["CHUNK_FILES", "RayClassifier", "actor_cpus", "run_ray"]
 

@@ -338,7 +338,7 @@ class Retriever:
         """The pages of one input, each preprocessed or the reason it cannot be."""
         from encoders.decode import DecodeError
 
-        from .pages import iter_pages, iter_pages_of
+        from encoders.pages import iter_pages, iter_pages_of
 
         target = tuple(self.encoder.contract.input_size)
         if isinstance(src, (str, os.PathLike)):

@@ -262,7 +262,7 @@ def create_app(cfg: ServiceConfig) -> Any:
     from encoders.decode import DecodeError
     from encoders.preprocess import preprocess
 
-    from .pages import iter_pages_of
+    from encoders.pages import iter_pages_of
 
     holder = GalleryHolder(cfg)
     admission = Admission(cfg.workers, cfg.queue)

@@ -23,7 +23,7 @@ from retriever import bulk_batch
 from retriever.bulk_cli import run as run_cmd
 from retriever.bulk_meta import META_KEY, read_result_metadata
 from retriever.bulk_store import BulkError, ResumeRefusedError
-from retriever.inputs import InputError, expand_inputs
+from encoders.inputs import InputError, expand_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["path", "page", "label", "score", "accepted", "threshold", "top_k_labels", "top_k_scores", "top_k_ids", "margin",
@@ -173,7 +173,7 @@ def test_multipage_tiff_and_pdf_give_one_row_per_page(tiny, gallery, tmp_path):
     assert rows == [("a.tif", 0), ("a.tif", 1), ("a.tif", 2), ("b.pdf", 0), ("b.pdf", 1), ("scan-00000.jpg", 0)]
     assert t.column("error").null_count == t.num_rows
     # each TIFF page is read as that page (not page 0 three times)
-    from retriever.pages import iter_pages
+    from encoders.pages import iter_pages
 
     pages = list(iter_pages(str(d / "a.tif")))
     assert [i for i, _ in pages] == [0, 1, 2]
@@ -196,7 +196,7 @@ def test_pdf_without_pypdfium2_is_one_error_row_with_install_hint(tiny, gallery,
 
 
 def test_pdf_pages_render_near_twice_the_model_input(tiny):
-    from retriever.pages import _pdf_scale
+    from encoders.pages import _pdf_scale
 
     s = _pdf_scale(595.0, 842.0, (128, 128))  # A4 in points
     assert 2 * 128 <= 595 * s < 3 * 128 and 842 * s >= 2 * 128

@@ -23,9 +23,9 @@ import pytest
 from bulk_helpers import bulk, interrupted_run, build_gallery, scan, write_pdf, write_scans
 from encoders import decode
 from encoders.decode import MAX_PIXELS, DecodeError, read_bytes, read_image
-from retriever import pages
-from retriever.inputs import display_path, expand_inputs, fs_path, walk_files
-from retriever.pages import iter_pages
+from encoders import pages
+from encoders.inputs import display_path, expand_inputs, fs_path, walk_files
+from encoders.pages import iter_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"),
@@ -445,7 +445,7 @@ def test_a_broken_chain_without_a_declared_page_count_is_reported_once(tmp_path)
 # ------------------------------------------------------------------ 8. classify names the real reason
 def test_classify_reports_link_loops_and_broken_links_as_such(tiny_model_path, gallery, tmp_path, runner):
     from retriever.cli import main
-    from retriever.inputs import expand_inputs
+    from encoders.inputs import expand_inputs
 
     d = tmp_path / "in"
     linked_tree(d)

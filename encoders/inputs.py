@@ -39,9 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from encoders.decode import DOCUMENT_SUFFIXES
-
-from .errors import InputError
+from .decode import DOCUMENT_SUFFIXES
 
 __all__ = ["InputError", "InputItem", "SUPPORTED_SUFFIXES", "count_inputs", "display_path", "expand_inputs", "fs_path",
            "source_and_text", "walk_files"]
@@ -51,6 +49,10 @@ TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
 DEFAULT_COLUMN = "path"
 _GLOB_CHARS = set("*?[")
 _BYTE_ESCAPE = re.compile(rb"\\x([89a-f][0-9a-f])")  # what backslashreplace makes of a non-UTF-8 byte
+
+
+class InputError(ValueError):
+    """An input specification that cannot be read (a list file, a table column, a glob)."""
 
 
 @dataclass(frozen=True)

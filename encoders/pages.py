@@ -23,7 +23,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from encoders.decode import (MAX_PAGES, MAX_PIXELS, DecodeError, TiffDirectory, check_header, decode_bytes, imdecode,
+from .decode import (MAX_PAGES, MAX_PIXELS, DecodeError, TiffDirectory, check_header, decode_bytes, imdecode,
                              read_bytes, tiff_layout, tiff_page_header, to_bgr_uint8)
 
 __all__ = ["PDF_INSTALL_HINT", "PDF_RENDER_FACTOR", "iter_pages", "iter_pages_of"]
