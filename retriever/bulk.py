@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from .bulk_batch import BatchProcessor, chunked, embed_schema, output_schema
 from .bulk_meta import embed_identity, embed_metadata, read_result_metadata, run_metadata, with_run_metadata
-from .bulk_progress import Progress
+from .bulk_progress import Progress, ProgressSink, Silent
 from .bulk_store import PartStore, Tally, identity_differences, inputs_digest, now_iso, parts_dir_for, tally_columns
 from .defaults import BATCH_SIZE, TOP_K, WORKERS
 from .errors import BulkError, ResumeRefusedError
@@ -57,7 +57,7 @@ def _make_retriever(gallery: Any, encoder: "Encoder | None", fpr: float | None, 
                      search_params=search_params)
 
 
-def run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor, store: PartStore, prog: Progress,
+def run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor, store: PartStore, prog: ProgressSink,
               workers: int, batch_size: int, address: str | None = None) -> None:
     """The local engine: batches to a thread pool, at most ``2 * workers`` in flight, committed in input
     order.  (``address`` is the Ray engine's; engines share one signature.)"""
@@ -89,7 +89,7 @@ def run_local(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_on_ray(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor, store: PartStore, prog: Progress,
+def run_on_ray(items: Iterator[tuple[int, InputItem]], processor: BatchProcessor, store: PartStore, prog: ProgressSink,
                workers: int, batch_size: int, address: str | None = None) -> None:
     """The Ray engine (:mod:`retriever.ray_engine`, imported only when used: Ray is an optional extra)."""
     from .ray_engine import run_ray
@@ -178,7 +178,8 @@ def _already_complete(out: Path, specs: Sequence[str], identity: dict[str, Any],
 def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.PathLike,
              encoder: "Encoder | None" = None, fpr: float | None = None, threshold: float | None = None, top_k: int = TOP_K,
              workers: int = WORKERS, batch_size: int = BATCH_SIZE, with_features: bool = False, resume: bool = True,
-             progress: bool = True, overwrite: bool = False, engine: str = "local", ray_address: str | None = None,
+             progress: "ProgressSink | bool | None" = None, overwrite: bool = False, engine: str = "local",
+             ray_address: str | None = None,
              part_rows: int | None = None, fpir: float | None = None,
              labels: Sequence[str] | None = None, on_rows: Any = None,
              search_params: dict | None = None, report: Any = None) -> dict[str, Any]:
@@ -195,7 +196,8 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     ``resume``: continue an interrupted run at ``out`` (refused if it differs);
     ``overwrite``: discard it, and any finished ``out``, and start again.
     ``on_rows``: called with every table of result rows as it is committed, in input order.
-    ``progress``: a bar (or periodic lines) on stderr while it runs.  ``report``: called with notes worth
+    ``progress``: a :class:`retriever.bulk_progress.ProgressSink` told of every committed batch (the
+    CLI's bar or periodic lines); ``True`` for that display on stderr; default silent.  ``report``: called with notes worth
     saying before the work starts (a resumed run); the library prints nothing else: the summary is the
     returned dict (:func:`format_summary` makes it lines).
     The summary has counts (rows, accepted, rejected, errors, accepted per label), ``wall_time_s``
@@ -215,7 +217,8 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
 
 
 def run_embed(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, encoder: "Encoder | None" = None,
-              workers: int = WORKERS, batch_size: int = BATCH_SIZE, resume: bool = True, progress: bool = True,
+              workers: int = WORKERS, batch_size: int = BATCH_SIZE, resume: bool = True,
+              progress: "ProgressSink | bool | None" = None,
               overwrite: bool = False, part_rows: int | None = None, report: Any = None) -> dict[str, Any]:
     """Encode every input into ``out``: Parquet with ``path``, ``page``, ``vector`` (fixed-size list of
     float32, L2-normalised), ``sha256`` (of the file) and ``error``, and the model's name, fingerprint and
@@ -258,7 +261,7 @@ def _check_job(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, engi
 
 def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: dict[str, Any], meta: dict[str, Any],
              schema: Any, t0: float, kind: str, threshold: float | None, *, workers: int, batch_size: int,
-             resume: bool, progress: bool, overwrite: bool, engine: str, ray_address: str | None,
+             resume: bool, progress: "ProgressSink | bool | None", overwrite: bool, engine: str, ray_address: str | None,
              part_rows: int | None, on_rows: Any, report: Any = None) -> dict[str, Any]:
     """The job itself, for classification and embedding alike: refuse or reuse a finished output,
     open (or resume) the part store, run the engine, merge."""
@@ -279,8 +282,12 @@ def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: d
             report(f"note: {note}")
     resumed_files, resumed_rows = store.files_done, store.rows_done
     items = store.remaining(specs)
-    prog = Progress(progress, specs, resumed_files, verb="embedding" if kind == "embed" else "classifying",
-                     command=f"retriever {kind}")
+    if progress is True:  # a convenience for Python callers; the CLI passes its own display
+        prog: ProgressSink = Progress(specs, verb="embedding" if kind == "embed" else "classifying",
+                                      command=f"retriever {kind}")
+    else:
+        prog = progress or Silent()
+    prog.start(resumed_files)
     try:
         ENGINES[engine](items, processor, store, prog, workers, batch_size, ray_address)
         store.finish()

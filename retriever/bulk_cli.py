@@ -13,7 +13,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import click
 
@@ -21,6 +21,15 @@ from indexer.cli_shared import (EXIT_INPUT_ERRORS, EXIT_INTERRUPTED, model_optio
                                 search_params_of)
 
 from .defaults import BATCH_SIZE, TOP_K, WORKERS
+def _display(quiet: bool, inputs: Sequence[str], kind: str) -> Any:
+    """The progress display this command draws (the library draws none): a bar or periodic lines."""
+    if quiet:
+        return None
+    from .bulk_progress import Progress
+
+    return Progress(list(inputs), verb="embedding" if kind == "embed" else "classifying", command=f"retriever {kind}")
+
+
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")
 
 
@@ -110,7 +119,8 @@ def run(inputs: tuple[str, ...], gallery: Path, out: Path, fpir: float | None, f
         summary = _run_job(lambda: run_bulk(
             list(inputs), str(gallery), target, encoder=_encoder(encoders, model, gallery, backend, gpu_id),
             fpir=fpir, fpr=fpr, threshold=threshold, top_k=top_k, workers=workers, batch_size=batch_size,
-            with_features=with_features, resume=True, progress=not quiet, overwrite=overwrite or fmt == "stdout",
+            with_features=with_features, resume=True, progress=_display(quiet, inputs, "run"),
+            overwrite=overwrite or fmt == "stdout",
             engine=engine, ray_address=ray_address, labels=list(labels) or None, on_rows=on_rows,
             search_params=search_params_of(search_param_pairs), report=_say), out)
     _finish(summary, format_summary)
@@ -230,5 +240,6 @@ def embed(inputs: tuple[str, ...], out: Path, workers: int, batch_size: int, ove
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
     summary = _run_job(lambda: run_embed(list(inputs), out, encoder=encoder, workers=workers, batch_size=batch_size,
-                                         resume=True, progress=not quiet, overwrite=overwrite, report=_say), out)
+                                         resume=True, progress=_display(quiet, inputs, "embed"), overwrite=overwrite,
+                                         report=_say), out)
     _finish(summary, format_summary)

@@ -1,41 +1,67 @@
-"""Progress of a bulk job: a tqdm bar on a terminal (rate, ETA), a plain line every few seconds
-otherwise, nothing when disabled.  Its own module so both engines can take it without importing
-each other."""
+"""Progress of a bulk job, told to a sink the caller owns.
+
+The library draws nothing by itself: engines call a :class:`ProgressSink` (:class:`Silent` by
+default); the command line passes :class:`Progress`, a tqdm bar on a terminal (rate, ETA) and a
+plain line every few seconds otherwise.  Its own module so both engines can take a sink without
+importing each other.
+"""
 from __future__ import annotations
 
 import sys
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 from indexer import cli_shared  # LOG_EVERY_S is read at each update: one value for every command
 
 from encoders.inputs import count_inputs
 
 
-class Progress:
-    """tqdm bar on a terminal (rate, ETA); periodic plain lines otherwise; nothing when disabled."""
+class ProgressSink(Protocol):
+    """What a bulk job tells while it runs: ``start`` once (inputs already done by an earlier run),
+    ``update`` per committed batch, ``close`` at the end, whether the job finished or not."""
 
-    def __init__(self, enabled: bool, specs: Sequence[str], initial: int, stream: Any = None,
-                 verb: str = "classifying", command: str = "retriever run") -> None:
-        self.verb, self.command = verb, command
-        self.enabled = enabled
+    def start(self, initial: int) -> None: ...
+
+    def update(self, files: int, rows: int, errors: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Silent:
+    """The library's default sink: a job run from Python prints nothing."""
+
+    def start(self, initial: int) -> None:
+        pass
+
+    def update(self, files: int, rows: int, errors: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Progress:
+    """tqdm bar on a terminal (rate, ETA, total counted in a background thread); off one, a plain
+    line every LOG_EVERY_S seconds."""
+
+    def __init__(self, specs: Sequence[str], stream: Any = None, verb: str = "classifying",
+                 command: str = "retriever run") -> None:
+        self.specs, self.verb, self.command = list(specs), verb, command
         self.stream = stream if stream is not None else sys.stderr
-        self.files = initial
-        self.initial = initial
-        self.rows = 0
-        self.errors = 0
+        self.files = self.initial = self.rows = self.errors = 0
         self.total: int | None = None
-        self.start = time.monotonic()
-        self.last_log = self.start
+        self.start_time = self.last_log = time.monotonic()
         self.bar = None
-        if not enabled:
-            return
+
+    def start(self, initial: int) -> None:
         from tqdm.auto import tqdm
 
+        self.files = self.initial = initial
+        self.start_time = self.last_log = time.monotonic()
         self.bar = tqdm(total=None, initial=initial, unit="file", disable=None, file=self.stream,
-                        dynamic_ncols=True, smoothing=0.05, desc=verb)
-        threading.Thread(target=self._count, args=(list(specs),), daemon=True, name="bulk-count").start()
+                        dynamic_ncols=True, smoothing=0.05, desc=self.verb)
+        threading.Thread(target=self._count, args=(self.specs,), daemon=True, name="bulk-count").start()
 
     def _count(self, specs: list[str]) -> None:
         try:
@@ -50,8 +76,6 @@ class Progress:
         self.files += files
         self.rows += rows
         self.errors += errors
-        if not self.enabled:
-            return
         if self.bar is not None and not self.bar.disable:
             self.bar.set_postfix(rows=self.rows, errors=self.errors, refresh=False)
             self.bar.update(files)
@@ -62,7 +86,7 @@ class Progress:
             print(self.line(), file=self.stream, flush=True)
 
     def line(self) -> str:
-        elapsed = max(time.monotonic() - self.start, 1e-9)
+        elapsed = max(time.monotonic() - self.start_time, 1e-9)
         done = self.files - self.initial
         rate = done / elapsed
         total = f"/{self.total}" if self.total else ""

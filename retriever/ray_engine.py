@@ -40,7 +40,7 @@ from .defaults import BATCH_SIZE, WORKERS
 from .errors import BulkError
 
 if TYPE_CHECKING:
-    from .bulk_progress import Progress
+    from .bulk_progress import ProgressSink
     from .bulk_store import PartStore
     from encoders.inputs import InputItem
 
@@ -91,7 +91,7 @@ def _quiet_ray_data() -> None:
 
 
 def run_ray(items: Iterator[tuple[int, "InputItem"]], processor: BatchProcessor, store: "PartStore",
-            prog: "Progress", actors: int = WORKERS, batch_size: int = BATCH_SIZE, address: str | None = None,
+            prog: "ProgressSink", actors: int = WORKERS, batch_size: int = BATCH_SIZE, address: str | None = None,
             chunk_files: int = CHUNK_FILES) -> None:
     """Classify ``items`` on Ray into ``store`` (see the module doc); the driver's ``processor``
     supplies the model, gallery and threshold the actors must use."""

@@ -402,7 +402,8 @@ def test_progress_lines_when_not_a_terminal(monkeypatch):
     monkeypatch.setattr(cli_shared, "LOG_EVERY_S", 0.0)
     monkeypatch.setattr(bulk_progress, "count_inputs", lambda specs: 100)  # counted in a background thread
     stream = io.StringIO()
-    prog = bulk_progress.Progress(True, ["scans/"], initial=10, stream=stream)
+    prog = bulk_progress.Progress(["scans/"], stream=stream)
+    prog.start(10)
     deadline = time.monotonic() + 10
     while prog.total is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -410,6 +411,32 @@ def test_progress_lines_when_not_a_terminal(monkeypatch):
     prog.close()
     line = stream.getvalue().strip().splitlines()[-1]
     assert line.startswith("retriever run: 15/100 inputs, 6 rows this run, 1 errors") and "ETA" in line
+
+
+def test_the_library_draws_no_progress_unless_given_a_sink(tiny, gallery, tmp_path, capfd):
+    """run_bulk from Python prints nothing; a caller's sink hears every committed batch."""
+    scans = write_scans(tmp_path / "scans", 5)
+    bulk([tmp_path / "scans"], gallery, tmp_path / "quiet.parquet", tiny, progress=None)
+    assert capfd.readouterr().err == ""
+
+    class Sink:
+        def __init__(self):
+            self.calls = []
+
+        def start(self, initial):
+            self.calls.append(("start", initial))
+
+        def update(self, files, rows, errors):
+            self.calls.append(("update", files, rows, errors))
+
+        def close(self):
+            self.calls.append(("close",))
+
+    sink = Sink()
+    bulk([tmp_path / "scans"], gallery, tmp_path / "told.parquet", tiny, progress=sink)
+    assert sink.calls[0] == ("start", 0) and sink.calls[-1] == ("close",)
+    updates = [c for c in sink.calls if c[0] == "update"]
+    assert sum(c[1] for c in updates) == len(scans) and sum(c[2] for c in updates) == len(scans)
 
 
 CLI_CHILD = textwrap.dedent("""
