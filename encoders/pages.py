@@ -26,7 +26,7 @@ import numpy as np
 from .decode import (MAX_PAGES, MAX_PIXELS, DecodeError, TiffDirectory, check_header, decode_bytes, imdecode,
                              read_bytes, tiff_layout, tiff_page_header, to_bgr_uint8)
 
-__all__ = ["PDF_INSTALL_HINT", "PDF_RENDER_FACTOR", "iter_pages", "iter_pages_of"]
+__all__ = ["PDF_INSTALL_HINT", "PDF_RENDER_FACTOR", "has_pages", "iter_pages", "iter_pages_of"]
 
 PDF_RENDER_FACTOR = 2.0
 PDF_MAX_SCALE = 8.0  # 576 dpi: tiny pages (labels, tickets) still get enough pixels
@@ -52,9 +52,15 @@ def iter_pages(path: str, target_hw: tuple[int, int] | None = None) -> Iterator[
     yield from iter_pages_of(data, path, target_hw)
 
 
+def has_pages(data: bytes, name: str = "") -> bool:
+    """Whether ``data`` is a document that may hold several pages (PDF, TIFF), read from its first bytes."""
+    return data[:5] == b"%PDF-" or (name.lower().endswith(".pdf") and b"%PDF-" in data[:1024]) or \
+        data[:4] in _TIFF_MAGIC
+
+
 def iter_pages_of(data: bytes, name: str, target_hw: tuple[int, int] | None = None) -> Iterator[Page]:
     """:func:`iter_pages` for bytes already in memory (an upload); ``name`` is what errors report."""
-    if data[:5] == b"%PDF-" or (name.lower().endswith(".pdf") and b"%PDF-" in data[:1024]):
+    if has_pages(data, name) and data[:4] not in _TIFF_MAGIC:
         yield from _pdf_pages(data, name, target_hw)
     elif data[:4] in _TIFF_MAGIC:
         yield from _tiff_pages(data, name)

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from encoders.decode import DecodeError, read_bytes
-from encoders.pages import iter_pages_of
+from encoders.pages import has_pages, iter_pages_of
 from encoders.preprocess import preprocess
 
 from . import items as items_mod
@@ -146,7 +146,10 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
                 progress(1)
         sha = hashlib.sha256(data).hexdigest()
         resolved = str(e.path.resolve())
-        for page, img in iter_pages_of(data, str(e.path), encoder.input_size):  # lazily: a 300-page TIFF
+        # a single image already registered is skipped before it is decoded; pages are known one by one
+        pages = iter_pages_of(data, str(e.path), encoder.input_size) if has_pages(data, str(e.path)) else \
+            iter([(0, None)])
+        for page, img in pages:  # lazily: a 300-page TIFF is never in memory at once
             key = items_mod.page_key(sha, page)
             shown = items_mod.page_source(str(e.path), page)
             if key in known:
@@ -155,6 +158,8 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
             if key in seen:
                 batch.skipped.append(f"{shown}: same image bytes as {seen[key]} in this batch; skipped")
                 continue
+            if img is None:
+                img = next(iter_pages_of(data, str(e.path), encoder.input_size))[1]
             if isinstance(img, DecodeError):
                 bad.append(str(img))
                 bad_files.add(n)
