@@ -27,6 +27,27 @@ class ThresholdRow:
 
 
 @dataclass(frozen=True)
+class LocalMap:
+    """A second output of the model: a spatial feature map (N, C, H, W) that re-ranks the top-``k``
+    exemplars of a search.  Each candidate's score moves by ``weight`` x (its mean cell cosine with
+    the query, cells weighted where the candidates differ, minus the candidates' mean): look-alike
+    types differ in one small element, which a whole-page feature blurs and a map still locates
+    (scripts/ablate_local_rerank.py, scripts/results/local_rerank/)."""
+
+    output: str
+    k: int = 5
+    weight: float = 2.4
+
+    def __post_init__(self) -> None:
+        if not self.output:
+            raise ValueError("contract local.output must name a model output")
+        if self.k < 2:
+            raise ValueError(f"contract local.k must be >= 2 (re-ranking needs candidates), not {self.k}")
+        if not self.weight >= 0:
+            raise ValueError(f"contract local.weight must be >= 0, not {self.weight}")
+
+
+@dataclass(frozen=True)
 class ModelContract:
     """How pixels become model input, and what comes out.
 
@@ -50,6 +71,7 @@ class ModelContract:
     threshold_table: tuple[ThresholdRow, ...] = ()
     threshold_source: str = ""  # what data the table was measured on
     info: dict[str, Any] = field(default_factory=dict)  # free-form model-card facts
+    local: LocalMap | None = None  # a feature map output for re-ranking (None: cosine alone)
 
     def __post_init__(self) -> None:
         if self.colour not in ("RGB", "BGR"):
@@ -87,6 +109,11 @@ class ModelContract:
         d["mean"] = tuple(d.get("mean", (0.0, 0.0, 0.0)))
         d["std"] = tuple(d.get("std", (1.0, 1.0, 1.0)))
         d["threshold_table"] = tuple(ThresholdRow(**r) for r in d.get("threshold_table", ()))
+        if d.get("local") is not None:
+            try:
+                d["local"] = LocalMap(**d["local"])
+            except TypeError as exc:
+                raise ValueError(f"{source}: bad contract field 'local' ({exc})") from None
         return cls(**d)
 
     def with_thresholds(self, rows: list[ThresholdRow], source: str) -> "ModelContract":
@@ -94,6 +121,9 @@ class ModelContract:
 
     def with_info(self, **info: Any) -> "ModelContract":
         return dataclasses.replace(self, info={**self.info, **info})
+
+    def with_local(self, local: LocalMap | None) -> "ModelContract":
+        return dataclasses.replace(self, local=local)
 
 
 def read_contract_from_onnx_bytes(custom_metadata: dict[str, str], source: str) -> ModelContract:

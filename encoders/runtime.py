@@ -15,6 +15,7 @@ import numpy as np
 
 from .contract import ModelContract, read_contract_from_onnx_bytes
 from .decode import ImageInput, read_image
+from .local import cells
 from .preprocess import preprocess
 
 LOG = logging.getLogger(__name__)
@@ -165,23 +166,37 @@ class Encoder:
     def preprocess(self, src: ImageInput) -> np.ndarray:
         return preprocess(self.load_image(src), self.contract)
 
-    def encode_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Preprocessed ``(n, 3, H, W)`` float32 -> ``(n, dim)`` unit vectors."""
+    @property
+    def has_local(self) -> bool:
+        """Whether the model also gives a spatial map for re-ranking (its contract's ``local``)."""
+        return self.contract.local is not None
+
+    def encode_batch(self, batch: np.ndarray, local: bool = False) -> Any:
+        """Preprocessed ``(n, 3, H, W)`` float32 -> ``(n, dim)`` unit vectors; with ``local``, also the
+        model's local map as unit cell vectors ``(n, cells, channels)`` float16 (:func:`encoders.local.cells`)."""
         if batch.ndim != 4 or batch.shape[1:] != (3, *self.input_size):
             raise ValueError(f"expected a batch of shape (n, 3, {self.input_size[0]}, {self.input_size[1]}), "
                              f"got {batch.shape}")
+        if local and self.contract.local is None:
+            raise EncoderError(f"{self.path}: the model has no local map output (its contract has no 'local')")
+        names = [self.contract.output_name] + ([self.contract.local.output] if local else [])
         if len(batch) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            feats = np.zeros((0, self.dim), dtype=np.float32)
+            return (feats, np.zeros((0, 0, 0), dtype=np.float16)) if local else feats
         step = self.run_batch or len(batch)
-        outs = []
+        outs, maps = [], []
         for i in range(0, len(batch), step):
             x = np.ascontiguousarray(batch[i:i + step], dtype=np.float32)
-            outs.append(self.session.run([self.contract.output_name], {self.contract.input_name: x})[0])
+            got = self.session.run(names, {self.contract.input_name: x})
+            outs.append(got[0])
+            if local:
+                maps.append(cells(got[1]))
         out = np.asarray(np.concatenate(outs), dtype=np.float32).reshape(len(batch), -1)
         if out.shape[1] != self.dim:
             raise EncoderError(f"{self.path}: model returned {out.shape[1]}-d features, contract says {self.dim}")
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        feats = out / np.maximum(norms, 1e-12)
+        return (feats, np.concatenate(maps)) if local else feats
 
     def encode(self, images: Iterable[ImageInput] | ImageInput, batch_size: int = 32) -> np.ndarray:
         """Paths, bytes or BGR uint8 arrays -> ``(n, dim)`` float32 L2-normalised features.

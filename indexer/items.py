@@ -5,8 +5,9 @@ registered), sha256 of the image bytes (duplicate detection and verify), added_a
 page (nullable, for pages of multi-page sources), note (nullable, free text).
 
 A page of a multi-page file (TIFF, PDF) is an item of its own: its ``page`` is the 0-based page
-index (0 for an image; null for vectors imported without one), its source is the file's path with ``#page=N`` for pages after the first (what
-``indexer import`` gives an embedding file's pages), and its key in the ``sha256`` column is
+index (0 for an image; null for vectors imported without one), its source is the file's path with
+``#page=N`` for pages after the first (what ``indexer import`` gives an embedding file's pages), and
+its key in the ``sha256`` column is
 :func:`page_key`: the file's hash for the first page, a hash of (file hash, page) for the others,
 so adding the same PDF twice skips every page, not only the first.
 """

@@ -197,9 +197,9 @@ def run_bulk(inputs: Iterable[str | os.PathLike], gallery: Any, out: str | os.Pa
     ``overwrite``: discard it, and any finished ``out``, and start again.
     ``on_rows``: called with every table of result rows as it is committed, in input order.
     ``progress``: a :class:`retriever.bulk_progress.ProgressSink` told of every committed batch (the
-    CLI's bar or periodic lines); ``True`` for that display on stderr; default silent.  ``report``: called with notes worth
-    saying before the work starts (a resumed run); the library prints nothing else: the summary is the
-    returned dict (:func:`format_summary` makes it lines).
+    CLI's bar or periodic lines); ``True`` for that display on stderr; default silent.
+    ``report``: called with notes worth saying before the work starts (a resumed run); the library
+    prints nothing else: the summary is the returned dict (:func:`format_summary` makes it lines).
     The summary has counts (rows, accepted, rejected, errors, accepted per label), ``wall_time_s``
     and ``scans_per_s`` (rows classified by this call / wall time).
     """
@@ -261,7 +261,8 @@ def _check_job(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, engi
 
 def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: dict[str, Any], meta: dict[str, Any],
              schema: Any, t0: float, kind: str, threshold: float | None, *, workers: int, batch_size: int,
-             resume: bool, progress: "ProgressSink | bool | None", overwrite: bool, engine: str, ray_address: str | None,
+             resume: bool, progress: "ProgressSink | bool | None", overwrite: bool, engine: str,
+             ray_address: str | None,
              part_rows: int | None, on_rows: Any, report: Any = None) -> dict[str, Any]:
     """The job itself, for classification and embedding alike: refuse or reuse a finished output,
     open (or resume) the part store, run the engine, merge."""
