@@ -46,6 +46,7 @@ LOG = logging.getLogger("retriever.service")
 DEFAULT_MAX_UPLOAD_MB = 32
 DEFAULT_POLL_S = 0.5
 MAX_FILES_PER_REQUEST = 256
+MAX_FORM_FIELDS = 64  # non-file parts of one request (label filters)
 
 
 def default_workers() -> int:
@@ -236,6 +237,11 @@ class Admission:
         self._inside = 0
         self._lock = threading.Lock()
 
+    @property
+    def full(self) -> bool:
+        """Every worker and queue place taken (a hint, read without the lock: the slot decides)."""
+        return self._inside >= self._limit
+
     @contextmanager
     def slot(self) -> Iterator[bool]:
         """Yields False at once when full; else waits for a worker and yields True (blocking: call it
@@ -305,6 +311,65 @@ def create_app(cfg: ServiceConfig) -> Any:
             raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES_PER_REQUEST}")
         return [(f.filename or f"upload-{i}", await f.read()) for i, f in enumerate(files)]
 
+    async def _read_form(request: Request) -> tuple[list[tuple[str, bytes]], dict[str, list[str]]]:
+        """The multipart body read once into memory (BodyLimit caps its size) and parsed in one pass:
+        (uploads under the field ``file`` in order, other fields).  Cheaper per request than spooling
+        each upload through a temporary file and validating a form model (scripts/bench_service.py)."""
+        from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+
+        ctype, params = parse_options_header(request.headers.get("content-type", ""))
+        if ctype != b"multipart/form-data" or not params.get(b"boundary"):
+            raise HTTPException(422, "no files: send one or more under the multipart field 'file' "
+                                     "(Content-Type multipart/form-data)")
+        body = await request.body()
+        parts: list[tuple[dict[bytes, bytes], bytes]] = []
+        cur: dict[str, Any] = {}
+
+        def on_part_begin() -> None:
+            cur.update(headers={}, data=[], field=b"", value=b"")
+
+        def on_header_field(data: bytes, start: int, end: int) -> None:
+            cur["field"] += data[start:end]
+
+        def on_header_value(data: bytes, start: int, end: int) -> None:
+            cur["value"] += data[start:end]
+
+        def on_header_end() -> None:
+            cur["headers"][cur["field"].lower()] = cur["value"]
+            cur["field"], cur["value"] = b"", b""
+
+        def on_part_data(data: bytes, start: int, end: int) -> None:
+            cur["data"].append(data[start:end])
+
+        def on_part_end() -> None:
+            if len(parts) >= MAX_FILES_PER_REQUEST + MAX_FORM_FIELDS:
+                raise HTTPException(413, f"more than {MAX_FILES_PER_REQUEST} files or {MAX_FORM_FIELDS} fields")
+            parts.append((cur["headers"], b"".join(cur["data"])))
+
+        parser = MultipartParser(params[b"boundary"], {
+            "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+            "on_header_end": on_header_end, "on_part_data": on_part_data, "on_part_end": on_part_end})
+        try:
+            parser.write(body)
+            parser.finalize()
+        except MultipartParseError as exc:
+            raise HTTPException(400, f"malformed multipart body ({exc})") from None
+        files: list[tuple[str, bytes]] = []
+        fields: dict[str, list[str]] = {}
+        for headers, data in parts:
+            _, disp = parse_options_header(headers.get(b"content-disposition", b""))
+            name = disp.get(b"name", b"").decode("utf-8", "replace")
+            if name == "file":
+                filename = disp.get(b"filename", b"").decode("utf-8", "replace")
+                files.append((filename or f"upload-{len(files)}", data))
+            elif name:
+                fields.setdefault(name, []).append(data.decode("utf-8", "replace"))
+        if not files:
+            raise HTTPException(422, "no files: send one or more under the multipart field 'file'")
+        if len(files) > MAX_FILES_PER_REQUEST:
+            raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES_PER_REQUEST}")
+        return files, fields
+
     def _busy() -> JSONResponse:
         return JSONResponse({"detail": "busy: too many requests waiting; retry shortly"}, status_code=503,
                             headers={"Retry-After": "1"})
@@ -371,14 +436,23 @@ def create_app(cfg: ServiceConfig) -> Any:
         return {"results": rows, "gallery_generation": retriever.gallery.generation,
                 "model": {"name": retriever.encoder.name, "fingerprint": retriever.encoder.fingerprint}}
 
-    @app.post("/v1/classify")
-    async def classify(file: list[UploadFile] = File(..., description="images, TIFF or PDF (one result per page)"),
-                       labels: list[str] | None = Form(None, description="search only these labels (repeat the "
-                                                       "field); filtered inside the index search")) -> Any:
+    upload_body = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "properties": {
+            "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                     "description": "images, TIFF or PDF (one result per page)"},
+            "labels": {"type": "array", "items": {"type": "string"},
+                       "description": "search only these labels (repeat the field); filtered inside the index "
+                                      "search"}}}}}}}
+
+    @app.post("/v1/classify", openapi_extra=upload_body)
+    async def classify(request: Request) -> Any:
         """Classify uploads: ``{"results": [...]}`` in input order (pages in order), each as
         `retriever classify --json` gives it (``top_k`` entries name the exemplar: id and source).
-        An unknown label in ``labels`` is a 422 naming it."""
-        return await run_in_threadpool(_classify_sync, await _read_uploads(file), labels or None)
+        An unknown label in ``labels`` is a 422 naming it.  A full queue answers 503 before the body is read."""
+        if admission.full:
+            return _busy()
+        files, fields = await _read_form(request)
+        return await run_in_threadpool(_classify_sync, files, fields.get("labels") or None)
 
     def _embed_sync(uploads: list[tuple[str, bytes]]) -> Any:
         got = _admitted(uploads, "/v1/embed")
@@ -390,10 +464,13 @@ def create_app(cfg: ServiceConfig) -> Any:
         return {"results": rows, "model": {"name": retriever.encoder.name,
                                            "fingerprint": retriever.encoder.fingerprint, "dim": retriever.encoder.dim}}
 
-    @app.post("/v1/embed")
-    async def embed(file: list[UploadFile] = File(...)) -> Any:
+    @app.post("/v1/embed", openapi_extra=upload_body)
+    async def embed(request: Request) -> Any:
         """Feature vectors (L2-normalised) of uploads, with the model's fingerprint (what `indexer import` reads)."""
-        return await run_in_threadpool(_embed_sync, await _read_uploads(file))
+        if admission.full:
+            return _busy()
+        files, _ = await _read_form(request)
+        return await run_in_threadpool(_embed_sync, files)
 
     @app.get("/v1/labels")
     def labels() -> dict[str, Any]:
