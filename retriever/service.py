@@ -235,12 +235,15 @@ class Admission:
         self._work = threading.BoundedSemaphore(workers)
         self._limit = workers + queue
         self._inside = 0
+        self.reading = 0  # request bodies being read (changed on the event loop only)
         self._lock = threading.Lock()
 
     @property
     def full(self) -> bool:
-        """Every worker and queue place taken (a hint, read without the lock: the slot decides)."""
-        return self._inside >= self._limit
+        """Every worker and queue place taken, counting requests whose body is still being read (a
+        hint read without the lock; the slot decides).  Bodies are held in memory, so this bounds them
+        to ``workers + queue`` x ``--max-upload-mb``."""
+        return self._inside + self.reading >= self._limit
 
     @contextmanager
     def slot(self) -> Iterator[bool]:
@@ -370,6 +373,16 @@ def create_app(cfg: ServiceConfig) -> Any:
             raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES_PER_REQUEST}")
         return files, fields
 
+    async def _admitted_form(request: Request) -> tuple[Any, dict[str, list[str]]]:
+        """:func:`_read_form` when there is room (counted while the body is read); (None, {}) when full."""
+        if admission.full:
+            return None, {}
+        admission.reading += 1
+        try:
+            return await _read_form(request)
+        finally:
+            admission.reading -= 1
+
     def _busy() -> JSONResponse:
         return JSONResponse({"detail": "busy: too many requests waiting; retry shortly"}, status_code=503,
                             headers={"Retry-After": "1"})
@@ -449,9 +462,9 @@ def create_app(cfg: ServiceConfig) -> Any:
         """Classify uploads: ``{"results": [...]}`` in input order (pages in order), each as
         `retriever classify --json` gives it (``top_k`` entries name the exemplar: id and source).
         An unknown label in ``labels`` is a 422 naming it.  A full queue answers 503 before the body is read."""
-        if admission.full:
+        files, fields = await _admitted_form(request)
+        if files is None:
             return _busy()
-        files, fields = await _read_form(request)
         return await run_in_threadpool(_classify_sync, files, fields.get("labels") or None)
 
     def _embed_sync(uploads: list[tuple[str, bytes]]) -> Any:
@@ -467,9 +480,9 @@ def create_app(cfg: ServiceConfig) -> Any:
     @app.post("/v1/embed", openapi_extra=upload_body)
     async def embed(request: Request) -> Any:
         """Feature vectors (L2-normalised) of uploads, with the model's fingerprint (what `indexer import` reads)."""
-        if admission.full:
+        files, _ = await _admitted_form(request)
+        if files is None:
             return _busy()
-        files, _ = await _read_form(request)
         return await run_in_threadpool(_embed_sync, files)
 
     @app.get("/v1/labels")

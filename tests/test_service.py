@@ -331,3 +331,17 @@ def test_serve_refuses_a_short_token_file(tmp_path, gallery):
     tok.write_text("short\n")
     res = CliRunner().invoke(main, ["serve", "-g", str(gallery.path), "--token-file", str(tok)])
     assert res.exit_code == 1 and "at least 16 characters" in res.output
+
+
+def test_admission_counts_bodies_being_read():
+    """Uploads are held in memory: a request whose body is still being read takes a place, so a full
+    service answers 503 before reading more bodies (memory bounded by workers + queue bodies)."""
+    from retriever.service import Admission
+
+    a = Admission(workers=1, queue=1)
+    assert not a.full
+    a.reading += 1
+    with a.slot() as ok:
+        assert ok and a.full  # one reading + one at work = 2 places
+    assert not a.full
+    a.reading -= 1
