@@ -141,19 +141,28 @@ def write_contract(onnx_path: str, contract: ModelContract, out_path: str | None
 
     Written atomically: a crash leaves either the old or the new file, never half of one.
     """
-    import os
-    import tempfile
-
     import onnx
 
     model = onnx.load(onnx_path)
+    set_contract(model, contract)
+    save_model(model, out_path or onnx_path)
+
+
+def set_contract(model: Any, contract: ModelContract) -> None:
+    """Replace the contract in an in-memory ``onnx.ModelProto``'s metadata."""
     props = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = contract.to_json()
-    target = out_path or onnx_path
+
+
+def save_model(model: Any, target: str) -> None:
+    """Write an ``onnx.ModelProto`` atomically (temporary file, fsync, rename; mode 0644)."""
+    import os
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(target)), suffix=".onnx.tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

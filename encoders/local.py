@@ -13,11 +13,10 @@ nothing extra to compute; it is exposed by naming it an output of the graph.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
-from .contract import METADATA_KEY, LocalMap, ModelContract
+from .contract import METADATA_KEY, LocalMap, ModelContract, save_model, set_contract
 
 __all__ = ["LOCAL_OUTPUT", "LITE0_BLOCKS3", "add_local_output", "cells"]
 
@@ -47,22 +46,9 @@ def add_local_output(onnx_path: str | os.PathLike, tensor: str, out_path: str | 
         raise ValueError(f"{onnx_path}: not a docretriever model (no {METADATA_KEY!r} metadata)")
     contract = ModelContract.from_json(meta[METADATA_KEY], str(onnx_path)).with_local(
         LocalMap(LOCAL_OUTPUT, int(k), float(weight)))
-    for p in model.metadata_props:
-        if p.key == METADATA_KEY:
-            p.value = contract.to_json()
+    set_contract(model, contract)
     onnx.checker.check_model(model)
-    target = os.path.abspath(out_path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".onnx.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(model.SerializeToString())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_model(model, str(out_path))
     return contract
 
 

@@ -52,15 +52,18 @@ def iter_pages(path: str, target_hw: tuple[int, int] | None = None) -> Iterator[
     yield from iter_pages_of(data, path, target_hw)
 
 
+def _is_pdf(data: bytes, name: str) -> bool:
+    return data[:5] == b"%PDF-" or (name.lower().endswith(".pdf") and b"%PDF-" in data[:1024])
+
+
 def has_pages(data: bytes, name: str = "") -> bool:
     """Whether ``data`` is a document that may hold several pages (PDF, TIFF), read from its first bytes."""
-    return data[:5] == b"%PDF-" or (name.lower().endswith(".pdf") and b"%PDF-" in data[:1024]) or \
-        data[:4] in _TIFF_MAGIC
+    return _is_pdf(data, name) or data[:4] in _TIFF_MAGIC
 
 
 def iter_pages_of(data: bytes, name: str, target_hw: tuple[int, int] | None = None) -> Iterator[Page]:
     """:func:`iter_pages` for bytes already in memory (an upload); ``name`` is what errors report."""
-    if has_pages(data, name) and data[:4] not in _TIFF_MAGIC:
+    if _is_pdf(data, name):
         yield from _pdf_pages(data, name, target_hw)
     elif data[:4] in _TIFF_MAGIC:
         yield from _tiff_pages(data, name)

@@ -283,11 +283,8 @@ def _execute(specs: list[str], out: Path, processor: BatchProcessor, identity: d
             report(f"note: {note}")
     resumed_files, resumed_rows = store.files_done, store.rows_done
     items = store.remaining(specs)
-    if progress is True:  # a convenience for Python callers; the CLI passes its own display
-        prog: ProgressSink = Progress(specs, verb="embedding" if kind == "embed" else "classifying",
-                                      command=f"retriever {kind}")
-    else:
-        prog = progress or Silent()
+    # True: a convenience for Python callers; the CLI passes its own display
+    prog: ProgressSink = Progress.for_job(specs, kind) if progress is True else progress or Silent()
     prog.start(resumed_files)
     try:
         ENGINES[engine](items, processor, store, prog, workers, batch_size, ray_address)

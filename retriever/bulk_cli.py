@@ -27,7 +27,7 @@ def _display(quiet: bool, inputs: Sequence[str], kind: str) -> Any:
         return None
     from .bulk_progress import Progress
 
-    return Progress(list(inputs), verb="embedding" if kind == "embed" else "classifying", command=f"retriever {kind}")
+    return Progress.for_job(list(inputs), kind)
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines; summary only.")

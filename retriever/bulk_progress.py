@@ -54,6 +54,11 @@ class Progress:
         self.start_time = self.last_log = time.monotonic()
         self.bar = None
 
+    @classmethod
+    def for_job(cls, specs: Sequence[str], kind: str) -> "Progress":
+        """The display of a ``run`` or ``embed`` job over ``specs``."""
+        return cls(specs, verb="embedding" if kind == "embed" else "classifying", command=f"retriever {kind}")
+
     def start(self, initial: int) -> None:
         from tqdm.auto import tqdm
 

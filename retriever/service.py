@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 # FastAPI resolves the endpoints' annotations from this module's globals: imported here, so importing this
 # module needs the ``docretriever[serve]`` extra (only `retriever serve` imports it)
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -307,13 +307,6 @@ def create_app(cfg: ServiceConfig) -> Any:
         if not hmac.compare_digest(given.strip().encode(), cfg.token.encode()):
             raise HTTPException(403, "wrong token")
 
-    async def _read_uploads(files: list[UploadFile]) -> list[tuple[str, bytes]]:
-        if not files:
-            raise HTTPException(422, "no files: send one or more under the multipart field 'file'")
-        if len(files) > MAX_FILES_PER_REQUEST:
-            raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES_PER_REQUEST}")
-        return [(f.filename or f"upload-{i}", await f.read()) for i, f in enumerate(files)]
-
     async def _read_form(request: Request) -> tuple[list[tuple[str, bytes]], dict[str, list[str]]]:
         """The multipart body read once into memory (BodyLimit caps its size) and parsed in one pass:
         (uploads under the field ``file`` in order, other fields).  Cheaper per request than spooling
@@ -524,11 +517,22 @@ def create_app(cfg: ServiceConfig) -> Any:
         holder.reload_if_changed()
         return {"added_ids": res.added_ids, "skipped": res.skipped, "notes": res.notes, "generation": res.generation}
 
-    @app.post("/v1/items")
-    async def add_items(request: Request, file: list[UploadFile] = File(...), label: str = Form(...)) -> Any:
+    items_body = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file", "label"], "properties": {
+            "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "label": {"type": "string", "description": "the label the uploads are registered under"}}}}}}}
+
+    @app.post("/v1/items", openapi_extra=items_body)
+    async def add_items(request: Request) -> Any:
         """Register uploads as exemplars of ``label`` (needs the bearer token; all or nothing, like `indexer add`)."""
         _check_token(request)
-        return await run_in_threadpool(_add_sync, await _read_uploads(file), label)
+        files, fields = await _admitted_form(request)
+        if files is None:
+            return _busy()
+        labels = fields.get("label") or []
+        if len(labels) != 1 or not labels[0]:
+            raise HTTPException(422, "give exactly one form field 'label' (the label to register the files under)")
+        return await run_in_threadpool(_add_sync, files, labels[0])
 
     @app.delete("/v1/items")
     def delete_items(request: Request, label: list[str] = Query(default=[]), id: list[int] = Query(default=[])) -> Any:

@@ -17,15 +17,20 @@ THRESHOLD = 0.5  # cosine; DocClassifier takes it on the reference scale, (cos +
 LABELS = ("invoice", "passport", "receipt")
 
 
-@pytest.fixture()
-def setup(tiny, tmp_path):
+def _gallery(tiny, tmp_path: Path):
+    """(register dir, gallery) of LABELS, one clean image each, labels from the file names."""
     from indexer.gallery import Gallery
 
     reg = tmp_path / "register"
     reg.mkdir()
     for lab in LABELS:
         cv2.imwrite(str(reg / f"{lab}.png"), make_image(lab))
-    gallery = Gallery.build(reg, tmp_path / "gallery", tiny, label_mode="file", force=True)
+    return reg, Gallery.build(reg, tmp_path / "gallery", tiny, label_mode="file", force=True)
+
+
+@pytest.fixture()
+def setup(tiny, tmp_path):
+    reg, gallery = _gallery(tiny, tmp_path)
     docs = tmp_path / "docs"
     docs.mkdir()
     cv2.imwrite(str(docs / "a.jpg"), make_image("passport", 3))
@@ -160,14 +165,9 @@ def test_indexer_reads_pages_and_folders_as_run_does(tiny, tmp_path, runner):
 def test_calibrate_reads_pages_and_folders_as_run_does(tiny, tmp_path):
     """Every page of a TIFF capture is a capture; hidden folders and directory links are skipped;
     every unreadable capture is named at once."""
-    from indexer.gallery import Gallery
     from retriever.calibrate import CalibrationError, calibrate_gallery, scan_labelled_dir
 
-    reg = tmp_path / "register"
-    reg.mkdir()
-    for lab in LABELS:
-        cv2.imwrite(str(reg / f"{lab}.png"), make_image(lab))
-    gallery = Gallery.build(reg, tmp_path / "gallery", tiny, label_mode="file", force=True)
+    _, gallery = _gallery(tiny, tmp_path)
     lab = tmp_path / "labelled"
     for i, t in enumerate(LABELS):
         (lab / t).mkdir(parents=True)
