@@ -37,6 +37,11 @@ class LocalMap:
     output: str
     k: int = 5
     weight: float = 2.4
+    # The pair table of the re-ranked score (what a gallery that holds its exemplars' maps answers
+    # with); the contract's own ``threshold_table`` stays the table of the cosine alone, for
+    # galleries that cannot re-rank (vectors imported without maps).
+    threshold_table: tuple[ThresholdRow, ...] = ()
+    threshold_source: str = ""
 
     def __post_init__(self) -> None:
         if not self.output:
@@ -111,7 +116,9 @@ class ModelContract:
         d["threshold_table"] = tuple(ThresholdRow(**r) for r in d.get("threshold_table", ()))
         if d.get("local") is not None:
             try:
-                d["local"] = LocalMap(**d["local"])
+                loc = dict(d["local"])
+                loc["threshold_table"] = tuple(ThresholdRow(**r) for r in loc.get("threshold_table", ()))
+                d["local"] = LocalMap(**loc)
             except TypeError as exc:
                 raise ValueError(f"{source}: bad contract field 'local' ({exc})") from None
         return cls(**d)
@@ -121,6 +128,13 @@ class ModelContract:
 
     def with_info(self, **info: Any) -> "ModelContract":
         return dataclasses.replace(self, info={**self.info, **info})
+
+    def with_local_thresholds(self, rows: list[ThresholdRow], source: str) -> "ModelContract":
+        """The re-ranked score's pair table (a model with a local map only)."""
+        if self.local is None:
+            raise ValueError(f"model {self.name!r} has no local map: its only table is threshold_table")
+        return dataclasses.replace(self, local=dataclasses.replace(self.local, threshold_table=tuple(rows),
+                                                                   threshold_source=source))
 
     def with_local(self, local: LocalMap | None) -> "ModelContract":
         return dataclasses.replace(self, local=local)

@@ -109,6 +109,7 @@ class Encoder:
         # 263 vs 204 img/s (192x192 fp32), 368 vs 276 (its int8 copy), 565 vs 498 (128x128)
         # (scripts/bench_encoder.py --per-call).  GPUs want whole batches.
         self.run_batch = run_batch or (CPU_RUN_BATCH if backend == "cpu" else None)
+        self._local_shape: tuple[int, int] | None = None
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 1
         opts.inter_op_num_threads = 1
@@ -171,6 +172,15 @@ class Encoder:
         """Whether the model also gives a spatial map for re-ranking (its contract's ``local``)."""
         return self.contract.local is not None
 
+    @property
+    def local_shape(self) -> tuple[int, int]:
+        """(cells, channels) of one local map, read once from a run on a blank input (the graph's
+        output shape is symbolic)."""
+        if self._local_shape is None:
+            blank = np.zeros((1, 3, *self.input_size), dtype=np.float32)
+            self._local_shape = tuple(self.encode_batch(blank, local=True)[1].shape[1:])  # type: ignore[assignment]
+        return self._local_shape  # type: ignore[return-value]
+
     def encode_batch(self, batch: np.ndarray, local: bool = False) -> Any:
         """Preprocessed ``(n, 3, H, W)`` float32 -> ``(n, dim)`` unit vectors; with ``local``, also the
         model's local map as unit cell vectors ``(n, cells, channels)`` float16 (:func:`encoders.local.cells`)."""
@@ -182,7 +192,7 @@ class Encoder:
         names = [self.contract.output_name] + ([self.contract.local.output] if local else [])
         if len(batch) == 0:
             feats = np.zeros((0, self.dim), dtype=np.float32)
-            return (feats, np.zeros((0, 0, 0), dtype=np.float16)) if local else feats
+            return (feats, np.zeros((0, *self.local_shape), dtype=np.float16)) if local else feats
         step = self.run_batch or len(batch)
         outs, maps = [], []
         for i in range(0, len(batch), step):

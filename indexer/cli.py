@@ -415,6 +415,9 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
         ("exact vectors", f"{exact['rows']} rows, {exact['bytes']} bytes ({exact['bytes_per_vector']} per vector, "
                           f"{exact['segments']} segment(s), memory-mapped) for re-ranking" if exact else "none (index "
                           "stores exact vectors)"),
+        ("re-ranking", (lambda lo: f"top {lo['k']} by local maps (weight {lo['weight']}); {lo['rows']} maps of "
+                        f"{lo['shape'][0]}x{lo['shape'][1]}, {lo['bytes']} bytes ({lo['bytes_per_exemplar']} per "
+                        f"exemplar, memory-mapped)" if lo else "off (cosine alone)")(s["local_store"])),
         ("memory-mapped index", s["memory_mapped"]),
         ("encoder", f"{enc['name']} (fingerprint {enc['fingerprint']})"), ("label mode", s["label_mode"]),
         ("generation", f"{s['generation']} (previous: {s['previous_generation']})"), ("next id", s["next_id"]),

@@ -60,29 +60,40 @@ class Segment:
 
 
 class ExactStore:
-    """Read access to the exact vectors of a gallery generation (see module doc)."""
+    """Read access to the exact vectors of a gallery generation (see module doc).
 
-    def __init__(self, segments: Sequence[Segment], dim: int) -> None:
+    Subclasses keep other per-exemplar rows the same way (:class:`LocalStore`): ``STEM`` names the
+    files, ``DTYPE`` the values; a row is ``shape`` values (``dim`` for vectors)."""
+
+    STEM = "exact"
+    DTYPE: Any = np.float32
+    WHAT = "exact vector"
+
+    def __init__(self, segments: Sequence[Segment], dim: "int | tuple[int, ...]") -> None:
         self.segments = list(segments)
-        self.dim = int(dim)
+        self.shape = tuple(int(x) for x in (dim if isinstance(dim, tuple) else (dim,)))
+        self.dim = self.shape[0] if len(self.shape) == 1 else int(np.prod(self.shape))
         self.ids = np.concatenate([s.ids for s in self.segments]) if self.segments else np.zeros(0, np.int64)
         self._starts = np.cumsum([0] + [len(s.ids) for s in self.segments])
         if len(self.ids) > 1 and not np.all(np.diff(self.ids) > 0):
-            raise GalleryCorruptError("exact vector store ids are not strictly increasing across segments")
+            raise GalleryCorruptError(f"{self.WHAT} store ids are not strictly increasing across segments")
 
     # ------------------------------------------------------------------ io
     @classmethod
-    def open(cls, root: Path, described: Sequence[dict[str, Any]] | None, dim: int) -> "ExactStore":
+    def open(cls, root: Path, described: Sequence[dict[str, Any]] | None,
+             dim: "int | tuple[int, ...]") -> "ExactStore":
+        shape = tuple(int(x) for x in (dim if isinstance(dim, tuple) else (dim,)))
         segs = []
         for d in described or []:
             ids = np.load(root / d["ids"], allow_pickle=False)
             vecs = _map(root / d["vectors"])
-            if vecs.ndim != 2 or vecs.shape != (len(ids), dim) or vecs.dtype != np.float32 or \
+            if vecs.shape != (len(ids), *shape) or vecs.dtype != cls.DTYPE or \
                     ids.dtype != np.int64 or len(ids) != int(d.get("rows", len(ids))):
-                raise GalleryCorruptError(f"{root / d['vectors']}: exact vectors {vecs.shape} {vecs.dtype} do not "
-                                          f"match {d['ids']} ({len(ids)} ids, {dim}-d)")
+                raise GalleryCorruptError(f"{root / d['vectors']}: {cls.WHAT}s {vecs.shape} {vecs.dtype} do not "
+                                          f"match {d['ids']} ({len(ids)} ids, rows of {shape} "
+                                          f"{np.dtype(cls.DTYPE).name})")
             segs.append(Segment(d["vectors"], d["ids"], ids, vecs))
-        return cls(segs, dim)
+        return cls(segs, shape)
 
     def describe(self) -> list[dict[str, Any]]:
         return [s.describe() for s in self.segments]
@@ -96,17 +107,17 @@ class ExactStore:
         return int(len(self.ids))
 
     def nbytes(self) -> int:
-        return int(self.rows * (self.dim * 4 + 8))
+        return int(self.rows * (self.dim * np.dtype(self.DTYPE).itemsize + 8))
 
-    @staticmethod
-    def write_segment(root: Path, generation: int, ids: np.ndarray, vecs: np.ndarray, tag: str = "") -> Segment:
+    @classmethod
+    def write_segment(cls, root: Path, generation: int, ids: np.ndarray, vecs: np.ndarray, tag: str = "") -> Segment:
         """Write one segment atomically (tmp + fsync + rename each file); ``ids`` ascending."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        vecs = np.ascontiguousarray(vecs, dtype=cls.DTYPE)
         if len(ids) > 1 and not np.all(np.diff(ids) > 0):
             order = np.argsort(ids, kind="stable")
             ids, vecs = ids[order], vecs[order]
-        stem = f"exact-{generation:04d}{tag}"
+        stem = f"{cls.STEM}-{generation:04d}{tag}"
         vname, iname = f"{stem}.npy", f"{stem}.ids.npy"
         atomic_write(root / vname, lambda fh: np.save(fh, vecs, allow_pickle=False), sync_dir=False)
         atomic_write(root / iname, lambda fh: np.save(fh, ids, allow_pickle=False), sync_dir=False)
@@ -119,12 +130,17 @@ class ExactStore:
         if len(ids) == 0:
             return self
         if len(self.ids) and int(np.min(ids)) <= int(self.ids[-1]):
-            raise GalleryCorruptError(f"new ids must be above the exact store's largest id {int(self.ids[-1])}")
+            raise GalleryCorruptError(f"new ids must be above the {self.WHAT} store's largest id {int(self.ids[-1])}")
         if len(self.segments) + 1 > MAX_SEGMENTS:
             keep_ids, keep_vecs = self.lookup_all(live)
-            return ExactStore([self.write_segment(root, generation, np.concatenate([keep_ids, ids]),
-                                                  np.concatenate([keep_vecs, vecs]))], self.dim)
-        return ExactStore(self.segments + [self.write_segment(root, generation, ids, vecs)], self.dim)
+            return type(self)([self.write_segment(root, generation, np.concatenate([keep_ids, ids]),
+                                                  np.concatenate([keep_vecs, vecs]))], self.shape)
+        return type(self)(self.segments + [self.write_segment(root, generation, ids, vecs)], self.shape)
+
+    def merged(self, root: Path, generation: int, live: np.ndarray) -> "ExactStore":
+        """One segment holding only the ``live`` ids' rows (compaction)."""
+        keep_ids, keep_vecs = self.lookup_all(np.asarray(live, dtype=np.int64))
+        return type(self)([self.write_segment(root, generation, keep_ids, keep_vecs)], self.shape)
 
     def warm(self, chunk_rows: int = 65_536) -> int:
         """Fault every mapped page in now (one sequential pass) instead of during the first queries,
@@ -152,16 +168,16 @@ class ExactStore:
         pos_c = np.minimum(pos, max(len(self.ids) - 1, 0))
         ok = (pos < len(self.ids)) & (self.ids[pos_c] == flat) if len(self.ids) else np.zeros(flat.shape, bool)
         if not ok.all():
-            raise GalleryCorruptError(f"exact vector store lacks ids {sorted(set(flat[~ok].tolist()))[:20]}; "
+            raise GalleryCorruptError(f"{self.WHAT} store lacks ids {sorted(set(flat[~ok].tolist()))[:20]}; "
                                       "run `indexer verify`")
         return pos_c.reshape(np.shape(ids))
 
     def get(self, ids: np.ndarray) -> np.ndarray:
-        """Exact vectors for ``ids`` (1-d), float32 (len(ids), dim)."""
+        """Rows for ``ids`` (1-d): (len(ids), *shape) of DTYPE (exact vectors: float32 (len(ids), dim))."""
         rows = self.rows_of(np.asarray(ids, dtype=np.int64).reshape(-1))
         if len(self.segments) == 1:  # the common case (and the one per-query re-ranking pays for)
-            return np.asarray(self.segments[0].vectors[rows], dtype=np.float32)
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
+            return np.asarray(self.segments[0].vectors[rows], dtype=self.DTYPE)
+        out = np.empty((len(rows), *self.shape), dtype=self.DTYPE)
         if len(rows) == 0:
             return out
         seg = np.searchsorted(self._starts, rows, side="right") - 1
@@ -174,7 +190,7 @@ class ExactStore:
         """(ids, vectors) of every row, or only of ``live`` ids (ascending)."""
         if live is None:
             if not self.segments:
-                return self.ids.copy(), np.zeros((0, self.dim), np.float32)
+                return self.ids.copy(), np.zeros((0, *self.shape), self.DTYPE)
             return self.ids.copy(), np.concatenate([np.asarray(s.vectors) for s in self.segments])
         live = np.asarray(live, dtype=np.int64)
         return live, self.get(live)
@@ -200,3 +216,13 @@ class ExactStore:
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, order, 1), np.take_along_axis(np.where(valid, ids, -1), order, 1)
 
+
+
+class LocalStore(ExactStore):
+    """Each exemplar's local feature map (unit cell vectors, float16 (cells, channels): 23 KB for the
+    default model's 144 x 80), kept like the exact vectors, for re-ranking a search's top candidates
+    (rerank.py).  Only a query's few candidates are read per search."""
+
+    STEM = "local"
+    DTYPE = np.float16
+    WHAT = "local map"

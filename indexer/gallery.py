@@ -44,7 +44,7 @@ from . import items as items_mod
 from . import selfcal
 from . import specs
 from . import tune
-from .exact import ExactStore
+from .exact import ExactStore, LocalStore
 from .gallery_selfcal import SelfCalibrationMixin, _probe_batch, _probes_with_ids
 from .generations import (DEFAULT_LOCK_TIMEOUT, LOCK_FILE, GenerationsMixin, _labels_of_state,  # noqa: F401
                           _now, _search_state, _sources_of_state)
@@ -217,11 +217,12 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                 "label_mode": label_mode, "created_at": now, "calibration": None,
                 "near_duplicate_bound": float(bound), "next_id": next_id,
                 "self_calibration": {"enabled": enabled, "settings": settings.to_dict()} if enabled else {"enabled": False},
+                **({"local": _local_record(encoder)} if getattr(encoder, "has_local", False) else {}),
             }
             g._s = _State.of(old or {}, None, items_mod.empty())
             table = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256, batch.pages or None)
             g._write_new_index(spec, ids, batch.feats, table, manifest, next_id + len(batch), result,
-                               probes=_probes_with_ids(probes, batch, ids))
+                               probes=_probes_with_ids(probes, batch, ids), local=batch.local)
         result.added_ids = ids.tolist()
         result.generation = g.generation
         g.last_result = result
@@ -323,8 +324,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
 
     # ------------------------------------------------------------------ reading
     def search(self, feats: np.ndarray, k: int,
-               params: dict[str, int] | None = None, labels: Sequence[str] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+               params: dict[str, int] | None = None, labels: Sequence[str] | None = None,
+               local: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` cosine scores and item ids per query row: ``(n, k')`` float32 and int64.
 
         ``k' = min(k, count)``; an empty gallery gives ``(n, k)`` ids of -1 with score
@@ -336,7 +337,10 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         Removed items are never returned; scores are exact cosines unless ``rerank=0`` on a
         compressed index.  ``labels``: search only the exemplars of these labels (a workflow that
         knows the document is one of a few types), inside the index search by a FAISS ID selector;
-        a label the gallery does not hold raises :class:`GalleryError`.
+        a label the gallery does not hold raises :class:`GalleryError`.  ``local``: the queries' local
+        maps (``Encoder.encode_batch(x, local=True)``); when the gallery :attr:`reranks`, each row's
+        top ``k_local`` are re-scored by them (rerank.py) and the scores are re-ranked scores, not
+        cosines; otherwise ignored.
         """
         p = specs.check_search_params(params)
         q = np.asarray(feats, dtype=np.float32)
@@ -350,7 +354,12 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         k = int(k)
         if k < 1:
             raise GalleryError(f"k must be >= 1, not {k}")
-        return _search_state(self._s, q, k, p, labels, str(self.path))
+        return _search_state(self._s, q, k, p, labels, str(self.path), local)
+
+    @property
+    def reranks(self) -> bool:
+        """Whether searches given the queries' local maps re-rank (the gallery holds every exemplar's map)."""
+        return self._s.rerank is not None
 
     def warm(self) -> dict[str, float]:
         """Fault in the memory-mapped exact vectors now, for a long-running service: otherwise its
@@ -380,6 +389,10 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
     def exact_ids(self) -> np.ndarray | None:
         """Ids held by the exact-vector store beside a lossy index (None: the index stores exact vectors)."""
         return None if self._s.exact is None else self._s.exact.ids
+
+    def local_ids(self) -> np.ndarray | None:
+        """Ids whose local map the gallery holds (None: it keeps none, so it does not re-rank)."""
+        return None if self._s.local is None else self._s.local.ids
 
     def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, exact vectors) of everything stored, tombstones included: the exact store beside a
@@ -417,12 +430,21 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             "exact_store": {"rows": self._s.exact.rows, "bytes": sizes["exact_store"],
                             "bytes_per_vector": round(sizes["exact_store"] / max(self._s.exact.rows, 1), 1),
                             "segments": len(self._s.exact.segments)} if self._s.exact is not None else None,
+            "local_store": self._local_stats(),
             "memory_mapped": self._s.mapped,
             "encoder": dict(m["encoder"]), "label_mode": self.label_mode, "next_id": int(m.get("next_id", 0)),
             "near_duplicate_bound": self.near_duplicate_bound, "calibrated": m.get("calibration") is not None,
             "created_at": m.get("created_at"), "updated_at": m.get("updated_at"),
             "previous_generation": (m.get("previous") or {}).get("generation"), "sizes": sizes,
         }
+
+    def _local_stats(self) -> dict[str, Any] | None:
+        st, rec = self._s.local, self._s.rerank
+        if st is None or rec is None:
+            return None
+        size = sum((self.path / f).stat().st_size for f in st.files)
+        return {"rows": st.rows, "bytes": size, "bytes_per_exemplar": round(size / max(st.rows, 1), 1),
+                "segments": len(st.segments), "shape": list(st.shape), "k": rec["k"], "weight": rec["weight"]}
 
     # ------------------------------------------------------------------ writing
     def add(self, paths: Sequence[str | os.PathLike], label: str | None = None, force: bool = False,
@@ -551,7 +573,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
             rows = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256, batch.pages or None)
             self._write(ids, batch.feats, rows, np.zeros(0, np.int64), next_id=next_id + len(batch), result=result,
-                        probes=_probes_with_ids(probes, batch, ids))
+                        probes=_probes_with_ids(probes, batch, ids), add_local=batch.local)
             result.added_ids = ids.tolist()
             result.generation = self.generation
         self.last_result = result
@@ -625,11 +647,13 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
     def _write(self, add_ids: np.ndarray, add_vecs: np.ndarray, add_rows: pa.Table | None, remove_ids: np.ndarray,
                next_id: int | None = None, result: AddResult | None = None, rebuild: str | None = None,
                spec: specs.Spec | None = None, changes: dict[str, Any] | None = None,
-               probes: selfcal.Probes | None = None) -> None:
+               probes: selfcal.Probes | None = None, add_local: np.ndarray | None = None) -> None:
         """Add and/or remove vectors and commit a generation.  Caller holds the lock, state writable.
 
         Grows the index in place when the plan allows; rebuilds it from every live vector when the
         plan changes type, an IVF index outgrew its training (specs.rebuild_reason), or ``rebuild``.
+        ``add_local``: the added exemplars' local maps (a gallery that re-ranks needs them; vectors
+        added without them turn its re-ranking off, said so in the notes).
         """
         s = self._s
         spec = spec or self.spec
@@ -641,6 +665,9 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         n_after = int(keep.sum()) + len(add_ids)
         why = rebuild or specs.rebuild_reason(spec, s.plan, n_after)
         changes = dict(changes or {})
+        local = self._local_after(add_ids, add_local, s.ids[keep], merge=rebuild is not None, notes=notes)
+        if local != "keep":
+            changes["local"] = None if local is None else {**s.manifest["local"], "segments": local.describe()}
         if why:
             live_ids, live_vecs = self._live_vectors(s.ids[keep])
             all_ids = np.concatenate([live_ids, add_ids])
@@ -658,7 +685,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                 notes.append(f"search tuned: {tune.describe(tuning)}")
             changes.update({"index": plan.to_dict(), "exact": exact.describe() if exact else None,
                             "search_tuning": tuning})
-            self._commit(index, table, changes, next_id=next_id, exact=exact, probes=probes, result=result)
+            self._commit(index, table, changes, next_id=next_id, exact=exact, probes=probes, result=result,
+                         local=local)
             return
         in_place = _index_bytes(s.index) > CLONE_MAX_BYTES
         index = s.index if in_place else idx.clone(s.index)
@@ -689,11 +717,31 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                     if result is not None and tuning and "agreement" in tuning:
                         result.notes.append(f"search tuned: {tune.describe(tuning)}")
             self._commit(index if index_changed else None, table, changes, next_id=next_id, exact=exact,
-                         probes=probes, result=result)
+                         probes=probes, result=result, local=local)
         except BaseException:
             if in_place:  # the in-memory index may be half-changed: the disk is the truth
                 self._s = _load_state(self.path, mmap=False)
             raise
+
+    def _local_after(self, add_ids: np.ndarray, add_local: np.ndarray | None, live: np.ndarray, merge: bool,
+                     notes: list[str]) -> "LocalStore | None | str":
+        """The local-map store of the next generation: "keep" (unchanged), a new store (maps of added
+        exemplars appended; merged to the ``live`` ids on compaction), or None (re-ranking turned off:
+        exemplars added without maps, e.g. imported vectors, would be candidates nothing can re-score)."""
+        s = self._s
+        if s.local is None or not s.manifest.get("local"):
+            return "keep"
+        if len(add_ids) and add_local is None:
+            notes.append(f"local-map re-ranking turned off: {len(add_ids)} exemplar(s) were added without local maps "
+                         "(imported vectors); scores are the cosine alone from now on. Rebuild the gallery from its "
+                         "images (indexer build --overwrite) to turn it on again")
+            return None
+        gen = self._next_generation()
+        if merge and not len(add_ids):
+            return s.local.merged(self.path, gen, live)
+        if len(add_ids):
+            return s.local.appended(self.path, gen, add_ids, np.asarray(add_local, dtype=np.float16), live=live)
+        return "keep"
 
     def _live_vectors(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, exact vectors) for ``live`` ids (ascending)."""
@@ -707,11 +755,17 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
 
     def _write_new_index(self, spec: specs.Spec, ids: np.ndarray, feats: np.ndarray, table: pa.Table,
                          manifest: dict[str, Any], next_id: int, result: AddResult,
-                         probes: selfcal.Probes | None = None) -> None:
+                         probes: selfcal.Probes | None = None, local: np.ndarray | None = None) -> None:
         plan = specs.plan_for(spec, len(ids), dim=int(manifest["encoder"]["dim"]))
         index, plan = idx.build(plan, int(manifest["encoder"]["dim"]), ids, feats)
         exact = ExactStore([ExactStore.write_segment(self.path, self._next_generation(), ids, feats)],
                            int(manifest["encoder"]["dim"])) if idx.is_lossy(index) else None
+        store = None
+        if manifest.get("local") is not None and local is not None:
+            store = LocalStore([LocalStore.write_segment(self.path, self._next_generation(), ids, local)]
+                               if len(ids) else [], tuple(local.shape[1:]))
+            manifest = {**manifest, "local": {**manifest["local"], "shape": list(store.shape),
+                                              "segments": store.describe()}}
         plan, tuning = tune.tune_plan(index, plan, ids, feats, _labels_for(ids, table), exact, spec.params)
         manifest = {**manifest, "index": plan.to_dict(), "exact": exact.describe() if exact else None,
                     "search_tuning": tuning}
@@ -719,7 +773,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             result.notes.append(f"index: {plan.type} ({plan.reason})")
         if tuning and "agreement" in tuning:
             result.notes.append(f"search tuned: {tune.describe(tuning)}")
-        self._commit(index, table, {}, next_id=next_id, base=manifest, exact=exact, probes=probes, result=result)
+        self._commit(index, table, {}, next_id=next_id, base=manifest, exact=exact, probes=probes, result=result,
+                     local=store)
 
     def _encoder_for_write(self, encoder: Any) -> Any:
         enc = encoder if encoder is not None else self.encoder
@@ -749,6 +804,12 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                     for src, lab, d in zip(batch.sources, batch.labels, batch.derived) if d and lab in present]
         if problems:
             raise LabelError(_clip(problems), "label collisions with the gallery (file mode); nothing was added")
+
+def _local_record(encoder: Any) -> dict[str, Any]:
+    """The manifest's re-ranking record for a gallery built by ``encoder`` (its contract's k and weight)."""
+    loc = encoder.contract.local
+    return {"k": int(loc.k), "weight": float(loc.weight), "shape": list(encoder.local_shape), "segments": []}
+
 
 def _labels_for(ids: np.ndarray, table: pa.Table) -> np.ndarray:
     """The label of each id, from an items table."""

@@ -43,7 +43,14 @@ class SelfCalibrationMixin:
         if not name:
             return selfcal.Probes.empty(dim)
         try:
-            return selfcal.Probes.read(self.path / name, dim)
+            probes = selfcal.Probes.read(self.path / name, dim)
+            local_name = rec.get("probes_local_file")
+            if local_name:
+                maps = np.load(self.path / local_name, mmap_mode="r", allow_pickle=False)
+                if maps.ndim != 3 or len(maps) != len(probes) or maps.dtype != np.float16:
+                    raise ValueError(f"{local_name} holds {maps.shape} {maps.dtype} maps for {len(probes)} probes")
+                probes.local = maps
+            return probes
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise GalleryCorruptError(f"{self.path}: self-calibration probes {name} unreadable ({exc}); "
                                       "run `indexer calibrate` to measure them again") from None
@@ -58,6 +65,9 @@ class SelfCalibrationMixin:
         if added is not None and len(added):
             probes = probes.concat(added.live(state.ids))
             changed = True
+        if probes.local is not None and state.rerank is None:  # the gallery stopped re-ranking: maps unused
+            probes.local = None
+            changed = True
         n_labels = len(set(state.labels.tolist()))
         try:
             new = selfcal.measure(_StateView(state, str(self.path)), probes, len(state.ids), n_labels, settings,
@@ -66,10 +76,17 @@ class SelfCalibrationMixin:
             new = {"enabled": True, "version": selfcal.VERSION, "settings": settings.to_dict(), "status": "failed",
                    "reason": f"self-calibration failed: {type(exc).__name__}: {exc}", "table": []}
         new["probes_file"] = rec.get("probes_file")
+        new["probes_local_file"] = rec.get("probes_local_file")
         if changed:
             name = f"probes-{gen:04d}.parquet"
             atomic_write(self.path / name, probes.write, sync_dir=False)
             new["probes_file"] = name
+            new["probes_local_file"] = None
+            if probes.local is not None:
+                new["probes_local_file"] = f"probes-{gen:04d}.local.npy"
+                maps = np.ascontiguousarray(probes.local, dtype=np.float16)
+                atomic_write(self.path / new["probes_local_file"], lambda fh: np.save(fh, maps, allow_pickle=False),
+                             sync_dir=False)
         new["probe_seconds"] = round(added.seconds, 3) if added is not None else 0.0
         if result is not None:
             if added is not None and added.problems:
@@ -161,4 +178,5 @@ def _probes_with_ids(probes: selfcal.Probes | None, batch: Batch, ids: np.ndarra
     keys = probes.keys
     out_ids = np.asarray([by_sha.get(keys[int(k)], -1) for k in probes.item_ids], dtype=np.int64)
     keep = out_ids >= 0
-    return selfcal.Probes(out_ids[keep], probes.labels[keep], probes.feats[keep], list(probes.problems), probes.seconds)
+    return selfcal.Probes(out_ids[keep], probes.labels[keep], probes.feats[keep], list(probes.problems), probes.seconds,
+                          local=None if probes.local is None else probes.local[keep])

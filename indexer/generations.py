@@ -23,10 +23,12 @@ from . import items as items_mod
 from . import specs
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
 from .errors import GalleryCorruptError, GalleryError, GalleryLockedError
-from .exact import ExactStore
+from .exact import ExactStore, LocalStore
+from .rerank import rerank_top
 from .integrity import Integrity, checksums_for
 from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, State as _State, generation_files as _generation_files,
-                    load_state as _load_state, open_exact as _open_exact, read_manifest as _read_manifest)
+                    load_state as _load_state, open_exact as _open_exact, open_local as _open_local,
+                    read_manifest as _read_manifest)
 
 if TYPE_CHECKING:
     from . import selfcal
@@ -86,7 +88,8 @@ class GenerationsMixin:
 
     def _commit(self, index: Any, table: pa.Table | None, changes: dict[str, Any], next_id: int | None = None,
                 base: dict[str, Any] | None = None, exact: ExactStore | None | str = "keep",
-                probes: selfcal.Probes | None = None, result: AddResult | None = None) -> None:
+                probes: selfcal.Probes | None = None, result: AddResult | None = None,
+                local: LocalStore | None | str = "keep") -> None:
         """Write a new generation and switch the manifest to it.  Caller holds the lock.
 
         ``exact``: the exact store the new manifest names (its segment files already written);
@@ -115,15 +118,17 @@ class GenerationsMixin:
             table = self._s.items
         if isinstance(exact, str):
             exact = _open_exact(self.path, new) if base is not None else self._s.exact
+        if isinstance(local, str):
+            local = _open_local(self.path, new) if base is not None else self._s.local
         labels = table.column("label").to_pylist()
         plan = specs.Plan.from_dict(new.get("index"))
         tombstones = int(index.ntotal) - len(table)
-        plain = plan.type == "flat" and not new.get("exact") and tombstones == 0
+        plain = plan.type == "flat" and not new.get("exact") and not new.get("local") and tombstones == 0
         new.update({"generation": gen, "count": len(table), "labels": len(set(labels)), "tombstones": tombstones,
                     "updated_at": _now(), "format_version": 1 if plain else FORMAT_VERSION})
         new["next_id"] = int(next_id if next_id is not None else old.get("next_id", 0))
         new["previous"] = {k: v for k, v in old.items() if k != "previous"} if old.get("generation") else None
-        state = _State.of(new, index, table, exact, mapped)
+        state = _State.of(new, index, table, exact, mapped, local)
         if (new.get("self_calibration") or {}).get("enabled") and (probes is not None or index is not self._s.index
                                                                    or table is not self._s.items):
             new["self_calibration"] = self._remeasure(state, gen, new["self_calibration"], probes, result)
@@ -182,7 +187,7 @@ class GenerationsMixin:
                 raise GalleryCorruptError(f"{self.path}: cannot roll back: the previous generation's files cannot be "
                                           f"read ({type(exc).__name__}: {exc}); rebuild the gallery") from None
             base = {k: v for k, v in prev.items() if k != "previous"}
-            self._s = _State.of(cur, index, table, _open_exact(self.path, prev))
+            self._s = _State.of(cur, index, table, _open_exact(self.path, prev), local=_open_local(self.path, prev))
             next_id = max(int(cur.get("next_id", 0)), int(prev.get("next_id", 0)))
             self._commit(None, None, {}, next_id=next_id, base=base)
         return self.generation
@@ -209,16 +214,22 @@ class _StateView:
         self._name = name
 
     def search(self, feats: np.ndarray, k: int, params: dict[str, int] | None = None,
-               labels: Any = None) -> tuple[np.ndarray, np.ndarray]:
+               labels: Any = None, local: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         return _search_state(self._s, np.asarray(feats, dtype=np.float32), k, specs.check_search_params(params),
-                             labels, self._name)
+                             labels, self._name, local)
 
     def labels_of(self, ids: np.ndarray) -> np.ndarray:
         return _labels_of_state(self._s, ids, self._name)
 
+    @property
+    def reranks(self) -> bool:
+        return self._s.rerank is not None
+
 
 def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = None,
-                  name: str = "gallery") -> tuple[np.ndarray, np.ndarray]:
+                  name: str = "gallery", local: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k by cosine; with the queries' ``local`` maps and a generation that re-ranks, the top
+    ``k_local`` of each row re-scored by their maps (rerank.py) and the row re-sorted."""
     if s.integrity is not None:
         s.integrity.raise_if_bad()  # a file that changed after it was written: no answers from it
     n = len(q)
@@ -226,7 +237,17 @@ def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = N
     count = int(len(s.ids) if allow is None else len(allow))
     if count == 0:
         return np.full((n, k), idx.PAD_SCORE, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
-    return idx.search(s.index, np.ascontiguousarray(q), min(k, count), s.plan, params, s.dead, s.exact, allow)
+    rec = s.rerank if local is not None else None
+    if rec is None:
+        return idx.search(s.index, np.ascontiguousarray(q), min(k, count), s.plan, params, s.dead, s.exact, allow)
+    maps = np.asarray(local)
+    if maps.shape != (n, *s.local.shape):
+        raise GalleryError(f"gallery {name}: query local maps have shape {maps.shape}, the gallery holds "
+                           f"{tuple(s.local.shape)} per exemplar; encode queries with the gallery's model")
+    depth = min(max(k, int(rec["k"])), count)
+    scores, ids = idx.search(s.index, np.ascontiguousarray(q), depth, s.plan, params, s.dead, s.exact, allow)
+    scores, ids = rerank_top(scores, ids, maps, s.local.get, int(rec["k"]), float(rec["weight"]))
+    return scores[:, :min(k, count)], ids[:, :min(k, count)]
 
 
 def _ids_with_labels(s: _State, labels: Any, name: str) -> np.ndarray:

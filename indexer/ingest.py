@@ -44,6 +44,7 @@ class Batch:
     pages: list[int | None] = field(default_factory=list)  # 0-based page in its file (0 for an image)
     feats: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     skipped: list[str] = field(default_factory=list)
+    local: np.ndarray | None = None  # (n, cells, C) float16 maps, when the encoder has a local output
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -54,6 +55,8 @@ class Batch:
         for name in ("sources", "labels", "sha256", "derived", "pages"):
             setattr(self, name, [v for v, k in zip(getattr(self, name), m) if k])
         self.feats = self.feats[m]
+        if self.local is not None:
+            self.local = self.local[m]
 
 
 def resolve_inputs(paths: Sequence[str | Path], label: str | None, mode: str) -> list[Entry]:
@@ -128,10 +131,17 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
     bad_files: set[int] = set()
     buf: list[np.ndarray] = []
     feats: list[np.ndarray] = []
+    maps: list[np.ndarray] = []
+    with_local = bool(getattr(encoder, "has_local", False))
 
     def flush() -> None:
         if buf and not bad:  # once something is bad the batch is void: keep decoding, stop encoding
-            feats.append(encoder.encode_batch(np.stack(buf)))
+            if with_local:  # the exemplars' maps, for re-ranking (same forward pass)
+                f, m = encoder.encode_batch(np.stack(buf), local=True)
+                feats.append(f)
+                maps.append(m)
+            else:
+                feats.append(encoder.encode_batch(np.stack(buf)))
         buf.clear()
 
     for n, e in enumerate(entries):
@@ -180,6 +190,8 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
                                   "nothing was added")
     if feats:
         batch.feats = np.concatenate(feats).astype(np.float32, copy=False)
+    if with_local:
+        batch.local = np.concatenate(maps) if maps else np.zeros((0, *encoder.local_shape), np.float16)
     return batch
 
 

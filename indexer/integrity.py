@@ -25,7 +25,8 @@ from .errors import GalleryCorruptError
 __all__ = ["Integrity", "file_sha256", "validate_manifest"]
 
 # Generation files are plain names in the gallery directory: no separators, no "..", no absolute paths.
-_SAFE_NAME = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy|probes-\d+\.parquet)$")
+GENERATION_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|(exact|local)-\d+(\.ids)?\.npy|probes-\d+\.parquet"
+                        r"|probes-\d+\.local\.npy)$")
 
 
 def _int(m: dict[str, Any], key: str, where: str, lo: int = 0, required: bool = True) -> None:
@@ -39,7 +40,7 @@ def _int(m: dict[str, Any], key: str, where: str, lo: int = 0, required: bool = 
 
 
 def _name(v: Any, key: str, where: str) -> None:
-    if not isinstance(v, str) or not _SAFE_NAME.match(v):
+    if not isinstance(v, str) or not GENERATION_FILE.match(v):
         raise GalleryCorruptError(f"{where}: manifest {key!r} names {v!r}, which is not a file of this gallery "
                                   "(generation files are plain names inside the gallery directory)")
 
@@ -67,12 +68,26 @@ def validate_manifest(m: Any, where: str, nested: bool = False) -> None:
         for seg in exact:
             _name(seg.get("vectors"), "exact.vectors", where)
             _name(seg.get("ids"), "exact.ids", where)
+    local = m.get("local")
+    if local is not None:
+        shape = local.get("shape") if isinstance(local, dict) else None
+        if not isinstance(local, dict) or not isinstance(local.get("segments"), list) or \
+                not all(isinstance(s, dict) for s in local["segments"]) or not isinstance(shape, list) or \
+                len(shape) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in shape) \
+                or not isinstance(local.get("k"), int) or local["k"] < 2 or \
+                not isinstance(local.get("weight"), (int, float)) or not local["weight"] >= 0:
+            raise GalleryCorruptError(f"{where}: manifest 'local' must hold k >= 2, a weight >= 0, a [cells, channels] "
+                                      f"shape and a list of segments, not {local!r}")
+        for seg in local["segments"]:
+            _name(seg.get("vectors"), "local.vectors", where)
+            _name(seg.get("ids"), "local.ids", where)
     sc = m.get("self_calibration")
     if sc is not None:
         if not isinstance(sc, dict):
             raise GalleryCorruptError(f"{where}: manifest 'self_calibration' must be an object")
-        if sc.get("probes_file") is not None:
-            _name(sc["probes_file"], "self_calibration.probes_file", where)
+        for key in ("probes_file", "probes_local_file"):
+            if sc.get(key) is not None:
+                _name(sc[key], f"self_calibration.{key}", where)
         if not isinstance(sc.get("table", []), list):
             raise GalleryCorruptError(f"{where}: manifest 'self_calibration.table' must be a list")
     for key in ("calibration", "index", "index_params"):

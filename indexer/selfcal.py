@@ -97,6 +97,7 @@ class Probes:
     problems: list[str] = field(default_factory=list)  # exemplars that could not be probed, and why
     seconds: float = 0.0                 # time spent simulating and encoding them
     keys: list[str] = field(default_factory=list)  # before ids exist: the image sha256 each item_id indexes
+    local: np.ndarray | None = None      # (n, cells, C) float16 local maps, for a gallery that re-ranks
 
     @classmethod
     def empty(cls, dim: int) -> "Probes":
@@ -110,7 +111,8 @@ class Probes:
         return set(self.labels.tolist())
 
     def keep(self, mask: np.ndarray) -> "Probes":
-        return Probes(self.item_ids[mask], self.labels[mask], self.feats[mask], list(self.problems), self.seconds)
+        return Probes(self.item_ids[mask], self.labels[mask], self.feats[mask], list(self.problems), self.seconds,
+                      local=None if self.local is None else self.local[mask])
 
     def live(self, ids: np.ndarray) -> "Probes":
         """Only the probes of exemplars still in the gallery."""
@@ -119,7 +121,9 @@ class Probes:
     def concat(self, other: "Probes") -> "Probes":
         return Probes(np.concatenate([self.item_ids, other.item_ids]), np.concatenate([self.labels, other.labels]),
                       np.concatenate([self.feats, other.feats]), self.problems + other.problems,
-                      self.seconds + other.seconds)
+                      self.seconds + other.seconds,
+                      local=None if self.local is None or other.local is None else
+                      np.concatenate([self.local, other.local]))
 
     def write(self, fh: Any) -> None:
         dim = int(self.feats.shape[1])
@@ -148,7 +152,8 @@ def _seed(key: str, k: int) -> int:
 
 def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, per_type: int, settings: Settings,
                 progress: Callable[[int], None] | None = None) -> Probes:
-    """Simulate ``per_type`` captures of each ``(item_id, label, image, seed_key)`` and encode them.
+    """Simulate ``per_type`` captures of each ``(item_id, label, image, seed_key)`` and encode them
+    (with their local maps when the model has them: a gallery that re-ranks scores probes that way).
 
     ``image``: a path, bytes or BGR array; ``seed_key`` (the image's sha256) makes the captures
     the same whenever the same image is probed.  An image that cannot be read is listed in
@@ -159,7 +164,8 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
     from encoders.decode import DecodeError, read_image
 
     params = PRESETS[settings.preset]
-    ids, labels, feats, problems = [], [], [], []
+    ids, labels, feats, problems, maps = [], [], [], [], []
+    with_local = bool(getattr(encoder, "has_local", False))
     for item_id, label, image, key in exemplars:
         try:
             doc = read_image(image, target_hw=PROBE_DECODE_HW)
@@ -167,14 +173,24 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
             problems.append(f"{label!r} (id {item_id}): cannot read its exemplar for self-calibration ({exc})")
             continue
         caps = [simulate_capture(doc, np.random.default_rng(_seed(key, k)), params) for k in range(per_type)]
-        feats.append(encoder.encode(caps, batch_size=32))
+        if with_local:
+            for i in range(0, len(caps), 32):
+                f, m = encoder.encode_batch(np.stack([encoder.preprocess(c) for c in caps[i:i + 32]]), local=True)
+                feats.append(f)
+                maps.append(m)
+        else:
+            feats.append(encoder.encode(caps, batch_size=32))
         ids += [item_id] * per_type
         labels += [label] * per_type
         if progress is not None:
             progress(1)
     dim = int(encoder.dim)
+    local = None
+    if with_local:
+        local = np.concatenate(maps) if maps else np.zeros((0, *encoder.local_shape), np.float16)
     return Probes(np.asarray(ids, np.int64), np.asarray(labels, dtype=object),
-                  np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, dim), np.float32), problems)
+                  np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, dim), np.float32), problems,
+                  local=local)
 
 
 def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: Settings, encoder_info: dict[str, Any],
@@ -206,7 +222,9 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
     if len(probes) == 0:
         return {**rec, "status": "no probes", "reason": "no exemplar could be probed (imported vectors have no images)",
                 "leave_one_out": 0, "table": [], "seconds": round(time.perf_counter() - t0, 3)}
-    ranked = O.ranked_labels(gallery, probes.feats, want=3, count=count, n_labels=n_labels)
+    local = probes.local if getattr(gallery, "reranks", False) else None
+    rec["scoring"] = "reranked" if local is not None else "cosine"  # the score the table is for
+    ranked = O.ranked_labels(gallery, probes.feats, want=3, count=count, n_labels=n_labels, local=local)
     scores = O.scores_from_ranked(ranked, probes.labels.tolist(), leave_own_out=True)
     rows = O.dir_table(scores, rule, fpirs)
     measured = [r for r in rows if r["measurable"]]

@@ -8,7 +8,6 @@ million-vector gallery costs a few hundred ms and shares pages between processes
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,12 +20,12 @@ from . import index as idx
 from . import items as items_mod
 from . import specs
 from .errors import GalleryCorruptError, GalleryError, NotAGalleryError
-from .exact import ExactStore
-from .integrity import Integrity, validate_manifest
+from .exact import ExactStore, LocalStore
+from .integrity import GENERATION_FILE, Integrity, validate_manifest
 
 FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
 MANIFEST = "manifest.json"
-_GEN_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|exact-\d+(\.ids)?\.npy|probes-\d+\.parquet)$")
+_GEN_FILE = GENERATION_FILE  # every file a generation may name (and the only ones a writer prunes)
 # Opening maps (instead of reads) index files at least this big (see Gallery.open).
 MMAP_MIN_BYTES = 64 << 20
 
@@ -43,10 +42,11 @@ class State:
     exact: ExactStore | None = None
     mapped: bool = False  # index memory-mapped read-only: never add to it
     integrity: Integrity | None = None  # checks of the files against the manifest's checksums
+    local: LocalStore | None = None  # each exemplar's local map, when the gallery re-ranks (see local_of)
 
     @classmethod
     def of(cls, manifest: dict[str, Any], index: Any, items: pa.Table, exact: ExactStore | None = None,
-           mapped: bool = False) -> "State":
+           mapped: bool = False, local: LocalStore | None = None) -> "State":
         items = items.sort_by("id")
         ids = items.column("id").to_numpy().astype(np.int64)
         dead = None
@@ -55,7 +55,14 @@ class State:
             dead_ids = stored[~np.isin(stored, ids, assume_unique=False)]
             dead = idx.Tombstones(dead_ids) if len(dead_ids) else None
         return cls(manifest, index, items, ids, np.asarray(items.column("label").to_pylist(), dtype=object),
-                   specs.Plan.from_dict(manifest.get("index")), dead, exact, mapped)
+                   specs.Plan.from_dict(manifest.get("index")), dead, exact, mapped, local=local)
+
+    @property
+    def rerank(self) -> dict[str, Any] | None:
+        """The manifest's re-ranking settings (k, weight) when this generation holds every exemplar's
+        local map, else None (a search then answers with the cosine alone)."""
+        rec = self.manifest.get("local")
+        return rec if rec and self.local is not None else None
 
     @cached_property
     def by_label(self) -> dict[str, np.ndarray]:
@@ -73,9 +80,12 @@ def generation_files(m: dict[str, Any]) -> list[str]:
     out = [m[k] for k in ("index_file", "items_file") if k in m]
     for seg in m.get("exact") or []:
         out += [seg["vectors"], seg["ids"]]
-    probes = (m.get("self_calibration") or {}).get("probes_file")
-    if probes:
-        out.append(probes)
+    for seg in (m.get("local") or {}).get("segments") or []:
+        out += [seg["vectors"], seg["ids"]]
+    sc = m.get("self_calibration") or {}
+    for key in ("probes_file", "probes_local_file"):
+        if sc.get(key):
+            out.append(sc[key])
     return out
 
 
@@ -83,6 +93,13 @@ def open_exact(path: Path, m: dict[str, Any]) -> ExactStore | None:
     if not m.get("exact"):
         return None
     return ExactStore.open(path, m["exact"], int(m["encoder"]["dim"]))
+
+
+def open_local(path: Path, m: dict[str, Any]) -> LocalStore | None:
+    rec = m.get("local")
+    if not rec:
+        return None
+    return LocalStore.open(path, rec.get("segments") or [], tuple(int(x) for x in rec["shape"]))
 
 
 # ---------------------------------------------------------------------- loading helpers
@@ -146,6 +163,7 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
             index = idx.read_index(ipath, True) if use_mmap else idx.read_index(ipath)
             table = items_mod.read(path / m["items_file"])
             exact = open_exact(path, m)
+            local = open_local(path, m)
         except FileNotFoundError as exc:
             last = exc
             if read_manifest(path).get("generation") != m.get("generation"):
@@ -167,7 +185,7 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
         if strict and index.d != int(m["encoder"]["dim"]):
             raise GalleryCorruptError(f"{path}: {m['index_file']} is {index.d}-d, manifest says "
                                       f"{m['encoder']['dim']}-d")
-        state = State.of(m, index, table, exact, use_mmap)
+        state = State.of(m, index, table, exact, use_mmap, local)
         state.integrity = integrity
         return state
     name = getattr(last, "filename", None) or str(last)

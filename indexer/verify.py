@@ -84,6 +84,14 @@ def verify(gallery: Gallery, encoder: Any = None, sample: int = 20, seed: int = 
         missing = sorted(set(item_ids.tolist()) - set(exact_ids.tolist()))
         if missing:
             rep.problems.append(f"exact vector store lacks ids {missing[:20]}")
+    if m.get("local"):
+        local_ids = gallery.local_ids()
+        if local_ids is None:
+            rep.problems.append("the manifest names a local-map store that could not be opened")
+        else:
+            missing = sorted(set(item_ids.tolist()) - set(local_ids.tolist()))
+            if missing:
+                rep.problems.append(f"local-map store lacks ids {missing[:20]} (re-ranking needs every exemplar's map)")
     if len(vecs):
         norms = np.linalg.norm(vecs, axis=1)
         bad = stored_ids[np.abs(norms - 1.0) > NORM_TOLERANCE]

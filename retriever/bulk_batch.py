@@ -166,18 +166,30 @@ class BatchProcessor:
         return rows
 
     def _encode(self, rows: _Rows) -> dict[int, np.ndarray]:
-        """row -> feature, in chunks of ``batch_size``; a failing chunk is retried image by image."""
+        """row -> feature, in chunks of ``batch_size``; a failing chunk is retried image by image.
+        When the retriever re-ranks, each row's local map goes to ``self._maps`` (same forward pass)."""
         feats: dict[int, np.ndarray] = {}
+        self._maps: dict[int, np.ndarray] = {}
+        local = not self.embed_only and self.retriever is not None and self.retriever.reranks
+
+        def run(rs: list[int]) -> None:
+            x = np.stack([rows.tensor_of[r] for r in rs])
+            if local:
+                out, maps = self.encoder.encode_batch(x, local=True)
+                self._maps.update(zip(rs, maps))
+            else:
+                out = self.encoder.encode_batch(x)
+            feats.update(zip(rs, out))
+
         order = sorted(rows.tensor_of)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             try:
-                out = self.encoder.encode_batch(np.stack([rows.tensor_of[r] for r in chunk]))
-                feats.update(zip(chunk, out))
+                run(chunk)
             except Exception:
                 for r in chunk:
                     try:
-                        feats[r] = self.encoder.encode_batch(rows.tensor_of[r][None])[0]
+                        run([r])
                     except Exception as exc:
                         rows.error[r] = f"inference failed ({_reason(exc)})"
         rows.tensor_of.clear()
@@ -231,7 +243,8 @@ class BatchProcessor:
         results: dict[int, Any] = {}
         if order:
             try:
-                res = self.retriever.classify_features(np.stack([feats[r] for r in order]))
+                maps = np.stack([self._maps[r] for r in order]) if self.retriever.reranks else None
+                res = self.retriever.classify_features(np.stack([feats[r] for r in order]), local=maps)
                 results = dict(zip(order, res))
             except Exception as exc:
                 for r in order:

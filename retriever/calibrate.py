@@ -34,6 +34,7 @@ from encoders.inputs import walk_files
 from . import metrics as M
 from . import openset as O
 from .errors import CalibrationError
+from .thresholds import scoring_for, scoring_of
 
 __all__ = ["CalibrationError", "UNKNOWN_DIR", "calibrate_gallery", "calibration_from_scores", "scan_labelled_dir",
            "score_against_gallery"]
@@ -91,8 +92,10 @@ def scan_labelled_dir(labelled_dir: str | os.PathLike) -> tuple[list[tuple[Path,
     return known, unknown
 
 
-def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32) -> tuple[np.ndarray, list[int]]:
-    """Features of every page of ``paths`` and, per row, the index of its path.
+def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, local: bool = False
+                 ) -> tuple[np.ndarray, list[int], np.ndarray | None]:
+    """Features of every page of ``paths``, per row the index of its path, and (``local``) the
+    pages' local maps for a gallery that re-ranks (else None).
 
     Reads every file even after one fails, then raises :class:`CalibrationError` listing each
     unreadable file or page: a calibration needs all of its captures, and the user fixes them in one go.
@@ -102,9 +105,20 @@ def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32) -> t
     from encoders.preprocess import preprocess
 
     feats: list[np.ndarray] = []
+    maps: list[np.ndarray] = []
     owners: list[int] = []
     buf: list[np.ndarray] = []
     bad: list[str] = []
+
+    def flush() -> None:
+        if local:
+            f, m = encoder.encode_batch(np.stack(buf), local=True)
+            feats.append(f)
+            maps.append(m)
+        else:
+            feats.append(encoder.encode_batch(np.stack(buf)))
+        buf.clear()
+
     for i, path in enumerate(paths):
         for _, img in iter_pages(str(path), encoder.input_size):
             if isinstance(img, DecodeError):
@@ -114,15 +128,17 @@ def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32) -> t
             if not bad:  # once one capture is bad nothing is scored: keep reading, stop encoding
                 buf.append(preprocess(img, encoder.contract))
                 if len(buf) >= batch_size:
-                    feats.append(encoder.encode_batch(np.stack(buf)))
-                    buf.clear()
+                    flush()
     if bad:
         shown = "\n".join(f"  - {b}" for b in bad[:20]) + (f"\n  ... ({len(bad)} in all)" if len(bad) > 20 else "")
         raise CalibrationError(f"cannot read {len(bad)} capture(s) or page(s); nothing was measured:\n{shown}")
     if buf:
-        feats.append(encoder.encode_batch(np.stack(buf)))
+        flush()
     dim = int(encoder.dim)
-    return (np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)), owners
+    out_maps = None
+    if local:
+        out_maps = np.concatenate(maps) if maps else np.zeros((0, *encoder.local_shape), np.float16)
+    return (np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)), owners, out_maps
 
 
 def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: np.ndarray,
@@ -167,21 +183,24 @@ def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: n
 
 def score_against_gallery(gallery: _GalleryLike, types: Sequence[str], known_feats: np.ndarray,
                           known_labels: Sequence[str], unknown_feats: np.ndarray | None = None,
-                          max_block: int = MAX_BLOCK) -> M.ScoreSets:
+                          max_block: int = MAX_BLOCK, known_local: np.ndarray | None = None,
+                          unknown_local: np.ndarray | None = None) -> M.ScoreSets:
     """Per-type best scores of every capture, from the gallery's own search (what the retriever sees).
 
     Searches each capture against all gallery items (k = count) in blocks; a type an approximate
-    index does not return scores -inf (the retriever could not return it either).
+    index does not return scores -inf (the retriever could not return it either).  ``*_local``: the
+    captures' local maps, for a gallery that re-ranks (its search then re-scores the top candidates).
     """
     types = np.asarray(sorted(types))
     count = int(gallery.manifest["count"])
     acc = M.ScoreAccumulator(types, n_exemplars=count, unknown_as_negatives=True)
     step = max(1, max_block // max(1, count))
 
-    def blocks(feats: np.ndarray):
+    def blocks(feats: np.ndarray, local: np.ndarray | None):
         feats = np.asarray(feats, dtype=np.float32)
         for i in range(0, len(feats), step):
-            scores, ids = gallery.search(feats[i:i + step], count)
+            kw = {} if local is None else {"local": local[i:i + step]}
+            scores, ids = gallery.search(feats[i:i + step], count, **kw)
             m = len(scores)
             valid = ids >= 0
             rows = np.nonzero(valid)[0]
@@ -193,10 +212,10 @@ def score_against_gallery(gallery: _GalleryLike, types: Sequence[str], known_fea
 
     kl = np.asarray(known_labels).astype(str)
     true_idx = np.searchsorted(types, kl)
-    for i, block in blocks(known_feats):
+    for i, block in blocks(known_feats, known_local):
         acc.add_known(block, true_idx[i:i + len(block)])
     if unknown_feats is not None and len(unknown_feats):
-        for _, block in blocks(unknown_feats):
+        for _, block in blocks(unknown_feats, unknown_local):
             acc.add_unknown(block)
     return acc.finish()
 
@@ -292,16 +311,22 @@ def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
         raise CalibrationError(f"{gallery_path}: the gallery is empty; add register exemplars first")
     wanted = _check_data(str(labelled_dir), [lab for _, lab in known], len(unknown), types,
                          None if fprs is None else list(fprs))
-    feats, owners = encode_pages(encoder, [p for p, _ in known] + unknown)  # one pass: every bad file named
+    scoring = scoring_for(encoder, g)
+    feats, owners, maps = encode_pages(encoder, [p for p, _ in known] + unknown,  # one pass: every bad file named
+                                       local=scoring == "reranked")
     is_known = np.asarray(owners, dtype=np.int64) < len(known)
     uf = feats[~is_known] if unknown else None
-    sets = score_against_gallery(g, types, feats[is_known], [known[i][1] for i in owners if i < len(known)], uf)
+    sets = score_against_gallery(g, types, feats[is_known], [known[i][1] for i in owners if i < len(known)], uf,
+                                 known_local=None if maps is None else maps[is_known],
+                                 unknown_local=None if maps is None or not unknown else maps[~is_known])
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     record = calibration_from_scores(sets, wanted, f"user calibration {Path(labelled_dir).resolve()} {date}")
     record["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}
     record["created_at"] = date
+    record["scoring"] = scoring  # the score its thresholds are for (retriever.thresholds.scoring_of)
     old = g.calibration or {}
-    same_model = (old.get("encoder") or {}).get("fingerprint") in (None, encoder.fingerprint)
+    same_model = (old.get("encoder") or {}).get("fingerprint") in (None, encoder.fingerprint) and \
+        scoring_of(old) == scoring
     record["open_set"] = merge_open_set(record["open_set"], old.get("open_set") if same_model else None)
     record["open_set"]["encoder"] = record["encoder"]
     os_ = record["open_set"]

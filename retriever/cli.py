@@ -208,7 +208,7 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
     measured the row, the model's pair table.  The pair table (TPR at pair FPR, the reference
     project's meaning) is printed below it; --fpr picks from it.
     """
-    from .thresholds import OpenSetTable, ThresholdError, ThresholdTable, choose_operating_point
+    from .thresholds import OpenSetTable, ThresholdError, ThresholdTable, choose_operating_point, scoring_for
 
     if fpir is not None and fpr is not None:
         raise click.UsageError("give --fpir or --fpr, not both")
@@ -216,6 +216,7 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
     calibration = self_cal = None
     name = "gallery"
     n_labels = 0
+    scoring = scoring_for(encoder)  # a gallery built by this model scores this way
     if gallery is not None:
         from indexer.gallery import Gallery
 
@@ -226,12 +227,13 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
         calibration, self_cal = g.calibration, g.self_calibration
         n_labels = len(g.label_counts())
         name = f"gallery {gallery}"
+        scoring = scoring_for(encoder, g)
     if as_json:
         click.echo(json.dumps(_thresholds_json(encoder, calibration, self_cal, n_labels, name, gallery is not None,
-                                               fpir, fpr)))
+                                               fpir, fpr, scoring)))
         return
     try:
-        table = ThresholdTable.resolve(encoder.contract, calibration, gallery=name)
+        table = ThresholdTable.resolve(encoder.contract, calibration, gallery=name, scoring=scoring)
         if gallery is not None:
             open_table = OpenSetTable.resolve(calibration, self_cal, gallery=name, fingerprint=encoder.fingerprint)
             click.echo(open_table.to_markdown(selected_fpir=None if fpr is not None else (fpir or DEFAULT_FPIR)) if open_table
@@ -239,23 +241,27 @@ def thresholds_cmd(gallery: Path | None, fpir: float | None, fpr: float | None, 
                                                                else "") + ".\n")
             try:
                 op = choose_operating_point(encoder.contract, calibration, self_cal, n_labels, fpir=fpir, fpr=fpr,
-                                            gallery=name, fingerprint=encoder.fingerprint)
+                                            gallery=name, fingerprint=encoder.fingerprint, scoring=scoring)
                 click.echo(f"In use: {op.describe()}\n")
             except ThresholdError as exc:
                 click.echo(f"In use: nothing can be chosen: {exc}\n")
-        click.echo("Pair table (the reference project's TPR at FPR; accept iff cosine >= threshold):\n")
+        click.echo("Pair table (the reference project's TPR at FPR; accept iff " + (
+            "the re-ranked score (cosine moved by the local-map re-ranking) >= threshold" if scoring == "reranked"
+            else "cosine >= threshold") + "):\n")
         click.echo(table.to_markdown(selected_fpr=fpr), nl=False)
     except _setup_errors() as exc:
         raise click.ClickException(str(exc)) from None
 
 
 def _thresholds_json(encoder: Any, calibration: Any, self_cal: Any, n_labels: int, name: str, has_gallery: bool,
-                     fpir: float | None, fpr: float | None) -> dict[str, Any]:
+                     fpir: float | None, fpr: float | None, scoring: str) -> dict[str, Any]:
     from .thresholds import OpenSetTable, ThresholdError, ThresholdTable, choose_operating_point
 
-    out: dict[str, Any] = {"model": {"name": encoder.name, "fingerprint": encoder.fingerprint}, "gallery": None}
+    out: dict[str, Any] = {"model": {"name": encoder.name, "fingerprint": encoder.fingerprint}, "gallery": None,
+                           "scoring": scoring}
     try:
-        out["pair_table"] = ThresholdTable.resolve(encoder.contract, calibration, gallery=name).to_dict()
+        out["pair_table"] = ThresholdTable.resolve(encoder.contract, calibration, gallery=name,
+                                                   scoring=scoring).to_dict()
     except ThresholdError as exc:
         out["pair_table"] = {"error": str(exc)}
     if has_gallery:
@@ -266,7 +272,8 @@ def _thresholds_json(encoder: Any, calibration: Any, self_cal: Any, n_labels: in
                                     for r in t.rows], "notes": list(t.notes)}
         try:
             out["in_use"] = choose_operating_point(encoder.contract, calibration, self_cal, n_labels, fpir=fpir,
-                                                   fpr=fpr, gallery=name, fingerprint=encoder.fingerprint).to_dict()
+                                                   fpr=fpr, gallery=name, fingerprint=encoder.fingerprint,
+                                                   scoring=scoring).to_dict()
         except ThresholdError as exc:
             out["in_use"] = {"error": str(exc)}
     return out

@@ -183,7 +183,8 @@ SEARCH_DEPTH_FACTOR = 4
 def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labels: int,
                   params: Mapping[str, Any] | None = None,
                   best_ids: list[dict[str, int]] | None = None,
-                  labels: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+                  labels: Sequence[str] | None = None,
+                  local: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
     """Per query row: distinct labels by best-exemplar cosine, best first, at least ``want`` of them
     when the gallery has that many.
 
@@ -193,6 +194,8 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
     ``best_ids``: if given (a list), it receives per row ``{label: id of its best exemplar}``.
     ``labels``: search only these labels' exemplars (``gallery.search(..., labels=)``: an ID selector
     inside the index search); ``count`` and ``n_labels`` are then those of the allowed subset.
+    ``local``: the queries' local maps, passed to ``gallery.search(..., local=)`` (a gallery that
+    re-ranks then scores its top candidates by them; see indexer/rerank.py).
     """
     want = max(1, min(int(want), int(n_labels)))
     depth = max(1, min(int(count), SEARCH_DEPTH_FACTOR * want))
@@ -205,6 +208,8 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
         kw["labels"] = labels
     todo = np.arange(len(feats))
     while len(todo):
+        if local is not None:
+            kw["local"] = local[todo]
         scores, ids = gallery.search(feats[todo], depth, **kw)
         scores = np.asarray(scores, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)

@@ -15,7 +15,7 @@ import numpy as np
 from .defaults import BATCH_SIZE, TOP_K
 from .errors import RetrieverError
 from .openset import ranked_labels
-from .thresholds import OperatingPoint, ThresholdTable, choose_operating_point, to_reference_score
+from .thresholds import OperatingPoint, ThresholdTable, choose_operating_point, scoring_for, to_reference_score
 
 if TYPE_CHECKING:
     from encoders import Encoder
@@ -207,8 +207,9 @@ class Retriever:
             raise RetrieverError(f"gallery {self.gallery_name} is empty; add exemplars first "
                                  "(`indexer add` or Gallery.add)")
         self.n_labels = int(manifest["labels"]) if "labels" in manifest else self._count_labels()
+        self.scoring = scoring_for(self.encoder, self.gallery)
         self.table = ThresholdTable.resolve(self.encoder.contract, getattr(self.gallery, "calibration", None),
-                                            gallery=f"gallery {self.gallery_name}")
+                                            gallery=f"gallery {self.gallery_name}", scoring=self.scoring)
         a = self._asked
         if a["threshold"] is not None and not -1.0 <= float(a["threshold"]) <= 1.0:
             raise RetrieverError(f"threshold {a['threshold']!r} is not a cosine in [-1, 1] (a reference-project "
@@ -216,7 +217,8 @@ class Retriever:
         op = self._fixed_op or choose_operating_point(
             self.encoder.contract, getattr(self.gallery, "calibration", None),
             getattr(self.gallery, "self_calibration", None), self.n_labels, fpir=a["fpir"], fpr=a["fpr"],
-            threshold=a["threshold"], gallery=f"gallery {self.gallery_name}", fingerprint=self.encoder.fingerprint)
+            threshold=a["threshold"], gallery=f"gallery {self.gallery_name}", fingerprint=self.encoder.fingerprint,
+            scoring=self.scoring)
         self.operating_point: OperatingPoint = op
         self.rule = op.rule
         self.threshold = float(op.threshold)
@@ -263,12 +265,20 @@ class Retriever:
                                  f"{' ...' if len(missing) > 10 else ''}")
         return sum(counts[x] for x in wanted), len(wanted)
 
+    @property
+    def reranks(self) -> bool:
+        """Whether searches re-rank by local maps (the model has them and the gallery holds its
+        exemplars'): then :meth:`classify_features` needs the queries' maps too."""
+        return self.scoring == "reranked"
+
     def classify_features(self, feats: np.ndarray, sources: Sequence[str | None] | None = None,
-                          labels: Sequence[str] | None = None) -> list[Result]:
+                          labels: Sequence[str] | None = None, local: np.ndarray | None = None) -> list[Result]:
         """``(n, dim)`` L2-normalised features from this retriever's encoder -> results.
 
         For callers that already ran the encoder (bulk jobs); gives exactly what :meth:`classify`
         gives for the same images.  ``labels`` overrides the retriever's label filter for this call.
+        ``local``: the queries' local maps (``encoder.encode_batch(x, local=True)[1]``), required when
+        :attr:`reranks` (the thresholds in force were measured on re-ranked scores).
         """
         feats = np.asarray(feats, dtype=np.float32)
         if feats.ndim == 1:
@@ -280,9 +290,18 @@ class Retriever:
             raise RetrieverError(f"{len(sources)} sources for {n} feature rows")
         if n == 0:
             return []
+        if self.reranks:
+            if local is None:
+                raise RetrieverError(f"gallery {self.gallery_name} re-ranks by local maps and its thresholds are "
+                                     "for re-ranked scores: pass the queries' maps (local=, from "
+                                     "encoder.encode_batch(x, local=True))")
+            if len(local) != n:
+                raise RetrieverError(f"{len(local)} local maps for {n} feature rows")
+        else:
+            local = None
         feats = np.ascontiguousarray(feats)
         best_ids: list[dict[str, int]] = []
-        ranked = self._ranked_labels(feats, best_ids, self.labels if labels is None else labels)
+        ranked = self._ranked_labels(feats, best_ids, self.labels if labels is None else labels, local)
         out = []
         rule = self.rule
         sources_of = getattr(self.gallery, "sources_of", None)
@@ -304,12 +323,13 @@ class Retriever:
         return out
 
     def _ranked_labels(self, feats: np.ndarray, best_ids: list[dict[str, int]] | None = None,
-                       labels: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+                       labels: Sequence[str] | None = None, local: np.ndarray | None = None
+                       ) -> list[list[tuple[str, float]]]:
         """Per query: distinct labels by best-exemplar score, at least ``top_k + 1`` when possible
         (the +1 is the runner-up needed for ``margin`` even when ``top_k`` is 1)."""
         count, n_labels = (self.count, self.n_labels) if labels is None else self._subset(labels)
         ranked = ranked_labels(self.gallery, feats, self.top_k + 1, count, n_labels, self.search_params,
-                               best_ids, None if labels is None else sorted({str(x) for x in labels}))
+                               best_ids, None if labels is None else sorted({str(x) for x in labels}), local)
         for q, labels_q in enumerate(ranked):
             if not labels_q:
                 raise RetrieverError(f"gallery {self.gallery_name} returned no hits for query {q}")
@@ -376,9 +396,11 @@ class Retriever:
             good = [(i, x) for i, (_, _, x) in enumerate(pending) if not isinstance(x, DecodeError)]
             results: dict[int, Result] = {}
             if good:
-                feats = self.encoder.encode_batch(np.stack([x for _, x in good]))
+                x = np.stack([x for _, x in good])
+                feats, maps = self.encoder.encode_batch(x, local=True) if self.reranks else \
+                    (self.encoder.encode_batch(x), None)
                 srcs = [_describe_source(pending[i][0]) for i, _ in good]
-                for (i, _), res in zip(good, self.classify_features(feats, srcs, labels=labels)):
+                for (i, _), res in zip(good, self.classify_features(feats, srcs, labels=labels, local=maps)):
                     res.page = pending[i][1]
                     results[i] = res
             for i, (src, _, x) in enumerate(pending):

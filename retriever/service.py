@@ -381,8 +381,9 @@ def create_app(cfg: ServiceConfig) -> Any:
                             headers={"Retry-After": "1"})
 
     def _encode_uploads(retriever: Any, uploads: list[tuple[str, bytes]], endpoint: str
-                        ) -> tuple[list[dict[str, Any]], list[int], np.ndarray]:
-        """Rows (name, page, error) in input order, which rows have images, and their features."""
+                        ) -> tuple[list[dict[str, Any]], list[int], tuple[np.ndarray, np.ndarray | None]]:
+        """Rows (name, page, error) in input order, which rows have images, and their (features, local
+        maps: None unless classifying against a gallery that re-ranks)."""
         enc = retriever.encoder
         rows: list[dict[str, Any]] = []
         good: list[int] = []
@@ -401,9 +402,14 @@ def create_app(cfg: ServiceConfig) -> Any:
                         row["error"] = str(exc)
                         m_errors.inc()
                 rows.append(row)
-        feats = enc.encode_batch(np.stack(tensors)) if tensors else np.zeros((0, enc.dim), np.float32)
+        if not tensors:
+            feats, maps = np.zeros((0, enc.dim), np.float32), None
+        elif retriever.reranks and endpoint == "/v1/classify":  # the local maps come from the same forward pass
+            feats, maps = enc.encode_batch(np.stack(tensors), local=True)
+        else:
+            feats, maps = enc.encode_batch(np.stack(tensors)), None
         m_images.labels(endpoint).inc(len(good))
-        return rows, good, feats
+        return rows, good, (feats, maps)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -428,9 +434,9 @@ def create_app(cfg: ServiceConfig) -> Any:
         got = _admitted(uploads, "/v1/classify")
         if got is None:
             return _busy()
-        retriever, rows, good, feats = got
+        retriever, rows, good, (feats, maps) = got
         try:
-            results = retriever.classify_features(feats, labels=labels) if len(good) else []
+            results = retriever.classify_features(feats, labels=labels, local=maps) if len(good) else []
         except RetrieverError as exc:  # a label filter naming labels the gallery does not hold
             return JSONResponse({"detail": str(exc)}, status_code=422)
         op = retriever.operating_point
@@ -464,7 +470,7 @@ def create_app(cfg: ServiceConfig) -> Any:
         got = _admitted(uploads, "/v1/embed")
         if got is None:
             return _busy()
-        retriever, rows, good, feats = got
+        retriever, rows, good, (feats, _) = got
         for i, f in zip(good, feats):
             rows[i]["vector"] = [round(float(x), 7) for x in f]
         return {"results": rows, "model": {"name": retriever.encoder.name,

@@ -90,9 +90,16 @@ class ThresholdTable:
         return cls(tuple(kept), source)
 
     @classmethod
-    def from_contract(cls, contract: ModelContract) -> "ThresholdTable":
-        """The model's generic table (measured at export on the training project's eval data)."""
+    def from_contract(cls, contract: ModelContract, scoring: str = "cosine") -> "ThresholdTable":
+        """The model's generic table (measured at export on the training project's eval data): of the
+        cosine, or with ``scoring="reranked"`` of the local-map re-ranked score (``contract.local``)."""
         where = f"model {contract.name!r} v{contract.version}"
+        if scoring == "reranked":
+            if contract.local is None:
+                raise ThresholdError(f"{where} has no local map, so no re-ranked table")
+            src = contract.local.threshold_source
+            return cls.from_rows(contract.local.threshold_table,
+                                 where + f" re-ranked ({src})" if src else where + " re-ranked")
         if contract.threshold_source:
             where += f" ({contract.threshold_source})"
         return cls.from_rows(contract.threshold_table, where)
@@ -119,15 +126,16 @@ class ThresholdTable:
 
     @classmethod
     def resolve(cls, contract: ModelContract | None, calibration: Mapping[str, Any] | None = None,
-                gallery: str = "gallery") -> "ThresholdTable":
-        """The table in force: the gallery's calibration if it has rows, else the model's table."""
-        if calibration:
+                gallery: str = "gallery", scoring: str = "cosine") -> "ThresholdTable":
+        """The table in force: the gallery's calibration if it has rows (and was measured on the same
+        ``scoring``), else the model's table of that scoring."""
+        if calibration and scoring_of(calibration) == scoring:
             table = cls.from_calibration(calibration, gallery)
             if table.rows:
                 return table
         if contract is None:
             return cls((), "no model")
-        return cls.from_contract(contract)
+        return cls.from_contract(contract, scoring)
 
     # --- queries -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -223,6 +231,23 @@ class OpenSetRow:
     rule: Any  # retriever.openset.DecisionRule
     source: str
     origin: str = ""  # "user calibration" | "self-calibration"
+
+
+SCORINGS = ("cosine", "reranked")
+
+
+def scoring_of(record: Mapping[str, Any] | None) -> str:
+    """What score a stored table was measured on: "reranked" (a gallery that re-ranks by local maps)
+    or "cosine" (every record written before re-ranking existed)."""
+    return str((record or {}).get("scoring") or "cosine")
+
+
+def scoring_for(encoder: Any, gallery: Any = None) -> str:
+    """The score a search answers with: "reranked" when the model has a local map and the gallery
+    (None: one this model would build) holds its exemplars' maps, else "cosine"."""
+    if not getattr(encoder, "has_local", False):
+        return "cosine"
+    return "reranked" if gallery is None or getattr(gallery, "reranks", False) else "cosine"
 
 
 def check_fingerprint(record: Mapping[str, Any] | None, where: str, gallery: str, fingerprint: str | None) -> None:
@@ -407,18 +432,28 @@ class OperatingPoint:
 def choose_operating_point(contract: ModelContract | None, calibration: Mapping[str, Any] | None,
                            self_calibration: Mapping[str, Any] | None, n_labels: int, fpir: float | None = None,
                            fpr: float | None = None, threshold: float | None = None, gallery: str = "gallery",
-                           fingerprint: str | None = None) -> OperatingPoint:
+                           fingerprint: str | None = None, scoring: str = "cosine") -> OperatingPoint:
     """The one place that turns what a caller asked for into a rule and a threshold.
 
     Precedence: an explicit cosine ``threshold``; else a pair ``fpr`` (user calibration's pair table,
     else the model's); else ``fpir`` (default :data:`DEFAULT_FPIR`) from the gallery's open-set table
     (user calibration rows, then self-calibration rows); with no measured open-set row, the model's
-    pair-table row at FPR = FPIR, said so in ``origin``.
+    pair-table row at FPR = FPIR, said so in ``origin``.  ``scoring``: the score the gallery answers
+    with ("reranked" when it re-ranks by local maps); tables measured on the other score are set aside
+    (they would put the threshold in the wrong place), said so in ``origin`` when that leaves none.
     """
     from .openset import RULES
 
+    if scoring not in SCORINGS:
+        raise ThresholdError(f"unknown scoring {scoring!r}; one of {', '.join(SCORINGS)}")
     cosine = RULES["cosine"]
     check_fingerprint(calibration, "user calibration", gallery, fingerprint)
+    stale = [where for rec, where in ((calibration, "user calibration"), (self_calibration, "self-calibration"))
+             if rec and (rec.get("table") or rec.get("open_set")) and scoring_of(rec) != scoring]
+    if calibration and scoring_of(calibration) != scoring:
+        calibration = None
+    if self_calibration and scoring_of(self_calibration) != scoring:
+        self_calibration = None
     given = [n for n, v in (("fpir", fpir), ("fpr", fpr), ("threshold", threshold)) if v is not None]
     if len(given) > 1:
         raise ThresholdError(f"give one of FPIR, FPR or threshold, not {' and '.join(given)}")
@@ -429,7 +464,7 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
                                  "(cos+1)/2 score t is cosine 2*t - 1)")
         return OperatingPoint("threshold", None, t, cosine, "explicit threshold", short="explicit")
     if fpr is not None:
-        table = ThresholdTable.resolve(contract, calibration, gallery=gallery)
+        table = ThresholdTable.resolve(contract, calibration, gallery=gallery, scoring=scoring)
         row = table.row_for(fpr)
         return OperatingPoint("fpr", float(fpr), float(row.threshold), cosine,
                               f"pair-table row FPR {row.fpr:g} of {table.source}",
@@ -445,9 +480,11 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
                                  f"the gallery has {n_labels}: re-calibrate")
         return OperatingPoint("fpir", target, row.threshold, rule, f"FPIR {row.fpir:g} row of the {row.origin}",
                               None if math.isnan(row.dir) else row.dir, short=f"gallery's {row.origin}")
+    notes = list(ot.notes) + [f"its {w} was measured on {'cosine' if scoring == 'reranked' else 're-ranked'} "
+                              f"scores, not the {scoring} scores it now answers with: measure it again" for w in stale]
     why = ("the gallery has a single label, so FPIR cannot be measured (no type to leave out)" if n_labels < 2 else
-           "the gallery has no measured open-set table" + (f" ({'; '.join(ot.notes)})" if ot.notes else ""))
-    table = ThresholdTable.resolve(contract, calibration, gallery=gallery)
+           "the gallery has no measured open-set table" + (f" ({'; '.join(notes)})" if notes else ""))
+    table = ThresholdTable.resolve(contract, calibration, gallery=gallery, scoring=scoring)
     row = table.row_for(target)
     return OperatingPoint("fpir-fallback", target, float(row.threshold), cosine,
                           f"{why}; using the pair-table row FPR {row.fpr:g} of {table.source} instead: on a register of "

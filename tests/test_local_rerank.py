@@ -7,7 +7,7 @@ import pytest
 
 import encoders
 from encoders.contract import LocalMap, ModelContract
-from retriever.rerank import local_deltas, rerank
+from indexer.rerank import local_deltas, rerank
 
 
 def test_contract_carries_the_local_map_and_refuses_a_bad_one():

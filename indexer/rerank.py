@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["local_deltas", "rerank"]
+__all__ = ["local_deltas", "rerank", "rerank_top"]
 
 
 def local_deltas(query: np.ndarray, cands: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -57,3 +57,19 @@ def rerank(scores: np.ndarray, ids: np.ndarray, query_maps: np.ndarray,
     new = scores + np.float32(weight) * local_deltas(query_maps, cands, valid)  # padding keeps its score
     order = np.argsort(np.where(valid, -new, np.inf), axis=1, kind="stable")
     return np.take_along_axis(new, order, axis=1).astype(np.float32), np.take_along_axis(ids, order, axis=1)
+
+
+def rerank_top(scores: np.ndarray, ids: np.ndarray, query_maps: np.ndarray,
+               maps_of: Callable[[np.ndarray], np.ndarray], k: int, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """A deeper search result whose first ``k`` columns (the top-k by cosine) are re-scored by
+    :func:`rerank`; the rest keep their cosine, and each row is re-sorted as a whole, so a
+    candidate pushed down may fall below the (k+1)-th (as the offline evaluation scores it)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    ids = np.asarray(ids)
+    head_s, head_i = rerank(scores[:, :k], ids[:, :k], query_maps, maps_of, weight)
+    if scores.shape[1] <= k:
+        return head_s, head_i
+    s = np.concatenate([head_s, scores[:, k:]], axis=1)
+    i = np.concatenate([head_i, ids[:, k:]], axis=1)
+    order = np.argsort(np.where(i >= 0, -s, np.inf), axis=1, kind="stable")
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
