@@ -122,7 +122,8 @@ class Probes:
         return Probes(np.concatenate([self.item_ids, other.item_ids]), np.concatenate([self.labels, other.labels]),
                       np.concatenate([self.feats, other.feats]), self.problems + other.problems,
                       self.seconds + other.seconds,
-                      local=None if self.local is None or other.local is None else
+                      local=other.local if not len(self) else self.local if not len(other) else
+                      None if self.local is None or other.local is None else
                       np.concatenate([self.local, other.local]))
 
     def write(self, fh: Any) -> None:

@@ -97,3 +97,51 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "fonts" in item.keywords:
             item.add_marker(skip)
+
+
+def without_local(src: Path, out: Path) -> Path:
+    """A copy of a model with a local map output, with neither the output nor the contract's ``local``:
+    the cosine-only model a gallery built by it answers with."""
+    import onnx
+
+    from encoders.contract import METADATA_KEY, ModelContract, save_model, set_contract
+
+    from encoders.local import LOCAL_OUTPUT
+
+    model = onnx.load(str(src))
+    keep = [o for o in model.graph.output if o.name != LOCAL_OUTPUT]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    nodes = [n for n in model.graph.node if LOCAL_OUTPUT not in n.output]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    meta = {p.key: p.value for p in model.metadata_props}
+    set_contract(model, ModelContract.from_json(meta[METADATA_KEY]).with_local(None))
+    save_model(model, str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def local_encoder(encoder, tmp_path_factory):
+    """The shipped model with its local map (the shipped model itself once it has one)."""
+    import encoders
+
+    if encoder.has_local:
+        return encoder
+    pytest.importorskip("onnx", reason="writing a model needs the onnx package (test extra)")
+    from encoders.local import LITE0_BLOCKS3, add_local_output
+
+    out = tmp_path_factory.mktemp("local-model") / "with-local.onnx"
+    add_local_output(encoder.path, LITE0_BLOCKS3, out)
+    return encoders.load(out)
+
+
+@pytest.fixture(scope="session")
+def plain_encoder(encoder, tmp_path_factory):
+    """The shipped model without a local map: galleries it builds answer with the cosine alone."""
+    import encoders
+
+    if not encoder.has_local:
+        return encoder
+    pytest.importorskip("onnx", reason="writing a model needs the onnx package (test extra)")
+    return encoders.load(without_local(encoder.path, tmp_path_factory.mktemp("plain-model") / "plain.onnx"))

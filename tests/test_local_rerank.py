@@ -89,3 +89,186 @@ def test_rerank_moves_the_candidate_whose_differing_cells_match():
     assert i[0].tolist() == [11, 10, 12, -1] and s[0, 0] > s[0, 1] and s[0, 3] == scores[0, 3]
     same_s, same_i = rerank(scores, ids, query[None], lambda got: np.stack([maps[int(x)] for x in got]), weight=0)
     assert same_i.tolist() == ids.tolist() and np.array_equal(same_s, scores)
+
+
+# ---------------------------------------------------------------------------------------------- product
+FAMILY = {f"form-{c}": 1 for c in "abcdef"}  # six types
+
+
+def _register(root):
+    from indexer_testdata import make_register
+
+    return make_register(root / "register", FAMILY)
+
+
+def _queries(enc, n: int = 6):
+    from indexer_testdata import make_image
+
+    imgs = [make_image(lab, variant=3) for lab in list(FAMILY)[:n]]
+    return imgs, enc.encode_batch(np.stack([enc.preprocess(i) for i in imgs]), local=True)
+
+
+def _expected(g, feats, maps, k):
+    """The definition: cosine top-k over every exemplar, top `local.k` re-scored, rows re-sorted."""
+    from indexer.rerank import rerank_top
+
+    ids, vecs = g.vectors()
+    sim = feats @ vecs.T
+    order = np.argsort(-sim, axis=1, kind="stable")
+    store = dict(zip(*g._s.local.lookup_all()))
+    rec = g.manifest["local"]
+    s, i = rerank_top(np.take_along_axis(sim, order, 1), ids[order], maps,
+                      lambda got: np.stack([store[int(x)] for x in got]), rec["k"], rec["weight"])
+    return s[:, :k], i[:, :k]
+
+
+def test_a_gallery_built_by_a_local_model_reranks_its_searches(tmp_path, local_encoder):
+    from indexer.gallery import Gallery
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    rec = g.manifest["local"]
+    assert g.reranks and rec["k"] == local_encoder.contract.local.k and rec["shape"] == list(local_encoder.local_shape)
+    assert sorted(g.local_ids().tolist()) == sorted(g.vectors()[0].tolist())
+    assert g.stats()["local_store"]["rows"] == g.count
+    _, (feats, maps) = _queries(local_encoder)
+    s, i = g.search(feats, 4, local=maps)
+    es, ei = _expected(g, feats, maps, 4)
+    assert np.array_equal(i, ei) and np.allclose(s, es, atol=1e-5)
+    cos_s, cos_i = g.search(feats, 4)  # without maps: the cosine, as before
+    assert np.allclose(cos_s, np.sort(feats @ g.vectors()[1].T, axis=1)[:, ::-1][:, :4], atol=1e-5)
+    assert not np.allclose(s, cos_s)  # the re-ranked scores are not cosines
+    with pytest.raises(Exception, match="local maps have shape"):
+        g.search(feats, 4, local=maps[:, :10])
+
+
+def test_local_maps_follow_every_write(tmp_path, local_encoder):
+    from indexer.gallery import Gallery
+    from indexer.verify import verify
+    from indexer_testdata import write_image
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    extra = write_image(tmp_path / "new" / "form-g.png", "form-g")
+    g.add([extra], label="form-g")
+    assert g.reranks and len(g.local_ids()) == g.count == 7
+    g.remove(labels=["form-a"])
+    assert g.reranks and len(g.local_ids()) == 7  # removed rows stay until compaction (never returned)
+    g.compact()
+    assert sorted(g.local_ids().tolist()) == sorted(g.vectors()[0].tolist())
+    assert len(g.manifest["local"]["segments"]) == 1
+    before = g.generation
+    g.rollback()
+    g = Gallery.open(g.path, local_encoder)
+    assert g.generation == before + 1 and len(g.local_ids()) == 7 and g.reranks
+    rep = verify(g, local_encoder, sample=3)
+    assert rep.ok, rep.problems
+    _, (feats, maps) = _queries(local_encoder)
+    s, i = g.search(feats, 3, local=maps)
+    es, ei = _expected(g, feats, maps, 3)
+    assert np.array_equal(i, ei) and np.allclose(s, es, atol=1e-5)
+
+
+def test_imported_vectors_turn_reranking_off_and_say_so(tmp_path, local_encoder):
+    from indexer.gallery import Gallery
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    _, (feats, _) = _queries(local_encoder, 1)
+    res = g.add_vectors(feats, ["imported-type"], sources=["elsewhere.png"])
+    assert not g.reranks and "local" not in g.manifest or g.manifest["local"] is None
+    assert any("re-ranking turned off" in n for n in res.notes)
+    g = Gallery.open(g.path, local_encoder)
+    assert not g.reranks and g.local_ids() is None
+
+
+def test_a_tampered_local_record_is_refused(tmp_path, local_encoder):
+    import json
+
+    from indexer.errors import GalleryCorruptError
+    from indexer.gallery import Gallery
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    m = json.loads((g.path / "manifest.json").read_text())
+    m["local"]["segments"][0]["vectors"] = "../../etc/passwd"
+    (g.path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(GalleryCorruptError, match="local.vectors"):
+        Gallery.open(g.path)
+
+
+def test_retriever_bulk_and_thresholds_use_the_reranked_score(tmp_path, local_encoder):
+    from indexer.gallery import Gallery
+    from retriever import Retriever, RetrieverError
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    r = Retriever(g, local_encoder, threshold=0.5)
+    assert r.reranks and r.scoring == "reranked" and "re-ranked" in r.table.source  # the model's re-ranked table
+    imgs, (feats, maps) = _queries(local_encoder)
+    got = r.classify(imgs)
+    es, ei = _expected(g, feats, maps, 1)
+    assert [x.label for x in got] == g.labels_of(ei[:, 0]).tolist()
+    assert np.allclose([x.score for x in got], es[:, 0], atol=1e-5)
+    with pytest.raises(RetrieverError, match="local maps"):
+        r.classify_features(feats)
+    same = r.classify_features(feats, local=maps)
+    assert [x.score for x in same] == pytest.approx([x.score for x in got], abs=1e-5)
+
+
+def test_a_table_measured_on_the_other_score_is_set_aside():
+    from encoders.contract import ModelContract, ThresholdRow
+    from retriever.openset import RULES
+    from retriever.thresholds import choose_operating_point
+
+    contract = ModelContract(name="m", threshold_table=(ThresholdRow(1e-2, 0.9, 0.30),),
+                             local=LocalMap("local", 5, 2.4, (ThresholdRow(1e-2, 0.95, 0.70),), "val"))
+    own = {"status": "measured", "scoring": "cosine", "rule": RULES["cosine"].to_dict(),
+           "table": [{"fpir": 1e-2, "threshold": 0.25, "dir": 0.8, "measured_fpir": 0.01, "measurable": True}]}
+    op = choose_operating_point(contract, None, own, 6, scoring="cosine")
+    assert op.kind == "fpir" and op.threshold == 0.25
+    op = choose_operating_point(contract, None, own, 6, scoring="reranked")
+    assert op.kind == "fpir-fallback" and op.threshold == 0.70 and "measure it again" in op.origin
+    assert choose_operating_point(contract, None, None, 6, fpr=1e-2, scoring="cosine").threshold == 0.30
+
+
+def test_self_calibration_of_a_reranking_gallery_scores_its_probes_the_same_way(tmp_path, local_encoder):
+    from indexer.gallery import Gallery
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder, self_calibrate=True)
+    rec = g.self_calibration
+    assert rec["scoring"] == "reranked" and rec["probes_local_file"]
+    probes = g.probes()
+    assert probes.local is not None and probes.local.shape == (len(probes), *local_encoder.local_shape)
+    from retriever import Retriever
+
+    assert Retriever(g, local_encoder).operating_point.kind == "fpir"  # its own table, same scoring
+    g.add_vectors(probes.feats[:1], ["imported"])  # re-ranking off: re-measured on the cosine
+    assert g.self_calibration["scoring"] == "cosine" and not g.self_calibration.get("probes_local_file")
+
+
+def test_bulk_run_and_service_answer_as_the_retriever_does(tmp_path, local_encoder):
+    """The re-ranked scores travel through every path: `retriever run` and `POST /v1/classify`."""
+    import cv2
+    import pyarrow.parquet as pq
+
+    from bulk_helpers import bulk
+    from indexer.gallery import Gallery
+    from retriever import Retriever
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    imgs, _ = _queries(local_encoder)
+    files = []
+    for n, img in enumerate(imgs):
+        files.append(tmp_path / "in" / f"q{n}.png")
+        files[-1].parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(files[-1]), img)
+    ref = Retriever(g, local_encoder, threshold=0.5, top_k=2).classify(files)
+    bulk([tmp_path / "in"], g, tmp_path / "res.parquet", local_encoder, top_k=2)
+    t = pq.read_table(tmp_path / "res.parquet")
+    assert t.column("label").to_pylist() == [r.label for r in ref]
+    np.testing.assert_allclose(t.column("score").to_numpy(), [r.score for r in ref], atol=1e-5)
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from retriever.service import ServiceConfig, create_app
+
+    with TestClient(create_app(ServiceConfig(g.path, local_encoder, threshold=0.5, top_k=2))) as c:
+        res = c.post("/v1/classify", files=[("file", (f.name, f.read_bytes(), "image/png")) for f in files]).json()
+    assert [x["label"] for x in res["results"]] == [r.label for r in ref]
+    np.testing.assert_allclose([x["score"] for x in res["results"]], [r.score for r in ref], atol=1e-5)
