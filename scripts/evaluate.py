@@ -13,13 +13,20 @@ positive pair, other type = negative.  Thresholds come exactly from the sorted n
 (accept iff cosine >= threshold; measured FPR <= target); rows with fewer than 1/FPR negatives
 are reported as not measurable.  See retriever/metrics.py.
 
+A model whose contract has a local map (``local``: k, weight) answers with the re-ranked score, so
+that is what its row measures: each query's top-k exemplars by cosine move by weight x their local
+delta (indexer/rerank.py), the others keep their cosine, then each type takes its best exemplar.
+Its cosine alone is reported too, as ``<name> [cosine]`` (the gain, and what a gallery without maps
+answers).  Dense registers re-rank within their own exemplars, as a gallery of those types would.
+
 ``--baselines`` measures two neighbours in the same run: raw-pixel thumbnails (16x16 gray,
 mean-centred, unit length) and ImageNet EfficientNet-Lite0 GAP features without any training
 (exported once with scripts/export_baseline.py and cached in ~/.cache/docretriever/).
 
 ``--write-thresholds`` stores the measured table (measurable rows, FPR = target) in the FIRST
-model's ONNX metadata.  This changes the file's bytes and therefore its fingerprint: galleries
-built with the old file must be rebuilt (or built after this step).
+model's ONNX metadata (for a model with a local map: the cosine table as ``threshold_table`` and
+the re-ranked one as ``local.threshold_table``, in one write).  This changes the file's bytes and
+therefore its fingerprint: galleries built with the old file must be rebuilt (or built after this step).
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -226,17 +233,144 @@ def load_candidates(models: Sequence[str], baselines: Sequence[str]) -> list[Can
 # --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
-def encode_split(cand: Candidate, split: Split, batch_size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def encode_with_maps(enc: Any, paths: Sequence[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features and local maps (unit cell vectors, float16 as a gallery holds them) in one pass of
+    the model; the maps are filled in place so a split's worth is never held twice."""
+    feats, maps = [], None
+    for i in range(0, len(paths), batch_size):
+        f, m = enc.encode_batch(np.stack([enc.preprocess(p) for p in paths[i:i + batch_size]]), local=True)
+        if maps is None:
+            maps = np.empty((len(paths), *m.shape[1:]), dtype=np.float16)
+        maps[i:i + len(m)] = m
+        feats.append(f)
+    return np.concatenate(feats), maps
+
+
+def encode_split(cand: Candidate, split: Split, batch_size: int,
+                 local: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Features of every split image (``register``, ``queries``, ``unknown``); with ``local`` also
+    their local maps (``<part>_maps``), for re-ranking."""
     feats = {}
     n = 0
     t0 = time.perf_counter()
     for part in ("register", "queries", "unknown"):
         items = getattr(split, part)
-        feats[part] = cand.encoder.encode([str(p) for p, _ in items], batch_size=batch_size) if items else None
+        paths = [str(p) for p, _ in items]
+        if local:
+            got = encode_with_maps(cand.encoder, paths, batch_size) if items else (None, None)
+            feats[part], feats[f"{part}_maps"] = got
+        else:
+            feats[part] = cand.encoder.encode(paths, batch_size=batch_size) if items else None
         n += len(items)
     dt = time.perf_counter() - t0
     return feats, {"images": n, "seconds": round(dt, 3), "images_per_s": round(n / dt, 2) if dt > 0 else None,
                    "batch_size": batch_size, "threads": 1}
+
+
+# --------------------------------------------------------------------------------------------------
+# Re-ranking by the local map: the score a model with one answers with
+# --------------------------------------------------------------------------------------------------
+RERANK_CHUNK = 128  # queries per local_deltas call: their candidates' maps stay tens of MB
+
+
+@dataclass(frozen=True)
+class Rerank:
+    """How the product re-ranks a search for a model with a local map (its contract's ``local``):
+    each query's top ``k`` exemplars by cosine move by ``weight`` x their local delta."""
+
+    k: int
+    weight: float
+
+
+def rerank_of(encoder: Any) -> Rerank | None:
+    """The encoder's re-ranking, or None (no local map: it answers with the cosine)."""
+    local = getattr(getattr(encoder, "contract", None), "local", None)
+    return None if local is None else Rerank(int(local.k), float(local.weight))
+
+
+def reranked(sim: np.ndarray, q_maps: np.ndarray, r_maps: np.ndarray, rerank: Rerank,
+             q_rows: np.ndarray | None = None, chunk: int = RERANK_CHUNK) -> np.ndarray:
+    """``sim`` (queries x exemplars cosines) as the product scores it: each row's top-k entries
+    (k = min(rerank.k, exemplars), all valid) moved by weight x local_deltas, every other entry
+    unchanged (scripts/ablate_local_rerank.py's ``rescored``).  Row i's map is
+    ``q_maps[q_rows[i]]`` (``q_maps[i]`` without ``q_rows``): a block never copies a split's maps."""
+    from indexer.rerank import local_deltas  # the product's arithmetic, not a copy of it
+
+    out = np.array(sim, dtype=np.float32, copy=True)
+    k = min(rerank.k, out.shape[1])
+    if k < 2 or len(out) == 0:
+        return out
+    w = np.float32(rerank.weight)
+    for i in range(0, len(out), chunk):
+        s = out[i:i + chunk]  # a view: re-scored in place
+        top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        qm = q_maps[i:i + chunk] if q_rows is None else q_maps[q_rows[i:i + chunk]]
+        moved = np.take_along_axis(s, top, axis=1) + w * local_deltas(qm, r_maps[top])
+        np.put_along_axis(s, top, moved, axis=1)
+    return out
+
+
+@dataclass
+class _Register:
+    """Register rows sorted by type as retriever.metrics sorts them, with their maps."""
+
+    feats: np.ndarray
+    maps: np.ndarray
+    types: np.ndarray
+    starts: np.ndarray
+
+
+def _register(feats: dict[str, np.ndarray], split: Split, r: np.ndarray) -> _Register:
+    labels = np.asarray([split.register[i][1] for i in r]).astype(str)
+    order = np.argsort(labels, kind="stable")
+    types, starts = np.unique(labels[order], return_index=True)
+    rows = r[order]
+    return _Register(np.asarray(feats["register"], dtype=np.float32)[rows], feats["register_maps"][rows], types, starts)
+
+
+def reranked_type_blocks(q_feats: np.ndarray, q_maps: np.ndarray, q_rows: np.ndarray, reg: _Register,
+                         rerank: Rerank, max_block: int = M.DEFAULT_MAX_BLOCK
+                         ) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, scores (m, n_types))`` of the queries ``q_feats`` (maps ``q_maps[q_rows]``),
+    re-ranked before each type takes its best exemplar.  The blocks and products of
+    M.type_score_blocks: where nothing moves, the cosine comes out bit for bit."""
+    q = np.asarray(q_feats, dtype=np.float32)
+    step = max(1, max_block // max(1, len(reg.feats)))
+    for i in range(0, len(q), step):
+        sims = reranked(q[i:i + step] @ reg.feats.T, q_maps, reg.maps, rerank, q_rows[i:i + step])
+        yield i, (np.maximum.reduceat(sims, reg.starts, axis=1) if len(reg.feats) != len(reg.starts) else sims)
+
+
+def reranked_sets(feats: dict[str, np.ndarray], split: Split, q: np.ndarray, r: np.ndarray, u: np.ndarray,
+                  rerank: Rerank) -> M.ScoreSets:
+    """M.pair_scores of the queries ``q`` and unknowns ``u`` against the register rows ``r``, on
+    the re-ranked score (top-k among those register rows only)."""
+    reg = _register(feats, split, r)
+    acc = M.ScoreAccumulator(reg.types, n_exemplars=len(r))
+    true_idx = np.searchsorted(reg.types, np.asarray([split.queries[i][1] for i in q]).astype(str))
+    for i, block in reranked_type_blocks(feats["queries"][q], feats["queries_maps"], q, reg, rerank):
+        acc.add_known(block, true_idx[i:i + len(block)])
+    if feats["unknown"] is not None and len(u):
+        for _, block in reranked_type_blocks(feats["unknown"][u], feats["unknown_maps"], u, reg, rerank):
+            acc.add_unknown(block)
+    return acc.finish()
+
+
+def negatives_at_or_above(feats: dict[str, np.ndarray], split: Split, t: float,
+                          rerank: Rerank | None = None) -> list[tuple[int, str, float]]:
+    """M.negatives_at_or_above of the split, on the re-ranked score with ``rerank``."""
+    qlabels = [lab for _, lab in split.queries]
+    if rerank is None:
+        return M.negatives_at_or_above(feats["queries"], qlabels, feats["register"],
+                                       [lab for _, lab in split.register], t)
+    q = np.arange(len(split.queries))
+    reg = _register(feats, split, np.arange(len(split.register)))
+    ql = np.asarray(qlabels).astype(str)
+    out: list[tuple[int, str, float]] = []
+    for i, block in reranked_type_blocks(feats["queries"], feats["queries_maps"], q, reg, rerank):
+        rows, cols = np.nonzero((block >= t) & (reg.types[None, :] != ql[i:i + len(block), None]))
+        out += [(int(i + r), str(reg.types[c]), float(block[r, c])) for r, c in zip(rows, cols)]
+    return sorted(out, key=lambda x: -x[2])
 
 
 def _worst(sets: M.ScoreSets, split: Split, n: int = 10) -> dict[str, list[dict[str, Any]]]:
@@ -303,9 +437,11 @@ def _reporting_group(split: Split):
     return (lambda lab: fam.get(lab, type_group(lab))) if fam else type_group
 
 
-def by_group(sets: M.ScoreSets, feats: dict[str, np.ndarray], split: Split, fpr: float = 1e-4) -> dict[str, Any]:
+def by_group(sets: M.ScoreSets, feats: dict[str, np.ndarray], split: Split, fpr: float = 1e-4,
+             rerank: Rerank | None = None) -> dict[str, Any]:
     """Where the misses are at one operating point: per group, the known queries scoring under the
-    threshold, and the group pairs of the negatives at or above it (the pairs that set it)."""
+    threshold, and the group pairs of the negatives at or above it (the pairs that set it; scored
+    as ``sets`` were, so re-ranked with ``rerank``)."""
     t = M.threshold_at(sets.neg, fpr)
     if t is None:
         return {"fpr": fpr, "threshold": None}
@@ -317,8 +453,7 @@ def by_group(sets: M.ScoreSets, feats: dict[str, np.ndarray], split: Split, fpr:
         m[0] += int(p < t)
         m[1] += 1
     pairs: dict[str, int] = {}
-    for qi, typ, _ in M.negatives_at_or_above(feats["queries"], qlabels, feats["register"],
-                                              [lab for _, lab in split.register], t):
+    for qi, typ, _ in negatives_at_or_above(feats, split, t, rerank):
         key = f"{group(qlabels[qi])} -> {group(typ)}"
         if group(qlabels[qi]) != type_group(qlabels[qi]) and type_group(qlabels[qi]) == type_group(typ):
             key += " (same sibling set)"
@@ -347,15 +482,19 @@ def by_group_markdown(g: dict[str, Any]) -> str:
 DENSE_MIN_TYPES = 3  # a dense register needs a runner-up even with one type left out
 
 
-def _sets_for(feats: dict[str, np.ndarray], split: Split, keep_type: Any = None) -> M.ScoreSets | None:
+def _sets_for(feats: dict[str, np.ndarray], split: Split, keep_type: Any = None,
+              rerank: Rerank | None = None) -> M.ScoreSets | None:
     """Score sets of the split, or of the sub-register of the types ``keep_type`` accepts (its queries
-    and the unknowns of the same groups)."""
+    and the unknowns of the same groups); with ``rerank``, of the re-ranked score within that
+    sub-register (its own top-k, as a gallery of only those types would answer)."""
     def rows(items: list[tuple[Path, str]]) -> np.ndarray:
         return np.asarray([i for i, (_, lab) in enumerate(items) if keep_type is None or keep_type(lab)], dtype=np.int64)
 
     r, q, u = rows(split.register), rows(split.queries), rows(split.unknown)
     if len(r) == 0 or len(q) == 0:
         return None
+    if rerank is not None:
+        return reranked_sets(feats, split, q, r, u, rerank)
     unk = feats["unknown"][u] if feats["unknown"] is not None and len(u) else None
     return M.pair_scores(feats["queries"][q], [split.queries[i][1] for i in q], feats["register"][r],
                          [split.register[i][1] for i in r], unk)
@@ -386,9 +525,10 @@ def open_set_section(sets: M.ScoreSets, pair_rows: Sequence[dict[str, Any]], reg
 
 def evaluate_open_set(feats: dict[str, np.ndarray], split: Split, sets: M.ScoreSets, fprs: Sequence[float],
                       rules: dict[str, O.DecisionRule] | None = None,
-                      fpirs: Sequence[float] = O.DEFAULT_FPIRS) -> dict[str, Any]:
+                      fpirs: Sequence[float] = O.DEFAULT_FPIRS, rerank: Rerank | None = None) -> dict[str, Any]:
     """DIR at FPIR for every rule on the mixed register (the whole split) and on the dense registers
-    (one family each, queries scored against their own family's register, rates pooled)."""
+    (one family each, queries scored against their own family's register, rates pooled); with
+    ``rerank`` the dense registers are re-ranked too (``sets`` already is)."""
     rules = rules or dict(O.RULES)
     if not split.unknown:
         return {}
@@ -396,7 +536,7 @@ def evaluate_open_set(feats: dict[str, np.ndarray], split: Split, sets: M.ScoreS
                              {"kind": "mixed", **sets.register_size}, rules, fpirs)
     parts, sizes = [], {}
     for g in dense_groups(split):
-        s = _sets_for(feats, split, lambda lab, g=g: type_group(lab) == g)
+        s = _sets_for(feats, split, lambda lab, g=g: type_group(lab) == g, rerank)
         if s is not None and len(s.unknown_best):
             parts.append(s)
             sizes[g] = int(len(s.types))
@@ -445,17 +585,33 @@ def open_set_markdown(op: dict[str, Any], default_rule: str) -> str:
 
 def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], batch_size: int,
                        rules: dict[str, O.DecisionRule] | None = None
-                       ) -> tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]:
-    feats, enc_stats = encode_split(cand, split, batch_size)
-    sets = M.pair_scores(feats["queries"], [lab for _, lab in split.queries], feats["register"],
-                         [lab for _, lab in split.register], feats["unknown"])
+                       ) -> list[tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]]:
+    """One (result, score sets, features) per answer the candidate gives: what the product answers
+    with first (re-ranked, for a model with a local map), then for such a model its cosine alone as
+    ``<name> [cosine]`` (the gain; what a gallery without maps answers).  Encoded once."""
+    rerank = rerank_of(cand.encoder)
+    feats, enc_stats = encode_split(cand, split, batch_size, local=rerank is not None)
+    rows = [score_candidate(cand, cand.label, feats, enc_stats, split, fprs, rules, rerank)]
+    if rerank is not None:
+        rows.append(score_candidate(cand, f"{cand.label} [cosine]", feats, enc_stats, split, fprs, rules, None))
+    return rows
+
+
+def score_candidate(cand: Candidate, label: str, feats: dict[str, np.ndarray], enc_stats: dict[str, Any],
+                    split: Split, fprs: Sequence[float], rules: dict[str, O.DecisionRule] | None,
+                    rerank: Rerank | None) -> tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]:
+    """Every figure of one row from one way of scoring (cosine, or re-ranked with ``rerank``)."""
+    sets = _sets_for(feats, split, rerank=rerank)
     res = M.summarise(sets, fprs)
     enc = cand.encoder
-    out = {"name": cand.label, "kind": cand.kind, "path": cand.path, "fingerprint": getattr(enc, "fingerprint", None),
+    out = {"name": label, "kind": cand.kind, "path": cand.path, "fingerprint": getattr(enc, "fingerprint", None),
            "dim": int(enc.dim), "encode": enc_stats, **res, "table_markdown": M.markdown_table(res),
            "roc": M.roc_points(sets.pos, sets.neg, neg_sorted=True), "worst": _worst(sets, split),
-           "by_group": by_group(sets, feats, split), "sibling_errors": sibling_errors(sets, split)}
-    out["open_set_dir"] = evaluate_open_set(feats, split, sets, fprs, rules)
+           "by_group": by_group(sets, feats, split, rerank=rerank), "sibling_errors": sibling_errors(sets, split)}
+    if rerank_of(enc) is not None:  # only models with a local map have two rows to tell apart
+        out["scoring"] = "cosine" if rerank is None else "reranked"
+        out["rerank"] = None if rerank is None else {"k": rerank.k, "weight": rerank.weight}
+    out["open_set_dir"] = evaluate_open_set(feats, split, sets, fprs, rules, rerank=rerank)
     return out, sets, feats
 
 
@@ -497,7 +653,9 @@ def comparison_markdown(rows: Sequence[dict[str, Any]], fpr: float = 1e-4) -> st
 
 def report_text(res: dict[str, Any]) -> str:
     rs = res["register_size"]
-    lines = [f"## {res['name']} ({res['kind']}, {res['dim']}-d)", "",
+    how = ("" if not res.get("rerank") else f"; re-ranked: each query's top-{res['rerank']['k']} exemplars "
+           f"by cosine moved by {res['rerank']['weight']:g} x their local-map delta")
+    lines = [f"## {res['name']} ({res['kind']}, {res['dim']}-d{how})", "",
              f"{res['n_pos']:,} positive / {res['n_neg']:,} negative pairs; register {rs['types']} types "
              f"({rs['exemplars']} exemplars); encoding {res['encode']['images']} images at "
              f"{res['encode']['images_per_s']} images/s (batch {res['encode']['batch_size']}, 1 thread)", "",
@@ -526,25 +684,46 @@ def report_text(res: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------
 # Thresholds into the model
 # --------------------------------------------------------------------------------------------------
-def write_thresholds(cand: Candidate, res: dict[str, Any], split: Split) -> dict[str, Any]:
-    from encoders.contract import ThresholdRow, write_contract
+def _table_rows(label: str, res: dict[str, Any]) -> list[Any]:
+    """The table's measurable rows as contract rows (FPR = the target); none is an error."""
+    from encoders.contract import ThresholdRow
 
     rows = [ThresholdRow(fpr=r["fpr"], tpr=r["tpr"], threshold=r["threshold"]) for r in res["table"] if r["measurable"]]
     if not rows:
-        raise EvaluationError(f"no measurable threshold row for {cand.label} ({res['n_neg']} negative pairs); "
+        raise EvaluationError(f"no measurable threshold row for {label} ({res['n_neg']} negative pairs); "
                               "nothing written")
-    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    return rows
+
+
+def _table_source(res: dict[str, Any], split: Split, date: str) -> str:
     rs = res["register_size"]
-    source = (f"scripts/evaluate.py on {split.root.name}/{split.split}: {res['n_pos']} positive / {res['n_neg']} "
-              f"negative pairs, register {rs['types']} types ({rs['exemplars']} exemplars), "
-              f"benchmark manifest {str(split.manifest_sha256)[:12]}, {date}; fpr = target, measured <= target")
+    how = "" if not res.get("rerank") else (f" (re-ranked: top-{res['rerank']['k']} by the local map, "
+                                            f"weight {res['rerank']['weight']:g})")
+    return (f"scripts/evaluate.py on {split.root.name}/{split.split}{how}: {res['n_pos']} positive / {res['n_neg']} "
+            f"negative pairs, register {rs['types']} types ({rs['exemplars']} exemplars), "
+            f"benchmark manifest {str(split.manifest_sha256)[:12]}, {date}; fpr = target, measured <= target")
+
+
+def write_thresholds(cand: Candidate, res: dict[str, Any], split: Split,
+                     reranked_res: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``res`` (the cosine row) into the contract's ``threshold_table``; for a model with a local
+    map also ``reranked_res`` (its re-ranked row) into ``local.threshold_table``.  One atomic write,
+    so the file never holds one table measured and the other stale."""
+    from encoders.contract import write_contract
+
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    rows, source = _table_rows(cand.label, res), _table_source(res, split, date)
+    contract = cand.encoder.contract.with_thresholds(rows, source=source)
+    out: dict[str, Any] = {"path": cand.path, "rows": [r.__dict__ for r in rows], "source": source}
+    if reranked_res is not None:
+        lrows, lsource = _table_rows(reranked_res["name"], reranked_res), _table_source(reranked_res, split, date)
+        contract = contract.with_local_thresholds(lrows, lsource)
+        out.update(local_rows=[r.__dict__ for r in lrows], local_source=lsource)
     old_fp = cand.encoder.fingerprint
-    write_contract(cand.path, cand.encoder.contract.with_thresholds(rows, source=source))
+    write_contract(cand.path, contract)
     from encoders.runtime import file_sha256
 
-    new_fp = file_sha256(cand.path)
-    return {"path": cand.path, "rows": [r.__dict__ for r in rows], "source": source,
-            "old_fingerprint": old_fp, "new_fingerprint": new_fp}
+    return {**out, "old_fingerprint": old_fp, "new_fingerprint": file_sha256(cand.path)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -630,11 +809,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"queries ({info['unknown_types']} types)\n")
         results = []
         for cand in cands:
-            res, sets, feats = evaluate_candidate(cand, split, fprs, args.batch_size, rules)
-            results.append(res)
-            print(report_text(res), "\n", flush=True)
-            if args.plots and split is splits[0]:
-                plot_data.append((res, sets, feats))
+            for res, sets, feats in evaluate_candidate(cand, split, fprs, args.batch_size, rules):
+                results.append(res)
+                print(report_text(res), "\n", flush=True)
+                if args.plots and split is splits[0]:
+                    plot_data.append((res, sets, feats))
         comp = comparison(results)
         print(f"## Comparison ({split.split})\n")
         print(comparison_markdown(comp), "\n")
@@ -645,14 +824,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = by_split[splits[0].split]
     written = None
     if args.write_thresholds:
+        cos, rer = _rows_of_first_model(first["models"], cands[0])
         try:
-            written = write_thresholds(cands[0], first["models"][0], splits[0])
+            written = write_thresholds(cands[0], cos, splits[0], rer)
         except EvaluationError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"wrote {len(written['rows'])} threshold rows (split {splits[0].split}) into {written['path']}; its "
-              f"fingerprint changed {written['old_fingerprint'][:12]} -> {written['new_fingerprint'][:12]}: rebuild "
-              "galleries made with the old file")
+        local = "" if rer is None else f" and {len(written['local_rows'])} re-ranked rows"
+        print(f"wrote {len(written['rows'])} threshold rows{local} (split {splits[0].split}) into {written['path']}; "
+              f"its fingerprint changed {written['old_fingerprint'][:12]} -> {written['new_fingerprint'][:12]}: "
+              "rebuild galleries made with the old file")
     plots = []
     if args.plots:
         here = str(Path(__file__).resolve().parent)
@@ -674,6 +855,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "measurable": "n_neg >= 1/fpr"}})
         print(f"wrote {args.json}")
     return 0
+
+
+def _rows_of_first_model(results: Sequence[dict[str, Any]], cand: Candidate
+                         ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The first model's (cosine row, re-ranked row or None): evaluate_candidate puts its rows first,
+    the re-ranked one (a model with a local map) ahead of its cosine."""
+    if rerank_of(cand.encoder) is None:
+        return results[0], None
+    return results[1], results[0]
 
 
 def splits_markdown(by_split: dict[str, dict[str, Any]], fpr: float = 1e-4) -> str:

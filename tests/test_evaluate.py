@@ -175,3 +175,196 @@ def test_sibling_errors_count_errors_within_the_set() -> None:
     assert (e["top1_errors"], e["on_sibling"], e["share_on_sibling"]) == (2, 1, 0.5)
     assert e["by_edit"]["none"]["queries"] == 3 and e["by_edit"]["none"]["top1"] == 2 / 3
     assert e["by_edit"]["count"] == {"queries": 1, "top1": 0.0, "tpr@0.1": 0.0}
+
+
+# --------------------------------------------------------------------------------------------------
+# Models with a local map: the re-ranked score (what the product answers with) and the cosine alone
+# --------------------------------------------------------------------------------------------------
+def _conv_model(path: Path, name: str = "tiny-conv") -> Path:
+    """A tiny contract-honouring model whose graph has a 4-D intermediate to expose as a local map:
+    a strided conv's (N, 6, 4, 4) output, flattened and projected to the 16-d feature."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from encoders.contract import ModelContract, write_contract
+
+    rng = np.random.default_rng(3)
+    conv = rng.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((6 * 4 * 4, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["img", "conv"], ["fmap"], strides=[8, 8]),
+         helper.make_node("Flatten", ["fmap"], ["flat"], axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["raw"]),
+         helper.make_node("LpNormalization", ["raw"], ["feats"], axis=1, p=2)],
+        name, [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("feats", TensorProto.FLOAT, ["batch", 16])],
+        [numpy_helper.from_array(conv, "conv"), numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    write_contract(str(path), ModelContract(name=name, input_size=(32, 32), dim=16, colour="BGR"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def conv_models(tmp_path_factory) -> dict[str, Path]:
+    """The conv model plain, with its map as a local output (k 3, weight 2.4), and the same at weight 0."""
+    from encoders.local import add_local_output
+
+    d = tmp_path_factory.mktemp("conv")
+    plain = _conv_model(d / "plain.onnx")
+    add_local_output(plain, "fmap", d / "local.onnx", k=3, weight=2.4)
+    add_local_output(plain, "fmap", d / "local0.onnx", k=3, weight=0.0)
+    return {"plain": plain, "local": d / "local.onnx", "local0": d / "local0.onnx"}
+
+
+def _load_ablation():
+    spec = importlib.util.spec_from_file_location("ablate_local_rerank", SCRIPT.parent / "ablate_local_rerank.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def _top_mask(sim: np.ndarray, k: int) -> np.ndarray:
+    mask = np.zeros(sim.shape, bool)
+    np.put_along_axis(mask, np.argsort(-sim, axis=1)[:, :k], True, axis=1)
+    return mask
+
+
+_METRICS = ("table", "auroc", "top1_accuracy", "open_set", "identification", "scores", "roc", "worst", "by_group",
+            "sibling_errors", "open_set_dir", "n_pos", "n_neg", "register_size")
+
+
+def test_reranked_moves_only_each_rows_top_k_as_the_ablation_scores_it():
+    ev, abl = _load_script(), _load_ablation()
+    rng = np.random.default_rng(0)
+    q = _unit(rng.standard_normal((7, 16))).astype(np.float32)
+    r = _unit(rng.standard_normal((10, 16))).astype(np.float32)
+    qm = _unit(rng.standard_normal((7, 9, 5))).astype(np.float16)
+    rm = _unit(rng.standard_normal((10, 9, 5))).astype(np.float16)
+    sim = q @ r.T
+    got = ev.reranked(sim, qm, rm, ev.Rerank(3, 2.4), chunk=2)  # several chunks
+    top = _top_mask(sim, 3)
+    assert np.array_equal(got[~top], sim[~top]) and np.all(got[top] != sim[top])
+    assert np.allclose(got, abl.rescored(sim, qm.astype(np.float32), rm.astype(np.float32), 3, 2.4), atol=1e-5)
+    assert np.array_equal(ev.reranked(sim, qm, rm, ev.Rerank(3, 0.0)), sim)
+    few = ev.reranked(sim[:, :2], qm, rm[:2], ev.Rerank(5, 2.4))  # a register smaller than k: all of it
+    assert np.allclose(few, abl.rescored(sim[:, :2], qm.astype(np.float32), rm[:2].astype(np.float32), 5, 2.4),
+                       atol=1e-5) and not np.allclose(few, sim[:, :2])
+
+
+def _family_split(ev, rng):
+    """Two families of three registered types (one with two exemplars) and one unregistered type
+    each; random features and maps."""
+    reg = [f"fam{f}-{t}" for f in "ab" for t in range(3)] + ["fama-0"]
+    qs = [lab for lab in reg[:6] for _ in range(2)]
+    unk = [f"fam{f}-9" for f in "ab" for _ in range(2)]
+    def items(prefix: str, labels: list[str]) -> list[tuple[Path, str]]:
+        return [(Path(f"{prefix}{i}.png"), x) for i, x in enumerate(labels)]
+
+    split = ev.Split(Path("."), "val", items("r", reg), items("q", qs), items("u", unk))
+    feats: dict[str, np.ndarray] = {}
+    for part, n in (("register", len(reg)), ("queries", len(qs)), ("unknown", len(unk))):
+        feats[part] = _unit(rng.standard_normal((n, 8))).astype(np.float32)
+        feats[f"{part}_maps"] = _unit(rng.standard_normal((n, 9, 5))).astype(np.float16)
+    return split, feats
+
+
+def test_score_sets_rerank_the_whole_register_and_each_dense_register_within_itself():
+    from retriever import metrics as M
+
+    ev, abl = _load_script(), _load_ablation()
+    split, feats = _family_split(ev, np.random.default_rng(5))
+    rr = ev.Rerank(3, 2.4)
+    r_lab, q_lab, u_lab = (np.asarray([lab for _, lab in getattr(split, part)])
+                           for part in ("register", "queries", "unknown"))
+    f32 = {k: v.astype(np.float32) for k, v in feats.items()}
+
+    def rescored(part: str, rows: np.ndarray, ri: np.ndarray) -> np.ndarray:
+        sim = f32[part][rows] @ f32["register"][ri].T
+        return abl.rescored(sim, f32[f"{part}_maps"][rows], f32["register_maps"][ri], 3, 2.4)
+
+    def reference(ri, qi, ui):  # the ablation's re-ranked matrices, each type scoring its best exemplar
+        return abl.score_sets(rescored("queries", qi, ri), q_lab[qi], rescored("unknown", ui, ri), r_lab[ri])
+
+    def same(a, b) -> bool:
+        return all(np.allclose(getattr(a, f), getattr(b, f), atol=1e-5)
+                   for f in ("pos", "neg", "known_best", "known_correct", "unknown_best"))
+
+    every = np.arange
+    full = ev._sets_for(feats, split, rerank=rr)
+    assert same(full, reference(every(len(r_lab)), every(len(q_lab)), every(len(u_lab))))
+    assert not same(full, ev._sets_for(feats, split))
+    sliced_differs, refs = [], []
+    for g in ev.dense_groups(split):
+        ri, qi, ui = (np.flatnonzero([ev.type_group(x) == g for x in lab]) for lab in (r_lab, q_lab, u_lab))
+        dense = ev._sets_for(feats, split, lambda lab, g=g: ev.type_group(lab) == g, rr)
+        refs.append(reference(ri, qi, ui))
+        assert same(dense, refs[-1])  # its own top-k ...
+        whole = rescored("queries", qi, every(len(r_lab)))
+        sliced_differs.append(not same(dense, abl.score_sets(whole[:, ri], q_lab[qi], None, r_lab[ri])))
+    assert ev.dense_groups(split) == ["fama", "famb"] and any(sliced_differs)  # ... not the whole register's
+    # weight 0 goes through every step and gives the cosine bit for bit
+    zero, cos = ev._sets_for(feats, split, rerank=ev.Rerank(3, 0.0)), ev._sets_for(feats, split)
+    for f in ("pos", "neg", "known_best", "known_pred", "unknown_best", "known_second", "unknown_second"):
+        assert np.array_equal(getattr(zero, f), getattr(cos, f), equal_nan=True), f
+    # the negatives that set a threshold are counted on the re-ranked score too
+    g = ev.by_group(full, feats, split, fpr=0.2, rerank=rr)
+    assert sum(g["negative_pairs"].values()) == int(np.sum(full.neg >= g["threshold"])) > 0
+    op = ev.evaluate_open_set(feats, split, full, M.DEFAULT_FPRS, rerank=rr)
+    assert op["dense"]["register"]["types_per_register"] == {"fama": 3, "famb": 3}
+    pooled = M.threshold_table(np.concatenate([r.pos for r in refs]), np.concatenate([r.neg for r in refs]),
+                               M.DEFAULT_FPRS)[-1]
+    assert op["dense"]["pair_table"][-1]["threshold"] == pytest.approx(pooled["threshold"], abs=1e-5)
+    assert op["dense"]["pair_table"] != ev.evaluate_open_set(feats, split, cos, M.DEFAULT_FPRS)["dense"]["pair_table"]
+
+
+def test_local_model_reports_reranked_and_cosine_rows_and_writes_both_tables(tmp_path, bench, conv_models, capsys):
+    ev = _load_script()
+    local = Path(shutil.copy(conv_models["local"], tmp_path / "local.onnx"))
+    # the re-ranked matrix of the real maps moves each query's top-k exemplars only
+    split = ev.load_split(bench, "test")
+    feats, _ = ev.encode_split(ev.load_candidates([str(local)], [])[0], split, 8, local=True)
+    assert feats["queries_maps"].shape == (24, 16, 6) and feats["queries_maps"].dtype == np.float16
+    sim = feats["queries"] @ feats["register"].T
+    moved = ev.reranked(sim, feats["queries_maps"], feats["register_maps"], ev.Rerank(3, 2.4)) != sim
+    assert moved.any() and not (moved & ~_top_mask(sim, 3)).any()
+
+    out = tmp_path / "r.json"
+    assert ev.main(["--model", str(local), "--model", str(conv_models["plain"]), "--benchmark", str(bench),
+                    "--split", "test", "--json", str(out), "--write-thresholds"]) == 0
+    stdout = capsys.readouterr().out
+    assert "re-ranked: each query's top-3 exemplars" in stdout and "and 2 re-ranked rows" in stdout
+    res = json.loads(out.read_text())
+    rer, cos, plain = res["models"]
+    assert [r["name"] for r in res["models"]] == ["tiny-conv", "tiny-conv [cosine]", "tiny-conv#2"]
+    assert [r["name"] for r in res["comparison"]] == ["tiny-conv", "tiny-conv [cosine]", "tiny-conv#2"]
+    assert (rer["scoring"], rer["rerank"]) == ("reranked", {"k": 3, "weight": 2.4})
+    assert (cos["scoring"], cos["rerank"]) == ("cosine", None)
+    assert "scoring" not in plain  # models without a local map: rows as before
+    assert all(cos[k] == plain[k] for k in _METRICS)  # the cosine alone is the plain model's answer
+    assert rer["scores"] != cos["scores"] and rer["n_neg"] == cos["n_neg"]
+    after = encoders.load(local).contract
+    def measured(row: dict) -> list[float]:
+        return [r["threshold"] for r in row["table"] if r["measurable"]]
+
+    assert [r.threshold for r in after.threshold_table] == measured(cos)
+    assert [r.threshold for r in after.local.threshold_table] == measured(rer) != measured(cos)
+    assert [r.fpr for r in after.local.threshold_table] == [1e-2, 1e-1]
+    assert "re-ranked: top-3 by the local map, weight 2.4" in after.local.threshold_source
+    assert "re-ranked" not in after.threshold_source and (after.local.k, after.local.weight) == (3, 2.4)
+    assert res["thresholds_written"]["new_fingerprint"] == encoders.load(local).fingerprint
+
+
+def test_weight_zero_reranked_row_equals_the_cosine_row(tmp_path, bench, conv_models):
+    ev = _load_script()
+    out = tmp_path / "r.json"
+    assert ev.main(["--model", str(conv_models["local0"]), "--benchmark", str(bench), "--split", "val",
+                    "--json", str(out)]) == 0
+    rer, cos = json.loads(out.read_text())["models"]
+    assert rer["rerank"] == {"k": 3, "weight": 0.0} and cos["name"] == "tiny-conv [cosine]"
+    assert all(rer[k] == cos[k] for k in _METRICS)
