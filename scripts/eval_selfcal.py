@@ -20,7 +20,6 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -50,10 +49,12 @@ def _link_register(split: E.Split, keep: Any, root: Path) -> Path:
     return root
 
 
-def _rates(retriever: Any, qf: np.ndarray, qlab: Sequence[str], uf: np.ndarray) -> tuple[int, int, int, int]:
-    """(right and accepted, known, accepted unknowns, unknowns) at the retriever's operating point."""
-    kr = retriever.classify_features(qf) if len(qf) else []
-    ur = retriever.classify_features(uf) if len(uf) else []
+def _rates(retriever: Any, qf: np.ndarray, qlab: Sequence[str], uf: np.ndarray, qm: np.ndarray | None = None,
+           um: np.ndarray | None = None) -> tuple[int, int, int, int]:
+    """(right and accepted, known, accepted unknowns, unknowns) at the retriever's operating point
+    (``qm``/``um``: the captures' local maps, for a gallery that re-ranks)."""
+    kr = retriever.classify_features(qf, local=qm) if len(qf) else []
+    ur = retriever.classify_features(uf, local=um) if len(uf) else []
     hit = sum(r.accepted and r.label == lab for r, lab in zip(kr, qlab))
     return hit, len(kr), sum(r.accepted for r in ur), len(ur)
 
@@ -86,6 +87,7 @@ def evaluate_preset(preset: str, split: E.Split, feats: dict[str, np.ndarray], e
             qi = [i for i, (_, lab) in enumerate(split.queries) if keep(lab)]
             ui = [i for i, (_, lab) in enumerate(split.unknown) if keep(lab)]
             qf, uf = feats["queries"][qi], feats["unknown"][ui]
+            qm, um = (feats["queries_maps"][qi], feats["unknown_maps"][ui]) if "queries_maps" in feats else (None, None)
             qlab = [split.queries[i][1] for i in qi]
             # the same probes, decided on the raw cosine: what the margin rule adds under self-calibration
             cos_rec = measure(g, g.probes(), g.count, len(g.label_counts()), Settings(preset=preset), g.encoder_info,
@@ -107,7 +109,7 @@ def evaluate_preset(preset: str, split: E.Split, feats: dict[str, np.ndarray], e
                         out.setdefault("errors", []).append(f"{kind}/{name} {how} {t:g}: {exc}")
                         continue
                     if tally[t][how] is not None:
-                        tally[t][how] = [a + b for a, b in zip(tally[t][how], _rates(r, qf, qlab, uf))]
+                        tally[t][how] = [a + b for a, b in zip(tally[t][how], _rates(r, qf, qlab, uf, qm, um))]
         rows = []
         for t in targets:
             row: dict[str, Any] = {"target": t}
@@ -162,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     enc = encoders.load(a.model, threads=1)
     cand = E.Candidate(enc.name, "model", enc, str(enc.path))
-    feats, _ = E.encode_split(cand, split, 32)
+    rerank = E.rerank_of(enc)  # a model with a local map: galleries re-rank, so does the reference
+    feats, _ = E.encode_split(cand, split, 32, local=rerank is not None)
     targets = tuple(sorted(a.target or TARGETS))
     print(f"# Self-calibration on {split.root} split {a.split}, model {enc.name}: {len(split.types)} registered types, "
           f"{len(split.queries)} captures of them, {len(split.unknown)} captures of unregistered look-alike types\n")
@@ -171,10 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from retriever import metrics as M
     from retriever import openset as O
 
-    sets = M.pair_scores(feats["queries"], [lab for _, lab in split.queries], feats["register"],
-                         [lab for _, lab in split.register], feats["unknown"])
+    sets = E._sets_for(feats, split, rerank=rerank)
     oracle = E.evaluate_open_set(feats, split, sets, M.DEFAULT_FPRS,
-                                 {"cosine": O.RULES["cosine"], O.DEFAULT_RULE.name: O.DEFAULT_RULE})
+                                 {"cosine": O.RULES["cosine"], O.DEFAULT_RULE.name: O.DEFAULT_RULE}, rerank=rerank)
     print("## Reference: thresholds read off the real unknowns (no calibration error)\n")
     print(E.open_set_markdown(oracle, O.DEFAULT_RULE.name), "\n")
     print("## Self-calibrated galleries\n")

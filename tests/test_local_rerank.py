@@ -21,12 +21,12 @@ def test_contract_carries_the_local_map_and_refuses_a_bad_one():
         ModelContract.from_json('{"name": "m", "local": {"output": "x", "bogus": 1}}')
 
 
-def test_the_shipped_model_gives_its_blocks3_map_and_the_same_features(tmp_path):
+def test_the_shipped_model_gives_its_blocks3_map_and_the_same_features(tmp_path, plain_encoder):
     pytest.importorskip("onnx", reason="writing a model needs the onnx package (train/test extras)")
     from encoders.local import LITE0_BLOCKS3, add_local_output
     from indexer_testdata import make_image
 
-    base = encoders.load()
+    base = plain_encoder  # the shipped network without its local output
     out = tmp_path / "with-local.onnx"
     contract = add_local_output(base.path, LITE0_BLOCKS3, out)
     enc = encoders.load(out)
@@ -41,6 +41,12 @@ def test_the_shipped_model_gives_its_blocks3_map_and_the_same_features(tmp_path)
         base.encode_batch(x, local=True)
     with pytest.raises(ValueError, match="no value named"):
         add_local_output(base.path, "nope", tmp_path / "x.onnx")
+    shipped = encoders.load()  # ships with that map and a re-ranked table beside the cosine one
+    f2, m2 = shipped.encode_batch(x, local=True)
+    assert np.allclose(f2, feats, atol=1e-6) and np.allclose(m2.astype(np.float32), maps.astype(np.float32), atol=1e-3)
+    assert shipped.contract.local.threshold_table and shipped.contract.threshold_table
+    int8 = encoders.load("default-int8")
+    assert int8.has_local and int8.contract.local.threshold_table and int8.local_shape == shipped.local_shape
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
