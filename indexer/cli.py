@@ -176,13 +176,17 @@ def cli(verbose: int, quiet_logs: bool) -> None:
               help="Measure the gallery's own open-set table from simulated captures of its exemplars (leave one "
                    "type out), kept up to date by later writes [default: on; DOCRETRIEVER_SELF_CALIBRATE=0 turns the "
                    "default off].")
+@click.option("--rerank/--no-rerank", default=True, show_default=True,
+              help="Keep each exemplar's local map (a model with one, like the default: ~23 KB per exemplar) so "
+                   "searches re-rank their top candidates by it, which tells look-alike types apart; --no-rerank "
+                   "answers with the cosine alone.")
 @index_options
 @lock_timeout_option
 @backend_options
 @_errors
 def build(register_dir: Path, out: Path, label_mode: str, model: str | None, force: bool, overwrite: bool,
-          near_duplicate_bound: float, self_calibrate: bool | None, index_spec: str | None, params: tuple[str, ...],
-          lock_timeout: float, backend: str, gpu_id: int) -> None:
+          near_duplicate_bound: float, self_calibrate: bool | None, rerank: bool, index_spec: str | None,
+          params: tuple[str, ...], lock_timeout: float, backend: str, gpu_id: int) -> None:
     """Encode every image of REGISTER_DIR into a new gallery.
 
     \b
@@ -210,7 +214,7 @@ def build(register_dir: Path, out: Path, label_mode: str, model: str | None, for
         g = Gallery.build(register_dir, out, enc, label_mode=label_mode, force=force, overwrite=overwrite,
                           near_duplicate_bound=near_duplicate_bound, lock_timeout=lock_timeout,
                           progress=bar.update, index_spec=spec, index_params=spec_params,
-                          self_calibrate=self_calibrate)
+                          self_calibrate=self_calibrate, rerank=rerank)
     assert g.last_result is not None
     _report(g.last_result, "built gallery with", g)
 

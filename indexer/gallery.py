@@ -132,7 +132,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                index_spec: str = idx.DEFAULT_SPEC, near_duplicate_bound: float = NEAR_DUPLICATE_BOUND,
                overwrite: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                index_params: dict[str, Any] | None = None, self_calibrate: bool | None = None,
-               self_calibration: selfcal.Settings | None = None) -> "Gallery":
+               self_calibration: selfcal.Settings | None = None, rerank: bool = True) -> "Gallery":
         """An empty gallery at ``out`` (generation 1); see :meth:`build` for ``overwrite`` and
         ``self_calibrate`` (exemplars added later as images are probed; imported vectors are not).
 
@@ -140,7 +140,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         """
         return cls._build_from(out, encoder, None, label_mode, index_spec, near_duplicate_bound, overwrite,
                                lock_timeout, force=False, index_params=index_params, self_calibrate=self_calibrate,
-                               self_calibration=self_calibration)
+                               self_calibration=self_calibration, rerank=rerank)
 
     @classmethod
     def build(cls, register_dir: str | os.PathLike, out: str | os.PathLike, encoder: Any,
@@ -149,7 +149,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
               lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
               progress: Callable[[int], None] | None = None,
               index_params: dict[str, Any] | None = None, self_calibrate: bool | None = None,
-              self_calibration: selfcal.Settings | None = None) -> "Gallery":
+              self_calibration: selfcal.Settings | None = None, rerank: bool = True) -> "Gallery":
         """Encode every image of ``register_dir`` into a new gallery at ``out``.
 
         ``out`` must not exist, be empty, or (with ``overwrite=True``) be a gallery, which is then
@@ -158,7 +158,10 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         see specs.py (``flat`` default; ``auto`` for galleries that may grow large).
         ``self_calibrate`` (default: on, unless the environment sets DOCRETRIEVER_SELF_CALIBRATE=0):
         measure the gallery's own open-set table from simulated captures of its exemplars (selfcal.py),
-        kept up to date by every later write; ``self_calibration`` tunes it.
+        kept up to date by every later write; ``self_calibration`` tunes it.  ``rerank`` (default on, for
+        a model with a local map): keep each exemplar's map (23 KB for the default model) so searches
+        re-rank their top candidates by it; off, the gallery answers with the cosine alone (huge
+        galleries where the disk matters more than look-alike types).
         ``g.last_result`` says what happened.
         """
         scan = scan_register(register_dir, label_mode)
@@ -173,14 +176,14 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             raise LabelError(_clip(bad), "bad labels (from folder or file names); nothing was built")
         return cls._build_from(out, encoder, entries, label_mode, index_spec, near_duplicate_bound, overwrite,
                                lock_timeout, force=force, progress=progress, index_params=index_params,
-                               self_calibrate=self_calibrate, self_calibration=self_calibration)
+                               self_calibrate=self_calibrate, self_calibration=self_calibration, rerank=rerank)
 
     @classmethod
     def _build_from(cls, out: str | os.PathLike, encoder: Any, entries: list[Entry] | None, label_mode: str,
                     index_spec: str, bound: float, overwrite: bool, lock_timeout: float, force: bool,
                     progress: Callable[[int], None] | None = None,
                     index_params: dict[str, Any] | None = None, self_calibrate: bool | None = None,
-                    self_calibration: selfcal.Settings | None = None) -> "Gallery":
+                    self_calibration: selfcal.Settings | None = None, rerank: bool = True) -> "Gallery":
         if label_mode not in LABEL_MODES:
             raise GalleryError(f"unknown label mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
         if not -1.0 <= bound <= 1.0:
@@ -189,7 +192,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         spec = specs.parse_spec(index_spec, index_params)  # fail on a bad spec before encoding anything
         idx.create(specs.eventual_plan(spec, int(encoder.dim)), int(encoder.dim))  # FAISS accepts it?
         _check_target(out, overwrite)
-        batch = read_and_encode(entries, encoder, {}, progress) if entries else Batch(
+        with_local = bool(rerank) and bool(getattr(encoder, "has_local", False))
+        batch = read_and_encode(entries, encoder, {}, progress, local=with_local) if entries else Batch(
             feats=np.zeros((0, encoder.dim), dtype=np.float32))
         result = AddResult(skipped=list(batch.skipped))
         pairs = near_duplicate_pairs_within(batch.feats, batch.labels, bound)
@@ -217,7 +221,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                 "label_mode": label_mode, "created_at": now, "calibration": None,
                 "near_duplicate_bound": float(bound), "next_id": next_id,
                 "self_calibration": {"enabled": enabled, "settings": settings.to_dict()} if enabled else {"enabled": False},
-                **({"local": _local_record(encoder)} if getattr(encoder, "has_local", False) else {}),
+                **({"local": _local_record(encoder)} if with_local else {}),
             }
             g._s = _State.of(old or {}, None, items_mod.empty())
             table = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256, batch.pages or None)
@@ -474,7 +478,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             if collisions:
                 raise LabelError(collisions, "cannot derive labels (file mode)")
         # Encode outside the lock (slow); re-check everything against fresh state under it.
-        batch = read_and_encode(entries, enc, self._known_sha(), progress)
+        batch = read_and_encode(entries, enc, self._known_sha(), progress, local=self.reranks)
         probes = None
         if self.self_calibrated and len(batch):
             settings = selfcal.Settings.from_dict(self._s.manifest["self_calibration"].get("settings"))

@@ -118,11 +118,12 @@ def file_mode_collisions(entries: Sequence[Entry]) -> list[str]:
 
 
 def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
-                    progress: Callable[[int], None] | None = None) -> Batch:
+                    progress: Callable[[int], None] | None = None, local: bool = False) -> Batch:
     """Hash, de-duplicate (against ``known`` key -> description, and within the batch), decode, encode.
 
     Every page of a multi-page file (TIFF, PDF) is a row of its own (:mod:`encoders.pages` reads
-    them as ``retriever run`` does), keyed by :func:`items.page_key`.  Raises
+    them as ``retriever run`` does), keyed by :func:`items.page_key`.  ``local``: also keep each row's
+    local map (for a gallery that re-ranks; same forward pass).  Raises
     :class:`BadImagesError` listing every unreadable input and page; nothing is returned then.
     """
     batch = Batch(feats=np.zeros((0, encoder.dim), dtype=np.float32))
@@ -132,7 +133,7 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
     buf: list[np.ndarray] = []
     feats: list[np.ndarray] = []
     maps: list[np.ndarray] = []
-    with_local = bool(getattr(encoder, "has_local", False))
+    with_local = local and bool(getattr(encoder, "has_local", False))
 
     def flush() -> None:
         if buf and not bad:  # once something is bad the batch is void: keep decoding, stop encoding

@@ -278,3 +278,20 @@ def test_bulk_run_and_service_answer_as_the_retriever_does(tmp_path, local_encod
         res = c.post("/v1/classify", files=[("file", (f.name, f.read_bytes(), "image/png")) for f in files]).json()
     assert [x["label"] for x in res["results"]] == [r.label for r in ref]
     np.testing.assert_allclose([x["score"] for x in res["results"]], [r.score for r in ref], atol=1e-5)
+
+
+def test_a_gallery_can_opt_out_of_reranking(tmp_path, local_encoder):
+    from click.testing import CliRunner
+
+    from indexer.cli import cli
+    from indexer.gallery import Gallery
+
+    reg = _register(tmp_path)
+    res = CliRunner().invoke(cli, ["build", str(reg), "-o", str(tmp_path / "g"), "--no-rerank", "--model",
+                                   str(local_encoder.path)])
+    assert res.exit_code == 0, res.output
+    g = Gallery.open(tmp_path / "g", local_encoder)
+    assert not g.reranks and "local" not in g.manifest and not list(g.path.glob("local-*"))
+    from retriever import Retriever
+
+    assert Retriever(g, local_encoder, threshold=0.5).scoring == "cosine"
