@@ -329,7 +329,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
     # ------------------------------------------------------------------ reading
     def search(self, feats: np.ndarray, k: int,
                params: dict[str, int] | None = None, labels: Sequence[str] | None = None,
-               local: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               local: np.ndarray | None = None, exclude: Sequence[str] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` cosine scores and item ids per query row: ``(n, k')`` float32 and int64.
 
         ``k' = min(k, count)``; an empty gallery gives ``(n, k)`` ids of -1 with score
@@ -344,7 +345,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         a label the gallery does not hold raises :class:`GalleryError`.  ``local``: the queries' local
         maps (``Encoder.encode_batch(x, local=True)``); when the gallery :attr:`reranks`, each row's
         top ``k_local`` are re-scored by them (rerank.py) and the scores are re-ranked scores, not
-        cosines; otherwise ignored.
+        cosines; otherwise ignored.  ``exclude``: per query row, a label that row searches without,
+        as if the gallery did not hold that type (leave one type out, for calibration).
         """
         p = specs.check_search_params(params)
         q = np.asarray(feats, dtype=np.float32)
@@ -358,7 +360,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         k = int(k)
         if k < 1:
             raise GalleryError(f"k must be >= 1, not {k}")
-        return _search_state(self._s, q, k, p, labels, str(self.path), local)
+        return _search_state(self._s, q, k, p, labels, str(self.path), local, exclude)
 
     @property
     def reranks(self) -> bool:

@@ -214,9 +214,10 @@ class _StateView:
         self._name = name
 
     def search(self, feats: np.ndarray, k: int, params: dict[str, int] | None = None,
-               labels: Any = None, local: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               labels: Any = None, local: np.ndarray | None = None,
+               exclude: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         return _search_state(self._s, np.asarray(feats, dtype=np.float32), k, specs.check_search_params(params),
-                             labels, self._name, local)
+                             labels, self._name, local, exclude)
 
     def labels_of(self, ids: np.ndarray) -> np.ndarray:
         return _labels_of_state(self._s, ids, self._name)
@@ -227,9 +228,15 @@ class _StateView:
 
 
 def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = None,
-                  name: str = "gallery", local: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  name: str = "gallery", local: np.ndarray | None = None,
+                  exclude: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by cosine; with the queries' ``local`` maps and a generation that re-ranks, the top
-    ``k_local`` of each row re-scored by their maps (rerank.py) and the row re-sorted."""
+    ``k_local`` of each row re-scored by their maps (rerank.py) and the row re-sorted.
+
+    ``exclude``: per row, a label whose exemplars that row must not see, as if the gallery did not
+    hold that type (leave one type out).  Not the same as dropping the label from the answer once a
+    search re-ranks: a left-out type's own exemplar would sit among the candidates and move the
+    others' re-ranked scores."""
     if s.integrity is not None:
         s.integrity.raise_if_bad()  # a file that changed after it was written: no answers from it
     n = len(q)
@@ -238,16 +245,38 @@ def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = N
     if count == 0:
         return np.full((n, k), idx.PAD_SCORE, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
     rec = s.rerank if local is not None else None
-    if rec is None:
+    if rec is None and exclude is None:
         return idx.search(s.index, np.ascontiguousarray(q), min(k, count), s.plan, params, s.dead, s.exact, allow)
-    maps = np.asarray(local)
-    if maps.shape != (n, *s.local.shape):
-        raise GalleryError(f"gallery {name}: query local maps have shape {maps.shape}, the gallery holds "
-                           f"{tuple(s.local.shape)} per exemplar; encode queries with the gallery's model")
-    depth = min(max(k, int(rec["k"])), count)
+    if exclude is not None and len(exclude) != n:
+        raise GalleryError(f"gallery {name}: {len(exclude)} excluded labels for {n} queries")
+    want = max(k, int(rec["k"])) if rec is not None else k
+    extra = 0 if exclude is None else max((len(s.by_label.get(str(x), ())) for x in set(exclude)), default=0)
+    depth = min(want + extra, count)
     scores, ids = idx.search(s.index, np.ascontiguousarray(q), depth, s.plan, params, s.dead, s.exact, allow)
-    scores, ids = rerank_top(scores, ids, maps, s.local.get, int(rec["k"]), float(rec["weight"]))
-    return scores[:, :min(k, count)], ids[:, :min(k, count)]
+    if exclude is not None:
+        scores, ids = _without_labels(s, scores, ids, exclude, name)
+    if rec is not None:
+        maps = np.asarray(local)
+        if maps.shape != (n, *s.local.shape):
+            raise GalleryError(f"gallery {name}: query local maps have shape {maps.shape}, the gallery holds "
+                               f"{tuple(s.local.shape)} per exemplar; encode queries with the gallery's model")
+        scores, ids = rerank_top(scores, ids, maps, s.local.get, int(rec["k"]), float(rec["weight"]))
+    keep = min(k, count)
+    return scores[:, :keep], ids[:, :keep]
+
+
+def _without_labels(s: _State, scores: np.ndarray, ids: np.ndarray, exclude: Sequence[str],
+                    name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's hits without the exemplars of its excluded label, the rest moved up in order."""
+    valid = ids >= 0
+    labs = np.full(ids.shape, "", dtype=object)
+    labs[valid] = _labels_of_state(s, ids[valid], name)
+    drop = labs == np.asarray([str(x) for x in exclude], dtype=object)[:, None]
+    keep = valid & ~drop
+    order = np.argsort(~keep, axis=1, kind="stable")  # kept hits first, in their order
+    out_s = np.where(keep, scores, idx.PAD_SCORE)
+    out_i = np.where(keep, ids, -1)
+    return np.take_along_axis(out_s, order, 1).astype(np.float32), np.take_along_axis(out_i, order, 1)
 
 
 def _ids_with_labels(s: _State, labels: Any, name: str) -> np.ndarray:

@@ -225,8 +225,13 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
                 "leave_one_out": 0, "table": [], "seconds": round(time.perf_counter() - t0, 3)}
     local = probes.local if getattr(gallery, "reranks", False) else None
     rec["scoring"] = "reranked" if local is not None else "cosine"  # the score the table is for
+    own = [str(x) for x in probes.labels.tolist()]
     ranked = O.ranked_labels(gallery, probes.feats, want=3, count=count, n_labels=n_labels, local=local)
-    scores = O.scores_from_ranked(ranked, probes.labels.tolist(), leave_own_out=True)
+    # the non-mated view searches without the probe's own type: with re-ranking, its exemplar among the
+    # candidates would move the others' scores (and bias the threshold low); with the cosine both agree
+    left_out = O.ranked_labels(gallery, probes.feats, want=2, count=count, n_labels=n_labels, local=local,
+                               exclude=own) if local is not None else None
+    scores = O.scores_from_ranked(ranked, own, leave_own_out=True, left_out=left_out)
     rows = O.dir_table(scores, rule, fpirs)
     measured = [r for r in rows if r["measurable"]]
     status = "measured" if measured else "not measurable"

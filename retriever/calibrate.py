@@ -217,7 +217,15 @@ def score_against_gallery(gallery: _GalleryLike, types: Sequence[str], known_fea
     if unknown_feats is not None and len(unknown_feats):
         for _, block in blocks(unknown_feats, unknown_local):
             acc.add_unknown(block)
-    return acc.finish()
+    sets = acc.finish()
+    if known_local is not None and len(types) >= 2 and len(known_feats):
+        # leave one type out by searching without it: with re-ranking, the own type's exemplar among the
+        # candidates would move the others' scores, so dropping it from this ranking is not the same
+        left = O.ranked_labels(gallery, np.asarray(known_feats, dtype=np.float32), 2, count, len(types),
+                               local=known_local, exclude=[str(x) for x in kl])
+        sets.known_loo_best = np.asarray([r[0][1] if r else np.nan for r in left], dtype=np.float32)
+        sets.known_loo_second = np.asarray([r[1][1] if len(r) > 1 else np.nan for r in left], dtype=np.float32)
+    return sets
 
 
 def open_set_from_scores(sets: M.ScoreSets, source: str, fpirs: Sequence[float] = O.DEFAULT_FPIRS

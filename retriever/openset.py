@@ -184,7 +184,8 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
                   params: Mapping[str, Any] | None = None,
                   best_ids: list[dict[str, int]] | None = None,
                   labels: Sequence[str] | None = None,
-                  local: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
+                  local: np.ndarray | None = None,
+                  exclude: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
     """Per query row: distinct labels by best-exemplar cosine, best first, at least ``want`` of them
     when the gallery has that many.
 
@@ -195,7 +196,9 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
     ``labels``: search only these labels' exemplars (``gallery.search(..., labels=)``: an ID selector
     inside the index search); ``count`` and ``n_labels`` are then those of the allowed subset.
     ``local``: the queries' local maps, passed to ``gallery.search(..., local=)`` (a gallery that
-    re-ranks then scores its top candidates by them; see indexer/rerank.py).
+    re-ranks then scores its top candidates by them; see indexer/rerank.py).  ``exclude``: per row, a
+    label that row is ranked without, searched as if the gallery did not hold it (leave one type out;
+    ``gallery.search(..., exclude=)``).
     """
     want = max(1, min(int(want), int(n_labels)))
     depth = max(1, min(int(count), SEARCH_DEPTH_FACTOR * want))
@@ -210,6 +213,8 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
     while len(todo):
         if local is not None:
             kw["local"] = local[todo]
+        if exclude is not None:
+            kw["exclude"] = [exclude[i] for i in todo]
         scores, ids = gallery.search(feats[todo], depth, **kw)
         scores = np.asarray(scores, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
@@ -238,14 +243,18 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
 
 
 def scores_from_ranked(ranked: Sequence[Sequence[tuple[str, float]]], own: Sequence[str] | None,
-                       leave_own_out: bool = False) -> OpenSetScores:
+                       leave_own_out: bool = False,
+                       left_out: Sequence[Sequence[tuple[str, float]]] | None = None) -> OpenSetScores:
     """Open-set scores from per-capture ranked distinct labels ``[(label, cosine), ...]`` (best first).
 
     ``own`` gives each capture's true label (None: all captures are non-mated).  With
     ``leave_own_out`` each mated capture *also* yields a non-mated one: its ranking with its own
     label removed, i.e. how it would score against the register without its type (leave one type
     out), which behaves like an unregistered look-alike of that register.  Needs the top 3 labels
-    per capture for the margins of both views.
+    per capture for the margins of both views.  ``left_out``: the captures' rankings from a search
+    without their own type (``ranked_labels(..., exclude=own)``), used for the non-mated view instead:
+    needed when scores depend on the candidates (a gallery that re-ranks), where the own type's
+    exemplar among the candidates moves the others' scores.
     """
     ks1, ks2, kc, us1, us2 = [], [], [], [], []
     for i, labels in enumerate(ranked):
@@ -259,7 +268,7 @@ def scores_from_ranked(ranked: Sequence[Sequence[tuple[str, float]]], own: Seque
         ks2.append(labels[1][1] if len(labels) > 1 else math.nan)
         kc.append(labels[0][0] == own[i])
         if leave_own_out:
-            rest = [s for lab, s in labels if lab != own[i]]
+            rest = [s for lab, s in (labels if left_out is None else left_out[i]) if lab != own[i]]
             if rest:
                 us1.append(rest[0])
                 us2.append(rest[1] if len(rest) > 1 else math.nan)

@@ -295,3 +295,27 @@ def test_a_gallery_can_opt_out_of_reranking(tmp_path, local_encoder):
     from retriever import Retriever
 
     assert Retriever(g, local_encoder, threshold=0.5).scoring == "cosine"
+
+
+def test_leaving_a_type_out_searches_as_a_gallery_without_it(tmp_path, local_encoder):
+    """Self-calibration's non-mated view: with re-ranking, dropping the own type from an answer is not
+    the same as a gallery without it (its exemplar moved the others' scores); `exclude=` is."""
+    import shutil
+
+    from indexer.gallery import Gallery
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    _, (feats, maps) = _queries(local_encoder)
+    own = list(FAMILY)[:len(feats)]
+    s, i = g.search(feats, 4, local=maps, exclude=own)
+    for row, lab in enumerate(own):
+        shutil.copytree(g.path, tmp_path / f"without-{lab}")
+        h = Gallery.open(tmp_path / f"without-{lab}", local_encoder)
+        h.remove(labels=[lab])
+        hs, hi = h.search(feats[row:row + 1], 4, local=maps[row:row + 1])
+        assert i[row].tolist() == hi[0].tolist() and np.allclose(s[row], hs[0], atol=1e-5)
+        assert lab not in g.labels_of(i[row]).tolist()
+    full_s, full_i = g.search(feats, 5, local=maps)
+    dropped = [[x for x, lab in zip(sc, g.labels_of(ids)) if lab != own[r]][:4] for r, (sc, ids) in
+               enumerate(zip(full_s, full_i))]
+    assert not np.allclose(np.asarray(dropped), s)  # the shortcut would have scored them differently
