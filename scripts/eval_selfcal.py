@@ -155,10 +155,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--preset", action="append", help="capture preset(s) to compare [default: train]")
     ap.add_argument("--target", type=float, action="append", help=f"FPIR targets [default: {TARGETS}]")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--documents-only", action="store_true",
+                    help="drop the real-image types (wallpaper-*: crops of a few pictures, look-alikes of each "
+                         "other) from register, captures and unknowns: a register of documents alone")
     a = ap.parse_args(argv)
     import encoders
 
     split = E.load_split(a.benchmark, a.split)
+    if a.documents_only:
+        import dataclasses
+
+        doc = lambda items: [(p, lab) for p, lab in items if not lab.startswith("wallpaper")]  # noqa: E731
+        split = dataclasses.replace(split, register=doc(split.register), queries=doc(split.queries),
+                                    unknown=doc(split.unknown))
     if not split.unknown:
         print(f"error: {a.benchmark}/{a.split} has no unknown/ captures", file=sys.stderr)
         return 2
