@@ -374,6 +374,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         gallery without an exact store (exact index) has nothing to warm."""
         t = time.perf_counter()
         touched = self._s.exact.warm() if self._s.exact is not None else 0
+        touched += self._s.local.warm() if self._s.local is not None else 0  # re-ranking reads candidates' maps
         return {"bytes": float(touched), "seconds": time.perf_counter() - t}
 
     def sources_of(self, ids: np.ndarray | Sequence[int]) -> list[str | None]:
