@@ -165,18 +165,19 @@ class BatchProcessor:
                 rows.add(seq, path, last + 1, error=f"unexpected error while reading ({_reason(exc)})")
         return rows
 
-    def _encode(self, rows: _Rows) -> dict[int, np.ndarray]:
-        """row -> feature, in chunks of ``batch_size``; a failing chunk is retried image by image.
-        When the retriever re-ranks, each row's local map goes to ``self._maps`` (same forward pass)."""
+    def _encode(self, rows: _Rows) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """(row -> feature, row -> local map), in chunks of ``batch_size``; a failing chunk is retried
+        image by image.  Maps only when the retriever re-ranks (the same forward pass gives them).
+        Nothing is kept on the object: worker threads call :meth:`process` concurrently."""
         feats: dict[int, np.ndarray] = {}
-        self._maps: dict[int, np.ndarray] = {}
+        maps: dict[int, np.ndarray] = {}
         local = not self.embed_only and self.retriever is not None and self.retriever.reranks
 
         def run(rs: list[int]) -> None:
             x = np.stack([rows.tensor_of[r] for r in rs])
             if local:
-                out, maps = self.encoder.encode_batch(x, local=True)
-                self._maps.update(zip(rs, maps))
+                out, m = self.encoder.encode_batch(x, local=True)
+                maps.update(zip(rs, m))
             else:
                 out = self.encoder.encode_batch(x)
             feats.update(zip(rs, out))
@@ -204,7 +205,7 @@ class BatchProcessor:
             else:
                 continue
             del feats[r]
-        return feats
+        return feats, maps
 
     # ------------------------------------------------------------------ public
     def process(self, seqs: Sequence[int], paths: Sequence[str],
@@ -218,8 +219,8 @@ class BatchProcessor:
         if problems is None:
             problems = [None] * len(paths)
         rows = self._read(seqs, paths, problems)
-        feats = self._encode(rows)
-        return self._table(rows, feats)
+        feats, maps = self._encode(rows)
+        return self._table(rows, feats, maps)
 
     def _embed_table(self, rows: _Rows, feats: dict[int, np.ndarray]) -> pa.Table:
         n, dim = len(rows.path), self.encoder.dim
@@ -235,7 +236,7 @@ class BatchProcessor:
             pa.array(rows.sha256, pa.string()), pa.array(rows.error, pa.string()),
             pa.array(rows.seq, pa.int64())], schema=s)
 
-    def _table(self, rows: _Rows, feats: dict[int, np.ndarray]) -> pa.Table:
+    def _table(self, rows: _Rows, feats: dict[int, np.ndarray], maps: dict[int, np.ndarray]) -> pa.Table:
         if self.embed_only:
             return self._embed_table(rows, feats)
         n = len(rows.path)
@@ -243,8 +244,8 @@ class BatchProcessor:
         results: dict[int, Any] = {}
         if order:
             try:
-                maps = np.stack([self._maps[r] for r in order]) if self.retriever.reranks else None
-                res = self.retriever.classify_features(np.stack([feats[r] for r in order]), local=maps)
+                local = np.stack([maps[r] for r in order]) if self.retriever.reranks else None
+                res = self.retriever.classify_features(np.stack([feats[r] for r in order]), local=local)
                 results = dict(zip(order, res))
             except Exception as exc:
                 for r in order:

@@ -257,15 +257,16 @@ def test_bulk_run_and_service_answer_as_the_retriever_does(tmp_path, local_encod
     from indexer.gallery import Gallery
     from retriever import Retriever
 
+    from indexer_testdata import make_image
+
     g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
-    imgs, _ = _queries(local_encoder)
     files = []
-    for n, img in enumerate(imgs):
-        files.append(tmp_path / "in" / f"q{n}.png")
+    for n in range(48):  # one-file batches on two worker threads: each batch must keep its own maps
+        files.append(tmp_path / "in" / f"q{n:02d}.png")
         files[-1].parent.mkdir(exist_ok=True)
-        cv2.imwrite(str(files[-1]), img)
+        cv2.imwrite(str(files[-1]), make_image(list(FAMILY)[n % len(FAMILY)], variant=n))
     ref = Retriever(g, local_encoder, threshold=0.5, top_k=2).classify(files)
-    bulk([tmp_path / "in"], g, tmp_path / "res.parquet", local_encoder, top_k=2)
+    bulk([tmp_path / "in"], g, tmp_path / "res.parquet", local_encoder, top_k=2, workers=2, batch_size=1)
     t = pq.read_table(tmp_path / "res.parquet")
     assert t.column("label").to_pylist() == [r.label for r in ref]
     np.testing.assert_allclose(t.column("score").to_numpy(), [r.score for r in ref], atol=1e-5)
