@@ -68,7 +68,8 @@ def _sigterm_to_interrupt() -> Any:
 @click.option("--fpr", type=float, default=None,
               help="Pair-table operating point instead (the reference project's meaning: share of different-type "
                    "pairs above the threshold; cosine rule).")
-@click.option("--threshold", type=float, default=None, help="Explicit cosine threshold in [-1, 1] instead.")
+@click.option("--threshold", type=float, default=None, help="Explicit threshold instead: a cosine in [-1, 1], or on a gallery "
+              "that re-ranks a re-ranked score (may exceed 1).")
 @click.option("--top-k", type=click.IntRange(min=1), default=TOP_K, show_default=True, help="Distinct labels per row.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=WORKERS, show_default=True,
               help="Decode+inference threads (local) or actors (ray).")

@@ -81,8 +81,8 @@ def main(verbose: int, quiet_logs: bool) -> None:
               help="Pair-table operating point instead (the reference project's meaning: the share of "
                    "different-type pairs above the threshold; decided on the cosine alone).")
 @click.option("--threshold", type=float, default=None,
-              help="Explicit cosine threshold in [-1, 1] instead (a reference-project (cos+1)/2 "
-                   "score t is cosine 2t-1).")
+              help="Explicit threshold instead: a cosine in [-1, 1] (a reference-project (cos+1)/2 score t is "
+                   "cosine 2t-1), or on a gallery that re-ranks a re-ranked score (may exceed 1).")
 @click.option("--top-k", type=click.IntRange(min=1), default=TOP_K, show_default=True,
               help="Distinct labels listed per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")

@@ -15,7 +15,8 @@ import numpy as np
 from .defaults import BATCH_SIZE, TOP_K
 from .errors import RetrieverError
 from .openset import ranked_labels
-from .thresholds import OperatingPoint, ThresholdTable, choose_operating_point, scoring_for, to_reference_score
+from .thresholds import (OperatingPoint, ThresholdError, ThresholdTable, check_explicit_threshold,
+                         choose_operating_point, scoring_for, to_reference_score)
 
 if TYPE_CHECKING:
     from encoders import Encoder
@@ -211,9 +212,11 @@ class Retriever:
         self.table = ThresholdTable.resolve(self.encoder.contract, getattr(self.gallery, "calibration", None),
                                             gallery=f"gallery {self.gallery_name}", scoring=self.scoring)
         a = self._asked
-        if a["threshold"] is not None and not -1.0 <= float(a["threshold"]) <= 1.0:
-            raise RetrieverError(f"threshold {a['threshold']!r} is not a cosine in [-1, 1] (a reference-project "
-                                 "(cos+1)/2 score t is cosine 2*t - 1)")
+        if a["threshold"] is not None:
+            try:
+                check_explicit_threshold(float(a["threshold"]), self.scoring)
+            except ThresholdError as exc:
+                raise RetrieverError(str(exc)) from None
         op = self._fixed_op or choose_operating_point(
             self.encoder.contract, getattr(self.gallery, "calibration", None),
             getattr(self.gallery, "self_calibration", None), self.n_labels, fpir=a["fpir"], fpr=a["fpr"],

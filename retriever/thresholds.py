@@ -21,6 +21,10 @@ from encoders.contract import ModelContract, ThresholdRow
 from .defaults import DEFAULT_FPIR
 from .errors import NoThresholdTableError, ThresholdError
 
+# A re-ranked score is a cosine moved by weight x (a cell-cosine difference in [-2, 2]): with the
+# shipped weight 2.4 it stays within +-5.8.  Thresholds outside +-SCORE_LIMIT are not scores at all.
+SCORE_LIMIT = 10.0
+
 __all__ = [
     "DEFAULT_FPIR", "NoThresholdTableError", "OpenSetRow", "OpenSetTable", "OperatingPoint", "ThresholdError",
     "ThresholdTable", "choose_operating_point", "from_reference_score", "to_reference_score",
@@ -61,9 +65,9 @@ def _row(obj: Any, where: str) -> ThresholdRow:
         raise ThresholdError(f"{where}: threshold row {obj!r} has non-numeric values") from None
     if not 0.0 < fpr <= 1.0:
         raise ThresholdError(f"{where}: FPR must be in (0, 1], got {fpr!r}")
-    if not (-1.0 - 1e-6 <= thr <= 1.0 + 1e-6 or thr == float("-inf")):
-        raise ThresholdError(f"{where}: threshold {thr!r} is not a cosine in [-1, 1] "
-                             "(a (cos+1)/2 reference score? convert with from_reference_score)")
+    if not (-SCORE_LIMIT <= thr <= SCORE_LIMIT or thr == float("-inf")):
+        raise ThresholdError(f"{where}: threshold {thr!r} is not a score (a cosine in [-1, 1], or a re-ranked "
+                             f"score, which stays within +-{SCORE_LIMIT:g})")
     return ThresholdRow(fpr=fpr, tpr=tpr, threshold=thr)
 
 
@@ -234,6 +238,16 @@ class OpenSetRow:
 
 
 SCORINGS = ("cosine", "reranked")
+
+
+def check_explicit_threshold(t: float, scoring: str = "cosine") -> None:
+    """Refuse an explicit threshold the gallery's scores cannot meet sensibly: a cosine in [-1, 1], or
+    for a gallery that re-ranks any finite value within +-SCORE_LIMIT (its scores may exceed 1)."""
+    lo, hi = (-1.0, 1.0) if scoring == "cosine" else (-SCORE_LIMIT, SCORE_LIMIT)
+    if math.isnan(t) or not lo <= t <= hi:
+        what = ("a cosine in [-1, 1] (a reference-project (cos+1)/2 score t is cosine 2*t - 1)" if scoring == "cosine"
+                else f"a re-ranked score within +-{SCORE_LIMIT:g}")
+        raise ThresholdError(f"threshold {t!r} is not {what}")
 
 
 def scoring_of(record: Mapping[str, Any] | None) -> str:
@@ -459,9 +473,7 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
         raise ThresholdError(f"give one of FPIR, FPR or threshold, not {' and '.join(given)}")
     if threshold is not None:
         t = float(threshold)
-        if not -1.0 <= t <= 1.0 or math.isnan(t):
-            raise ThresholdError(f"threshold {threshold!r} is not a cosine in [-1, 1] (a reference-project "
-                                 "(cos+1)/2 score t is cosine 2*t - 1)")
+        check_explicit_threshold(t, scoring)
         return OperatingPoint("threshold", None, t, cosine, "explicit threshold", short="explicit")
     if fpr is not None:
         table = ThresholdTable.resolve(contract, calibration, gallery=gallery, scoring=scoring)

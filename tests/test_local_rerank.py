@@ -320,3 +320,16 @@ def test_leaving_a_type_out_searches_as_a_gallery_without_it(tmp_path, local_enc
     dropped = [[x for x, lab in zip(sc, g.labels_of(ids)) if lab != own[r]][:4] for r, (sc, ids) in
                enumerate(zip(full_s, full_i))]
     assert not np.allclose(np.asarray(dropped), s)  # the shortcut would have scored them differently
+
+
+def test_an_explicit_threshold_may_exceed_one_on_a_reranking_gallery(tmp_path, local_encoder, plain_encoder):
+    from indexer.gallery import Gallery
+    from retriever import Retriever, RetrieverError
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    assert Retriever(g, local_encoder, threshold=1.4).threshold == 1.4  # re-ranked scores exceed 1
+    with pytest.raises(RetrieverError, match="re-ranked score within"):
+        Retriever(g, local_encoder, threshold=float("nan"))
+    h = Gallery.build(_register(tmp_path / "p"), tmp_path / "h", plain_encoder)
+    with pytest.raises(RetrieverError, match="not a cosine"):
+        Retriever(h, plain_encoder, threshold=1.4)

@@ -80,9 +80,11 @@ def test_calibration_without_rows_is_an_error():
         ThresholdTable.from_calibration({"source": "x"}, gallery="g")
 
 
-def test_reference_scale_threshold_in_table_is_rejected_with_hint():
-    with pytest.raises(ThresholdError, match="cos"):
-        ThresholdTable.from_rows([{"fpr": 0.01, "tpr": 0.9, "threshold": 1.3}])
+def test_a_threshold_that_is_no_score_is_rejected_and_a_reranked_one_kept():
+    with pytest.raises(ThresholdError, match="not a score"):
+        ThresholdTable.from_rows([{"fpr": 0.01, "tpr": 0.9, "threshold": 12.0}])
+    t = ThresholdTable.from_rows([{"fpr": 0.01, "tpr": 0.9, "threshold": 1.3}])  # re-ranked scores exceed 1
+    assert t.row_for(0.01).threshold == 1.3
 
 
 def test_markdown_has_rows_and_reference_scale():
