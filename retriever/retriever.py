@@ -30,8 +30,9 @@ class Result:
     """One classification.
 
     ``label`` is always the best-scoring label, even when rejected: check ``accepted``.
-    ``score`` is the cosine (in [-1, 1]) between the query and that label's best exemplar;
-    the reference project's score is ``(score + 1) / 2`` (:attr:`reference_score`).
+    ``score`` is the query's score against that label's best exemplar: on a gallery that re-ranks by
+    local maps (the default model's), the cosine moved by the re-ranking (it may exceed 1), else the
+    cosine in [-1, 1], whose reference-project form is ``(score + 1) / 2`` (:attr:`reference_score`).
     ``top_k`` lists distinct labels with their best-exemplar cosine, best first; ``margin`` is
     best minus runner-up label (None when the gallery has a single label).
     ``accepted`` is ``decision_score >= threshold``, where ``decision_score`` is what ``rule``
