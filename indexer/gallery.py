@@ -401,6 +401,12 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         """Ids whose local map the gallery holds (None: it keeps none, so it does not re-rank)."""
         return None if self._s.local is None else self._s.local.ids
 
+    def local_maps(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """The stored local maps of ``ids`` (len(ids), cells, C) float16; the gallery must keep maps."""
+        if self._s.local is None:
+            raise GalleryError(f"{self.path}: the gallery keeps no local maps (it does not re-rank)")
+        return self._s.local.get(np.asarray(ids, dtype=np.int64))
+
     def stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, exact vectors) of everything stored, tombstones included: the exact store beside a
         lossy index, else the index itself."""

@@ -21,6 +21,7 @@ from .atomic import TMP_PREFIX
 from .gallery import Gallery
 from .state import _GEN_FILE, MANIFEST, generation_files as _generation_files
 
+MAP_TOLERANCE = 1e-3  # mean cell cosine of a float16 map against its re-encoding
 COSINE_TOLERANCE = 1e-4  # re-encoded vs stored vector: cosine must be >= 1 - this
 NORM_TOLERANCE = 1e-3
 
@@ -198,9 +199,19 @@ def _reencode(gallery: Gallery, encoder: Any, sample: int, seed: int, row_of: di
         x = preprocess(img, encoder.contract)
         if ids[i] not in row_of:
             continue  # already reported as an id mismatch
-        fresh = encoder.encode_batch(x[None])[0]
+        with_map = gallery.reranks and getattr(encoder, "has_local", False)
+        fresh, fresh_map = encoder.encode_batch(x[None], local=True) if with_map else (encoder.encode_batch(x[None]),
+                                                                                        None)
+        fresh = fresh[0]
         cos = float(np.dot(fresh, vecs[row_of[ids[i]]]))
         rep.reencoded += 1
         if cos < 1.0 - COSINE_TOLERANCE:
             rep.problems.append(f"id {ids[i]} ({shown}): re-encoded vector differs from the stored one "
                                 f"(cosine {cos:.6f} < {1.0 - COSINE_TOLERANCE})")
+        if fresh_map is not None:  # the stored map must be this image's too (float16: a looser tolerance)
+            stored = gallery.local_maps([ids[i]])[0].astype(np.float32)
+            agree = float(np.mean(np.sum(stored * fresh_map[0].astype(np.float32), axis=1)[
+                np.linalg.norm(stored, axis=1) > 0])) if np.any(stored) else 1.0
+            if agree < 1.0 - MAP_TOLERANCE:
+                rep.problems.append(f"id {ids[i]} ({shown}): re-encoded local map differs from the stored one "
+                                    f"(mean cell cosine {agree:.4f} < {1.0 - MAP_TOLERANCE})")

@@ -333,3 +333,15 @@ def test_an_explicit_threshold_may_exceed_one_on_a_reranking_gallery(tmp_path, l
     h = Gallery.build(_register(tmp_path / "p"), tmp_path / "h", plain_encoder)
     with pytest.raises(RetrieverError, match="not a cosine"):
         Retriever(h, plain_encoder, threshold=1.4)
+
+
+def test_verify_re_encodes_local_maps_and_names_one_that_differs(tmp_path, local_encoder, monkeypatch):
+    from indexer.gallery import Gallery
+    from indexer.verify import verify
+
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder)
+    assert verify(g, local_encoder, sample=6).ok
+    real = g.local_maps
+    monkeypatch.setattr(g, "local_maps", lambda ids: real([int(i) ^ 1 for i in ids]))  # a neighbour's map
+    rep = verify(g, local_encoder, sample=6)
+    assert any("re-encoded local map differs" in p for p in rep.problems), rep.problems
