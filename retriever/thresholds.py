@@ -12,6 +12,7 @@ Scores are cosine similarities in [-1, 1].  The reference project (DocClassifier
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -77,6 +78,7 @@ class ThresholdTable:
 
     rows: tuple[ThresholdRow, ...]
     source: str = ""
+    scoring: str = "cosine"  # "reranked": thresholds on the re-ranked score (no (cos+1)/2 form)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", tuple(sorted(self.rows, key=lambda r: r.fpr)))
@@ -102,8 +104,8 @@ class ThresholdTable:
             if contract.local is None:
                 raise ThresholdError(f"{where} has no local map, so no re-ranked table")
             src = contract.local.threshold_source
-            return cls.from_rows(contract.local.threshold_table,
-                                 where + f" re-ranked ({src})" if src else where + " re-ranked")
+            t = cls.from_rows(contract.local.threshold_table, where + f" re-ranked ({src})" if src else where + " re-ranked")
+            return dataclasses.replace(t, scoring="reranked")
         if contract.threshold_source:
             where += f" ({contract.threshold_source})"
         return cls.from_rows(contract.threshold_table, where)
@@ -136,7 +138,7 @@ class ThresholdTable:
         if calibration and scoring_of(calibration) == scoring:
             table = cls.from_calibration(calibration, gallery)
             if table.rows:
-                return table
+                return dataclasses.replace(table, scoring=scoring)
         if contract is None:
             return cls((), "no model")
         return cls.from_contract(contract, scoring)
@@ -202,20 +204,23 @@ class ThresholdTable:
                 chosen = self.row_for(selected_fpr)
             except ThresholdError:
                 chosen = None
+        cosine = self.scoring == "cosine"
         lines = [
             f"Threshold table: {self.source or 'unnamed'}",
             "",
-            "| FPR | TPR | threshold (cosine) | reference score (cos+1)/2 |",
-            "|---:|---:|---:|---:|",
+            "| FPR | TPR | threshold (cosine) | reference score (cos+1)/2 |" if cosine else
+            "| FPR | TPR | threshold (re-ranked score) |",
+            "|---:|---:|---:|---:|" if cosine else "|---:|---:|---:|",
         ]
         for r in self.rows:
             tpr = "-" if math.isnan(r.tpr) else f"{r.tpr:.4f}"
             mark = " (in use)" if chosen is r else ""
-            lines.append(f"| {r.fpr:g}{mark} | {tpr} | {r.threshold:.4f} | {to_reference_score(r.threshold):.4f} |")
+            ref = f" {to_reference_score(r.threshold):.4f} |" if cosine else ""
+            lines.append(f"| {r.fpr:g}{mark} | {tpr} | {r.threshold:.4f} |{ref}")
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source,
+        return {"source": self.source, "scoring": self.scoring,
                 "rows": [{"fpr": r.fpr, "tpr": None if math.isnan(r.tpr) else r.tpr, "threshold": r.threshold}
                          for r in self.rows]}
 
