@@ -45,6 +45,20 @@ def _name(v: Any, key: str, where: str) -> None:
                                   "(generation files are plain names inside the gallery directory)")
 
 
+def _local_record_ok(rec: Any) -> bool:
+    """The re-ranking record's shape: {"k": int >= 2, "weight": number >= 0, "shape": [cells, C], "segments": [...]}."""
+    def positive_int(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+    if not isinstance(rec, dict):
+        return False
+    shape, segs, k, w = rec.get("shape"), rec.get("segments"), rec.get("k"), rec.get("weight")
+    return (isinstance(segs, list) and all(isinstance(x, dict) for x in segs)
+            and isinstance(shape, list) and len(shape) == 2 and all(positive_int(x) for x in shape)
+            and positive_int(k) and k >= 2
+            and isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0)
+
+
 def validate_manifest(m: Any, where: str, nested: bool = False) -> None:
     """Refuse a manifest whose fields do not have the shapes readers rely on (GalleryCorruptError)."""
     if not isinstance(m, dict):
@@ -70,12 +84,7 @@ def validate_manifest(m: Any, where: str, nested: bool = False) -> None:
             _name(seg.get("ids"), "exact.ids", where)
     local = m.get("local")
     if local is not None:
-        shape = local.get("shape") if isinstance(local, dict) else None
-        if not isinstance(local, dict) or not isinstance(local.get("segments"), list) or \
-                not all(isinstance(s, dict) for s in local["segments"]) or not isinstance(shape, list) or \
-                len(shape) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in shape) \
-                or not isinstance(local.get("k"), int) or local["k"] < 2 or \
-                not isinstance(local.get("weight"), (int, float)) or not local["weight"] >= 0:
+        if not _local_record_ok(local):
             raise GalleryCorruptError(f"{where}: manifest 'local' must hold k >= 2, a weight >= 0, a [cells, channels] "
                                       f"shape and a list of segments, not {local!r}")
         for seg in local["segments"]:

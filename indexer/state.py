@@ -42,7 +42,7 @@ class State:
     exact: ExactStore | None = None
     mapped: bool = False  # index memory-mapped read-only: never add to it
     integrity: Integrity | None = None  # checks of the files against the manifest's checksums
-    local: LocalStore | None = None  # each exemplar's local map, when the gallery re-ranks (see local_of)
+    local: LocalStore | None = None  # each exemplar's local map, when the gallery re-ranks (see rerank)
 
     @classmethod
     def of(cls, manifest: dict[str, Any], index: Any, items: pa.Table, exact: ExactStore | None = None,
