@@ -136,6 +136,12 @@ def test_a_gallery_built_by_a_local_model_reranks_its_searches(tmp_path, local_e
     assert g.reranks and rec["k"] == local_encoder.contract.local.k and rec["shape"] == list(local_encoder.local_shape)
     assert sorted(g.local_ids().tolist()) == sorted(g.vectors()[0].tolist())
     assert g.stats()["local_store"]["rows"] == g.count
+    from click.testing import CliRunner
+
+    from indexer.cli import cli
+
+    out = CliRunner().invoke(cli, ["stats", str(g.path)]).output
+    assert f"top {rec['k']} by local maps" in out and f"{g.count} maps of 144x80" in out
     _, (feats, maps) = _queries(local_encoder)
     s, i = g.search(feats, 4, local=maps)
     es, ei = _expected(g, feats, maps, 4)
