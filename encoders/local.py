@@ -13,12 +13,13 @@ nothing extra to compute; it is exposed by naming it an output of the graph.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
 from .contract import METADATA_KEY, LocalMap, ModelContract, save_model, set_contract
 
-__all__ = ["LOCAL_OUTPUT", "LITE0_BLOCKS3", "add_local_output", "cells"]
+__all__ = ["Encoded", "LOCAL_OUTPUT", "LITE0_BLOCKS3", "add_local_output", "cells"]
 
 LOCAL_OUTPUT = "local"
 # The blocks.3 output of timm's efficientnet_lite0 as torch.onnx names it in this project's exports.
@@ -63,3 +64,32 @@ def cells(maps: np.ndarray) -> np.ndarray:
     m = m.reshape(m.shape[0], m.shape[1], -1).transpose(0, 2, 1)
     norms = np.linalg.norm(m, axis=2, keepdims=True)
     return (m / np.maximum(norms, 1e-6)).astype(np.float16)
+
+
+class Encoded:
+    """Features, and with ``local`` the local maps, of preprocessed batches gathered in order: what a
+    gallery that re-ranks needs from one forward pass (``encoder.encode_batch(x, local=True)``)."""
+
+    def __init__(self, encoder: Any, local: bool) -> None:
+        self.encoder = encoder
+        self.local = bool(local)
+        self._feats: list[np.ndarray] = []
+        self._maps: list[np.ndarray] = []
+
+    def add(self, batch: np.ndarray) -> None:
+        """Encode one ``(n, 3, H, W)`` batch."""
+        if self.local:
+            feats, maps = self.encoder.encode_batch(batch, local=True)
+            self._maps.append(maps)
+        else:
+            feats = self.encoder.encode_batch(batch)
+        self._feats.append(feats)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(features (n, dim) float32, maps (n, cells, C) float16 or None without ``local``)."""
+        feats = np.concatenate(self._feats).astype(np.float32, copy=False) if self._feats else \
+            np.zeros((0, int(self.encoder.dim)), np.float32)
+        if not self.local:
+            return feats, None
+        maps = np.concatenate(self._maps) if self._maps else np.zeros((0, *self.encoder.local_shape), np.float16)
+        return feats, maps

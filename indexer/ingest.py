@@ -14,6 +14,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from encoders.decode import DecodeError, read_bytes
+from encoders.local import Encoded
 from encoders.pages import has_pages, iter_pages_of
 from encoders.preprocess import preprocess
 
@@ -131,18 +132,11 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
     bad: list[str] = []
     bad_files: set[int] = set()
     buf: list[np.ndarray] = []
-    feats: list[np.ndarray] = []
-    maps: list[np.ndarray] = []
-    with_local = local and bool(getattr(encoder, "has_local", False))
+    out = Encoded(encoder, local and bool(getattr(encoder, "has_local", False)))  # maps: for re-ranking
 
     def flush() -> None:
         if buf and not bad:  # once something is bad the batch is void: keep decoding, stop encoding
-            if with_local:  # the exemplars' maps, for re-ranking (same forward pass)
-                f, m = encoder.encode_batch(np.stack(buf), local=True)
-                feats.append(f)
-                maps.append(m)
-            else:
-                feats.append(encoder.encode_batch(np.stack(buf)))
+            out.add(np.stack(buf))
         buf.clear()
 
     for n, e in enumerate(entries):
@@ -189,10 +183,7 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
         pages = f" ({len(bad)} pages)" if len(bad) > len(bad_files) else ""
         raise BadImagesError(bad, f"{len(bad_files)} of {len(entries)} images could not be read{pages}; "
                                   "nothing was added")
-    if feats:
-        batch.feats = np.concatenate(feats).astype(np.float32, copy=False)
-    if with_local:
-        batch.local = np.concatenate(maps) if maps else np.zeros((0, *encoder.local_shape), np.float16)
+    batch.feats, batch.local = out.result()
     return batch
 
 

@@ -165,8 +165,10 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
     from encoders.decode import DecodeError, read_image
 
     params = PRESETS[settings.preset]
-    ids, labels, feats, problems, maps = [], [], [], [], []
-    with_local = bool(getattr(encoder, "has_local", False))
+    from encoders.local import Encoded
+
+    ids, labels, problems = [], [], []
+    out = Encoded(encoder, bool(getattr(encoder, "has_local", False)))
     for item_id, label, image, key in exemplars:
         try:
             doc = read_image(image, target_hw=PROBE_DECODE_HW)
@@ -174,24 +176,14 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
             problems.append(f"{label!r} (id {item_id}): cannot read its exemplar for self-calibration ({exc})")
             continue
         caps = [simulate_capture(doc, np.random.default_rng(_seed(key, k)), params) for k in range(per_type)]
-        if with_local:
-            for i in range(0, len(caps), 32):
-                f, m = encoder.encode_batch(np.stack([encoder.preprocess(c) for c in caps[i:i + 32]]), local=True)
-                feats.append(f)
-                maps.append(m)
-        else:
-            feats.append(encoder.encode(caps, batch_size=32))
+        for i in range(0, len(caps), 32):
+            out.add(np.stack([encoder.preprocess(c) for c in caps[i:i + 32]]))
         ids += [item_id] * per_type
         labels += [label] * per_type
         if progress is not None:
             progress(1)
-    dim = int(encoder.dim)
-    local = None
-    if with_local:
-        local = np.concatenate(maps) if maps else np.zeros((0, *encoder.local_shape), np.float16)
-    return Probes(np.asarray(ids, np.int64), np.asarray(labels, dtype=object),
-                  np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, dim), np.float32), problems,
-                  local=local)
+    feats, local = out.result()
+    return Probes(np.asarray(ids, np.int64), np.asarray(labels, dtype=object), feats, problems, local=local)
 
 
 def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: Settings, encoder_info: dict[str, Any],

@@ -104,19 +104,15 @@ def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, loca
     from encoders.pages import iter_pages
     from encoders.preprocess import preprocess
 
-    feats: list[np.ndarray] = []
-    maps: list[np.ndarray] = []
+    from encoders.local import Encoded
+
+    out = Encoded(encoder, local)
     owners: list[int] = []
     buf: list[np.ndarray] = []
     bad: list[str] = []
 
     def flush() -> None:
-        if local:
-            f, m = encoder.encode_batch(np.stack(buf), local=True)
-            feats.append(f)
-            maps.append(m)
-        else:
-            feats.append(encoder.encode_batch(np.stack(buf)))
+        out.add(np.stack(buf))
         buf.clear()
 
     for i, path in enumerate(paths):
@@ -134,11 +130,8 @@ def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, loca
         raise CalibrationError(f"cannot read {len(bad)} capture(s) or page(s); nothing was measured:\n{shown}")
     if buf:
         flush()
-    dim = int(encoder.dim)
-    out_maps = None
-    if local:
-        out_maps = np.concatenate(maps) if maps else np.zeros((0, *encoder.local_shape), np.float16)
-    return (np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)), owners, out_maps
+    feats, maps = out.result()
+    return feats, owners, maps
 
 
 def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: np.ndarray,

@@ -50,6 +50,8 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
+from encoders.contract import LocalMap
+
 from encoders.decode import IMAGE_SUFFIXES  # the one list for every reader
 from retriever import metrics as M
 from retriever import openset as O
@@ -273,22 +275,13 @@ def encode_split(cand: Candidate, split: Split, batch_size: int,
 RERANK_CHUNK = 128  # queries per local_deltas call: their candidates' maps stay tens of MB
 
 
-@dataclass(frozen=True)
-class Rerank:
-    """How the product re-ranks a search for a model with a local map (its contract's ``local``):
-    each query's top ``k`` exemplars by cosine move by ``weight`` x their local delta."""
-
-    k: int
-    weight: float
+def rerank_of(encoder: Any) -> LocalMap | None:
+    """How the product re-ranks for this encoder (its contract's ``local``: top ``k`` by cosine moved
+    by ``weight`` x their local delta), or None (no local map: it answers with the cosine)."""
+    return getattr(getattr(encoder, "contract", None), "local", None)
 
 
-def rerank_of(encoder: Any) -> Rerank | None:
-    """The encoder's re-ranking, or None (no local map: it answers with the cosine)."""
-    local = getattr(getattr(encoder, "contract", None), "local", None)
-    return None if local is None else Rerank(int(local.k), float(local.weight))
-
-
-def reranked(sim: np.ndarray, q_maps: np.ndarray, r_maps: np.ndarray, rerank: Rerank,
+def reranked(sim: np.ndarray, q_maps: np.ndarray, r_maps: np.ndarray, rerank: LocalMap,
              q_rows: np.ndarray | None = None, chunk: int = RERANK_CHUNK) -> np.ndarray:
     """``sim`` (queries x exemplars cosines) as the product scores it: each row's top-k entries
     (k = min(rerank.k, exemplars), all valid) moved by weight x local_deltas, every other entry
@@ -329,7 +322,7 @@ def _register(feats: dict[str, np.ndarray], split: Split, r: np.ndarray) -> _Reg
 
 
 def reranked_type_blocks(q_feats: np.ndarray, q_maps: np.ndarray, q_rows: np.ndarray, reg: _Register,
-                         rerank: Rerank, max_block: int = M.DEFAULT_MAX_BLOCK
+                         rerank: LocalMap, max_block: int = M.DEFAULT_MAX_BLOCK
                          ) -> Iterator[tuple[int, np.ndarray]]:
     """``(first row, scores (m, n_types))`` of the queries ``q_feats`` (maps ``q_maps[q_rows]``),
     re-ranked before each type takes its best exemplar.  The blocks and products of
@@ -342,7 +335,7 @@ def reranked_type_blocks(q_feats: np.ndarray, q_maps: np.ndarray, q_rows: np.nda
 
 
 def reranked_sets(feats: dict[str, np.ndarray], split: Split, q: np.ndarray, r: np.ndarray, u: np.ndarray,
-                  rerank: Rerank) -> M.ScoreSets:
+                  rerank: LocalMap) -> M.ScoreSets:
     """M.pair_scores of the queries ``q`` and unknowns ``u`` against the register rows ``r``, on
     the re-ranked score (top-k among those register rows only)."""
     reg = _register(feats, split, r)
@@ -357,7 +350,7 @@ def reranked_sets(feats: dict[str, np.ndarray], split: Split, q: np.ndarray, r: 
 
 
 def negatives_at_or_above(feats: dict[str, np.ndarray], split: Split, t: float,
-                          rerank: Rerank | None = None) -> list[tuple[int, str, float]]:
+                          rerank: LocalMap | None = None) -> list[tuple[int, str, float]]:
     """M.negatives_at_or_above of the split, on the re-ranked score with ``rerank``."""
     qlabels = [lab for _, lab in split.queries]
     if rerank is None:
@@ -438,7 +431,7 @@ def _reporting_group(split: Split):
 
 
 def by_group(sets: M.ScoreSets, feats: dict[str, np.ndarray], split: Split, fpr: float = 1e-4,
-             rerank: Rerank | None = None) -> dict[str, Any]:
+             rerank: LocalMap | None = None) -> dict[str, Any]:
     """Where the misses are at one operating point: per group, the known queries scoring under the
     threshold, and the group pairs of the negatives at or above it (the pairs that set it; scored
     as ``sets`` were, so re-ranked with ``rerank``)."""
@@ -483,7 +476,7 @@ DENSE_MIN_TYPES = 3  # a dense register needs a runner-up even with one type lef
 
 
 def _sets_for(feats: dict[str, np.ndarray], split: Split, keep_type: Any = None,
-              rerank: Rerank | None = None) -> M.ScoreSets | None:
+              rerank: LocalMap | None = None) -> M.ScoreSets | None:
     """Score sets of the split, or of the sub-register of the types ``keep_type`` accepts (its queries
     and the unknowns of the same groups); with ``rerank``, of the re-ranked score within that
     sub-register (its own top-k, as a gallery of only those types would answer)."""
@@ -525,7 +518,7 @@ def open_set_section(sets: M.ScoreSets, pair_rows: Sequence[dict[str, Any]], reg
 
 def evaluate_open_set(feats: dict[str, np.ndarray], split: Split, sets: M.ScoreSets, fprs: Sequence[float],
                       rules: dict[str, O.DecisionRule] | None = None,
-                      fpirs: Sequence[float] = O.DEFAULT_FPIRS, rerank: Rerank | None = None) -> dict[str, Any]:
+                      fpirs: Sequence[float] = O.DEFAULT_FPIRS, rerank: LocalMap | None = None) -> dict[str, Any]:
     """DIR at FPIR for every rule on the mixed register (the whole split) and on the dense registers
     (one family each, queries scored against their own family's register, rates pooled); with
     ``rerank`` the dense registers are re-ranked too (``sets`` already is)."""
@@ -599,7 +592,7 @@ def evaluate_candidate(cand: Candidate, split: Split, fprs: Sequence[float], bat
 
 def score_candidate(cand: Candidate, label: str, feats: dict[str, np.ndarray], enc_stats: dict[str, Any],
                     split: Split, fprs: Sequence[float], rules: dict[str, O.DecisionRule] | None,
-                    rerank: Rerank | None) -> tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]:
+                    rerank: LocalMap | None) -> tuple[dict[str, Any], M.ScoreSets, dict[str, np.ndarray]]:
     """Every figure of one row from one way of scoring (cosine, or re-ranked with ``rerank``)."""
     sets = _sets_for(feats, split, rerank=rerank)
     res = M.summarise(sets, fprs)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from encoders.contract import LocalMap
 import pytest
 
 import encoders
@@ -247,12 +249,12 @@ def test_reranked_moves_only_each_rows_top_k_as_the_ablation_scores_it():
     qm = _unit(rng.standard_normal((7, 9, 5))).astype(np.float16)
     rm = _unit(rng.standard_normal((10, 9, 5))).astype(np.float16)
     sim = q @ r.T
-    got = ev.reranked(sim, qm, rm, ev.Rerank(3, 2.4), chunk=2)  # several chunks
+    got = ev.reranked(sim, qm, rm, LocalMap("local", 3, 2.4), chunk=2)  # several chunks
     top = _top_mask(sim, 3)
     assert np.array_equal(got[~top], sim[~top]) and np.all(got[top] != sim[top])
     assert np.allclose(got, abl.rescored(sim, qm.astype(np.float32), rm.astype(np.float32), 3, 2.4), atol=1e-5)
-    assert np.array_equal(ev.reranked(sim, qm, rm, ev.Rerank(3, 0.0)), sim)
-    few = ev.reranked(sim[:, :2], qm, rm[:2], ev.Rerank(5, 2.4))  # a register smaller than k: all of it
+    assert np.array_equal(ev.reranked(sim, qm, rm, LocalMap("local", 3, 0.0)), sim)
+    few = ev.reranked(sim[:, :2], qm, rm[:2], LocalMap("local", 5, 2.4))  # a register smaller than k: all of it
     assert np.allclose(few, abl.rescored(sim[:, :2], qm.astype(np.float32), rm[:2].astype(np.float32), 5, 2.4),
                        atol=1e-5) and not np.allclose(few, sim[:, :2])
 
@@ -279,7 +281,7 @@ def test_score_sets_rerank_the_whole_register_and_each_dense_register_within_its
 
     ev, abl = _load_script(), _load_ablation()
     split, feats = _family_split(ev, np.random.default_rng(5))
-    rr = ev.Rerank(3, 2.4)
+    rr = LocalMap("local", 3, 2.4)
     r_lab, q_lab, u_lab = (np.asarray([lab for _, lab in getattr(split, part)])
                            for part in ("register", "queries", "unknown"))
     f32 = {k: v.astype(np.float32) for k, v in feats.items()}
@@ -309,7 +311,7 @@ def test_score_sets_rerank_the_whole_register_and_each_dense_register_within_its
         sliced_differs.append(not same(dense, abl.score_sets(whole[:, ri], q_lab[qi], None, r_lab[ri])))
     assert ev.dense_groups(split) == ["fama", "famb"] and any(sliced_differs)  # ... not the whole register's
     # weight 0 goes through every step and gives the cosine bit for bit
-    zero, cos = ev._sets_for(feats, split, rerank=ev.Rerank(3, 0.0)), ev._sets_for(feats, split)
+    zero, cos = ev._sets_for(feats, split, rerank=LocalMap("local", 3, 0.0)), ev._sets_for(feats, split)
     for f in ("pos", "neg", "known_best", "known_pred", "unknown_best", "known_second", "unknown_second"):
         assert np.array_equal(getattr(zero, f), getattr(cos, f), equal_nan=True), f
     # the negatives that set a threshold are counted on the re-ranked score too
@@ -331,7 +333,7 @@ def test_local_model_reports_reranked_and_cosine_rows_and_writes_both_tables(tmp
     feats, _ = ev.encode_split(ev.load_candidates([str(local)], [])[0], split, 8, local=True)
     assert feats["queries_maps"].shape == (24, 16, 6) and feats["queries_maps"].dtype == np.float16
     sim = feats["queries"] @ feats["register"].T
-    moved = ev.reranked(sim, feats["queries_maps"], feats["register_maps"], ev.Rerank(3, 2.4)) != sim
+    moved = ev.reranked(sim, feats["queries_maps"], feats["register_maps"], LocalMap("local", 3, 2.4)) != sim
     assert moved.any() and not (moved & ~_top_mask(sim, 3)).any()
 
     out = tmp_path / "r.json"
