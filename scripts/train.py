@@ -5,6 +5,7 @@
     python scripts/train.py --config ... --stage cache --worker 0 --workers 2           # cache only, 1 of 2 processes
     python scripts/train.py --config ... --stage train                                  # train on the finished shards
     python scripts/train.py --config ... --stage export --out model.onnx                # best checkpoint -> ONNX
+    python scripts/train.py --config ... --stage teacher                                # teacher features only
 
 Every stage resumes: cache shards already written are skipped, training continues from
 ``<run_dir>/last.pt``.  Runs unattended: log to a file, progress every few seconds.
@@ -157,20 +158,42 @@ def stage_train(cfg: dict) -> dict:
     dirs = [Path(c["cache_dir"]) for c in (cfg, *cfg["extra_caches_from"])]
     feats, labels, _, meta = load_caches(dirs, cfg["data"].get("max_shards"))
     LOG.info("cache: %d views, %d classes present of %d", len(feats), len(np.unique(labels)), meta["num_classes"])
-    val = val_inputs(cfg, contract, trunk=model.backbone.trunk.eval())
     t = cfg["train"]
+    teacher = None
+    if cfg.get("teacher") and t.get("distill_weight", 0) > 0:
+        teacher = teacher_features_of_views(cfg)
+        if len(teacher) != len(feats):
+            raise SystemExit(f"teacher features cover {len(teacher)} views, the student has {len(feats)}")
+        LOG.info("distilling from %s (weight %s)", cfg["teacher"]["onnx"], t["distill_weight"])
+    val = val_inputs(cfg, contract, trunk=model.backbone.trunk.eval())
     tc = TrainConfig(**{k: v for k, v in t.items() if k in TrainConfig.__dataclass_fields__})
     model = model.to(memory_format=torch.channels_last)
     t0 = time.time()
     groups = class_groups(meta["sources"], labels) if tc.sibling_fraction > 0 else None
     best = train_on_cache(model, feats, labels, meta["num_classes"], tc, Path(cfg["run_dir"]),
-                          make_validator(val, from_trunk=True), log=LOG.info, groups=groups)
+                          make_validator(val, from_trunk=True), log=LOG.info, groups=groups, teacher=teacher)
     summary = {"config": cfg["_path"], "name": cfg["name"], "views": int(len(feats)),
                "classes_present": int(len(np.unique(labels))), "best": best, "train_wall_s": time.time() - t0,
-               "cache_dirs": [str(d) for d in dirs], "threads": torch.get_num_threads()}
+               "cache_dirs": [str(d) for d in dirs], "threads": torch.get_num_threads(),
+               "teacher": cfg.get("teacher")}
     (Path(cfg["run_dir"]) / "summary.json").write_text(json.dumps(summary, indent=2))
     LOG.info("best: %s", json.dumps(best))
     return summary
+
+
+def teacher_features_of_views(cfg: dict, partial: bool = False) -> np.ndarray | None:
+    """Teacher features of every view in this config's caches, for distilling while training on
+    cached trunk maps: ``teacher: {onnx: M.onnx, views_from: T.yaml}``, where T's caches hold the same
+    seeded captures at the teacher's input size (``distill.top_features_of_caches``)."""
+    from encoders.training.distill import top_features_of_caches
+
+    spec = cfg["teacher"]
+    tcfg = load_config(spec["views_from"])
+    mine = [Path(c["cache_dir"]) for c in (cfg, *cfg["extra_caches_from"])]
+    theirs = [Path(c["cache_dir"]) for c in (tcfg, *tcfg["extra_caches_from"])]
+    return top_features_of_caches(spec["onnx"], mine, theirs,
+                                  Path(cfg["run_dir"]) / f"teacher-{Path(spec['onnx']).stem}",
+                                  trunk_output=spec.get("trunk_output"), partial=partial, log=LOG.info)
 
 
 def student_teacher_features(cfg: dict, cache_dir: Path, n_views: int) -> np.ndarray:
@@ -311,8 +334,9 @@ def keep_freed_memory() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
-    ap.add_argument("--stage", choices=["cache", "train", "student", "export", "all"], default="all",
-                    help="all = cache, then train (or student, when the config has a teacher), then export")
+    ap.add_argument("--stage", choices=["cache", "teacher", "train", "student", "export", "all"], default="all",
+                    help="all = cache, then train (or student, when the config's teacher teaches on pixels), "
+                         "then export")
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--max-shards", type=int, default=None, help="stop the cache stage after this many shards")
@@ -326,9 +350,14 @@ def main() -> None:
     cfg = load_config(args.config)
     if args.stage in ("cache", "all"):
         stage_cache(cfg, args.worker, args.workers, args.max_shards)
-    if args.stage == "train" or (args.stage == "all" and not cfg.get("teacher")):
+    if args.stage == "teacher":  # distilling on cached trunk maps: the teacher's features, ahead of training
+        teacher_features_of_views(cfg, partial=True)
+    # A teacher with ``views_from`` is distilled while training on trunk maps; any other teacher
+    # teaches a whole student network on cached pixels.
+    on_pixels = bool(cfg.get("teacher")) and not cfg["teacher"].get("views_from")
+    if args.stage == "train" or (args.stage == "all" and not on_pixels):
         stage_train(cfg)
-    if args.stage == "student" or (args.stage == "all" and cfg.get("teacher")):
+    if args.stage == "student" or (args.stage == "all" and on_pixels):
         stage_student(cfg)
     if args.stage in ("export", "all"):
         stage_export(cfg, args.out or str(Path(cfg["run_dir"]) / f"{cfg['name']}.onnx"))

@@ -244,3 +244,36 @@ def test_template_offset_draws_new_templates():
     both = synth_sources(["a", "b"], 10)
     assert not {s.key for s in first} & {s.key for s in more}
     assert {s.key for s in first} | {s.key for s in more} == {s.key for s in both}
+
+
+def test_teacher_top_on_cached_trunk_maps_matches_the_whole_model(tmp_path):
+    """Distilling at another resolution: the teacher's exported top, run over its own cached trunk
+    maps, gives the features its whole network gives; and the views of two caches are matched shard
+    for shard, refused when they are not the same captures."""
+    from encoders.training.distill import OnnxTopTeacher, top_features_of_caches
+    from encoders.training.export import contract_for, export_onnx
+    from encoders.training.model import EmbeddingModel
+
+    torch.set_num_threads(1)
+    model = EmbeddingModel("efficientnet_lite0", pretrained=False, train_from="blocks.6", input_size=(64, 64)).eval()
+    onnx_path = export_onnx(model, contract_for(model), tmp_path / "teacher.onnx")
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((5, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        maps = model.backbone.trunk(x).numpy()
+        whole = torch.nn.functional.normalize(model(x), dim=1).numpy()
+    top = OnnxTopTeacher(onnx_path)
+    assert np.abs(top(maps).astype(np.float32) - whole).max() < 2e-3  # float16 rows
+
+    sources = ["synth:x:1"]
+    _fake_cache(tmp_path / "student", sources, fmap=(4, 2, 2), input_size=(32, 32))
+    _fake_cache(tmp_path / "teacher", sources, fmap=maps.shape[1:], input_size=(64, 64))
+    feats = top_features_of_caches(onnx_path, [tmp_path / "student"], [tmp_path / "teacher"], tmp_path / "out",
+                                   log=lambda s: None)
+    with np.load(tmp_path / "teacher" / "shard-00000.npz") as z:
+        expected = top(z["feats"])
+    assert feats.shape == (VARIANTS * 2, 256) and np.array_equal(feats, expected)
+    assert (tmp_path / "out" / "teacher" / "shard-00000.npy").exists()  # kept: a rerun resumes from it
+
+    _fake_cache(tmp_path / "other", ["synth:x:2"], fmap=maps.shape[1:], input_size=(64, 64))
+    with pytest.raises(ValueError, match="differ in 'sources'"):
+        top_features_of_caches(onnx_path, [tmp_path / "student"], [tmp_path / "other"], tmp_path / "out2")

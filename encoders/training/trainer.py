@@ -69,15 +69,17 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 def train_on_cache(model: nn.Module, feats: np.ndarray, labels: np.ndarray, num_classes: int, cfg: TrainConfig,
                    run_dir: Path, validate: Callable[[nn.Module], dict] | None = None,
-                   log: Callable[[str], None] = print, groups: np.ndarray | None = None) -> dict:
+                   log: Callable[[str], None] = print, groups: np.ndarray | None = None,
+                   teacher: np.ndarray | None = None) -> dict:
     """Train ``model.forward_from_trunk`` on cached trunk maps; returns the best validation record.
-    ``groups``: a sibling group id per class (``data.class_groups``), for ``cfg.sibling_fraction``."""
+    ``groups``: a sibling group id per class (``data.class_groups``), for ``cfg.sibling_fraction``;
+    ``teacher``: a feature per view to distil towards with weight ``cfg.distill_weight``."""
 
     def batch(idx: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(feats[idx].astype(np.float32)).contiguous(memory_format=torch.channels_last)
 
     return train(model, model.forward_from_trunk, batch, labels, num_classes, cfg, run_dir, validate, log,
-                 groups=groups)
+                 groups=groups, teacher=teacher)
 
 
 def train_on_pixels(model: nn.Module, pixels: np.ndarray, labels: np.ndarray, num_classes: int, cfg: TrainConfig,
