@@ -19,12 +19,17 @@ import numpy as np
 
 from .contract import METADATA_KEY, LocalMap, ModelContract, save_model, set_contract
 
-__all__ = ["Encoded", "LOCAL_OUTPUT", "LITE0_BLOCKS3", "add_local_output", "cells"]
+__all__ = ["Encoded", "LOCAL_OUTPUT", "LITE0_BLOCKS2", "LITE0_BLOCKS3", "LITE0_MAPS", "add_local_output", "cells"]
 
 LOCAL_OUTPUT = "local"
 # The blocks.3 output of timm's efficientnet_lite0 as torch.onnx names it in this project's exports.
 LITE0_BLOCKS3 = "/model/backbone/trunk/trunk.4/trunk.4.2/Add_output_0"
-# The same name serves the static int8 (QDQ) copies: there it is the float Add output before its
+# The blocks.2 output (40 channels at stride 8): the fast tier's map, 12 x 12 at 96 px, the same grid as the
+# default's blocks.3 map at 192 px (its own blocks.3 map, 6 x 6, re-ranked worse on val: 0.723 vs 0.815
+# TPR@1e-4, scripts/results/lite0_b6_wide_r96_x2_distill/).
+LITE0_BLOCKS2 = "/model/backbone/trunk/trunk.3/trunk.3.1/Add_output_0"
+LITE0_MAPS = {"blocks.2": LITE0_BLOCKS2, "blocks.3": LITE0_BLOCKS3}
+# The same names serve the static int8 (QDQ) copies: there it is the float Add output before its
 # QuantizeLinear, and exposing it leaves the features bit-identical (exposing the DequantizeLinear
 # output instead changed ONNX Runtime's fusions and moved features by up to 0.013).
 

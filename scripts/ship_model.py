@@ -4,10 +4,10 @@
 (cosine and re-ranked) measured on the benchmark's val split.
 
     python scripts/ship_model.py --model runs/lite0_b6_wide_r96_x2_distill/model.onnx --name fast \\
-        --rerank-weight 3.2 --benchmark ~/.cache/docretriever/benchmark-v4 --results scripts/results/fast
+        --map blocks.2 --rerank-weight 3.2 --benchmark ~/.cache/docretriever/benchmark-v4 --results scripts/results/fast
 
 Steps, in order (each file is written atomically; a failed step leaves the earlier files in place):
-1. the fp32 file: the trained model with its blocks.3 map exposed (``encoders.local.add_local_output``);
+1. the fp32 file: the trained model with its local map (``--map``) exposed (``encoders.local.add_local_output``);
 2. its tables: ``scripts/evaluate.py --split val --write-thresholds`` (report kept in ``--results``);
 3. the int8 copy: static QDQ quantisation of the trained model, calibrated on val images
    (``encoders.training.quantize``), then the same map exposed (the float output before its
@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from encoders.local import LITE0_BLOCKS3, add_local_output  # noqa: E402
+from encoders.local import LITE0_MAPS, add_local_output  # noqa: E402
 from encoders.runtime import DEFAULT_MODEL  # noqa: E402
 
 
@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="the tier's name: files docretriever-<name>[-int8].onnx")
     ap.add_argument("--rerank-weight", required=True, type=float, help="lambda, chosen on val")
     ap.add_argument("--k", type=int, default=5, help="candidates re-ranked")
+    ap.add_argument("--map", choices=sorted(LITE0_MAPS), default="blocks.3",
+                    help="the layer whose output re-ranks (chosen on val: blocks.3 at 192 px, blocks.2 at 96 px)")
     ap.add_argument("--benchmark", required=True, type=Path)
     ap.add_argument("--results", required=True, type=Path, help="where the val reports go")
     ap.add_argument("--out-dir", type=Path, default=DEFAULT_MODEL.parent)
@@ -56,8 +58,9 @@ def main() -> None:
     if not (args.benchmark / "val").is_dir():
         raise SystemExit(f"{args.benchmark}: no val split (scripts/build_benchmark.py makes one)")
     fp32 = args.out_dir / f"docretriever-{args.name}.onnx"
-    add_local_output(args.model, LITE0_BLOCKS3, fp32, k=args.k, weight=args.rerank_weight)
-    print(f"wrote {fp32} (local map {LITE0_BLOCKS3}, k {args.k}, weight {args.rerank_weight})", flush=True)
+    tensor = LITE0_MAPS[args.map]
+    add_local_output(args.model, tensor, fp32, k=args.k, weight=args.rerank_weight)
+    print(f"wrote {fp32} (local map {args.map}: {tensor}, k {args.k}, weight {args.rerank_weight})", flush=True)
     measure_tables(fp32, args.benchmark, args.results / "eval-val.txt")
     if args.no_int8:
         return
@@ -69,7 +72,7 @@ def main() -> None:
     int8 = args.out_dir / f"docretriever-{args.name}-int8.onnx"
     with tempfile.TemporaryDirectory() as tmp:
         plain = quantize_model(args.model, Path(tmp) / "int8.onnx", files[:256])
-        add_local_output(plain, LITE0_BLOCKS3, int8, k=args.k, weight=args.rerank_weight)
+        add_local_output(plain, tensor, int8, k=args.k, weight=args.rerank_weight)
     print(f"wrote {int8} (static int8, calibrated on {min(256, len(files))} val images)", flush=True)
     measure_tables(int8, args.benchmark, args.results / "eval-val-int8.txt")
 

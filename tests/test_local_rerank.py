@@ -351,3 +351,27 @@ def test_verify_re_encodes_local_maps_and_names_one_that_differs(tmp_path, local
     monkeypatch.setattr(g, "local_maps", lambda ids: real([int(i) ^ 1 for i in ids]))  # a neighbour's map
     rep = verify(g, local_encoder, sample=6)
     assert any("re-encoded local map differs" in p for p in rep.problems), rep.problems
+
+
+@pytest.mark.parametrize("name", ["fast", "fast-int8"])
+def test_the_fast_tier_ships_by_name_with_its_own_map_and_tables(tmp_path, name):
+    """The fast tier (96 px, distilled from the default): loaded by name, its own 12 x 12 map and tables
+    (not the default's), and a gallery it builds re-ranks and finds each registered image's own type."""
+    import cv2
+
+    from indexer.gallery import Gallery
+    from retriever import Retriever
+
+    enc, default = encoders.load(name), encoders.load()
+    assert encoders.resolve_model(name) == encoders.shipped_models()[name]
+    assert enc.contract.input_size == (96, 96) and enc.dim == default.dim and enc.fingerprint != default.fingerprint
+    assert enc.has_local and enc.local_shape == (144, 40)  # blocks.2 at 96 px: 12 x 12 cells
+    assert enc.contract.threshold_table and enc.contract.local.threshold_table
+    assert enc.contract.local.threshold_table != default.contract.local.threshold_table
+    g = Gallery.build(_register(tmp_path), tmp_path / "g", enc)
+    assert g.reranks and g.manifest["local"]["shape"] == [144, 40]
+    r = Retriever(g, enc)
+    assert r.scoring == "reranked"
+    files = sorted((tmp_path / "register").rglob("*.png"))
+    got = r.classify([cv2.imread(str(p)) for p in files])
+    assert [x.label for x in got] == [p.parent.name for p in files]
