@@ -61,7 +61,9 @@ def encode(sess, encoder, paths: list[Path], batch: int = 32) -> tuple[np.ndarra
 
     def flush() -> None:
         if buf:
-            f, m = sess.run(None, {sess.get_inputs()[0].name: np.stack(buf)})
+            # the feature and the named map only (a shipped model may already have a local output)
+            f, m = sess.run([sess.get_outputs()[0].name, sess.get_outputs()[-1].name],
+                            {sess.get_inputs()[0].name: np.stack(buf)})
             feats.append(f)
             m = m.reshape(m.shape[0], m.shape[1], -1).transpose(0, 2, 1)  # (n, cells, C)
             maps.append(m / np.maximum(np.linalg.norm(m, axis=2, keepdims=True), 1e-6))

@@ -190,7 +190,7 @@ def test_shipped_models_are_loaded_by_name_everywhere(runner, tmp_path):
     from indexer.cli import cli as indexer_cli
 
     shipped = encoders.shipped_models()
-    assert {"default", "default-int8"} <= set(shipped)
+    assert {"default", "default-int8", "fast", "fast-int8"} <= set(shipped)
     assert encoders.resolve_model("default-int8") == shipped["default-int8"]
     assert encoders.load("default-int8").fingerprint == encoders.load(shipped["default-int8"]).fingerprint
     with pytest.raises(EncoderError, match="shipped: .*default-int8"):
@@ -201,6 +201,11 @@ def test_shipped_models_are_loaded_by_name_everywhere(runner, tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(indexer_cli, ["stats", str(tmp_path / "g"), "--json"])
     assert json.loads(r.output)["encoder"]["fingerprint"] == encoders.load("default-int8").fingerprint
+    r = runner.invoke(indexer_cli, ["build", str(reg), "-o", str(tmp_path / "f"), "--model", "fast",
+                                    "--no-self-calibrate"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(indexer_cli, ["stats", str(tmp_path / "f"), "--json"])
+    assert json.loads(r.output)["encoder"]["fingerprint"] == encoders.load("fast").fingerprint
     r = runner.invoke(indexer_cli, ["build", str(reg), "-o", str(tmp_path / "h"), "--model", "nope"])
     assert r.exit_code != 0 and "no shipped model" in r.output
 
