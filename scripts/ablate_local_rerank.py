@@ -38,22 +38,26 @@ MAP_OUTPUTS = {"fine": "/model/backbone/trunk/trunk.4/trunk.4.0/bn1/act/Clip_out
                "mid": "/model/backbone/trunk/trunk.6/trunk.6.0/bn1/act/Clip_output_0",  # 672 x 12 x 12
                "top": "/model/backbone/top/top.1/top.1.1/act/Clip_output_0",
                "squeeze": "/model/head/squeeze/Conv_output_0"}
+# Fused maps: each layer's cells made unit length on the coarsest grid (finer maps average-pooled), then joined.
+MAP_OUTPUTS["b3+b2"] = (MAP_OUTPUTS["b3"], MAP_OUTPUTS["b2"])
 
 
-def session_with_map(model_path: str, tensor: str):
-    """An ONNX Runtime session giving the model's feature and the named intermediate map."""
+def session_with_map(model_path: str, tensor: str | tuple[str, ...]):
+    """An ONNX Runtime session giving the model's feature and the named intermediate map(s)."""
     import onnx
     import onnxruntime as ort
 
     m = onnx.load(model_path)
-    m.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    for t in (tensor,) if isinstance(tensor, str) else tensor:
+        m.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def encode(sess, encoder, paths: list[Path], batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(features (n, d), unit cell vectors (n, cells, C)) of each file."""
+def encode(sess, encoder, paths: list[Path], batch: int = 32, n_maps: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(features (n, d), unit cell vectors (n, cells, C)) of each file (``n_maps`` > 1: the session's last
+    outputs fused, see ``MAP_OUTPUTS``)."""
     from encoders.decode import read_image
     from encoders.preprocess import preprocess
 
@@ -61,11 +65,18 @@ def encode(sess, encoder, paths: list[Path], batch: int = 32) -> tuple[np.ndarra
 
     def flush() -> None:
         if buf:
-            # the feature and the named map only (a shipped model may already have a local output)
-            f, m = sess.run([sess.get_outputs()[0].name, sess.get_outputs()[-1].name],
-                            {sess.get_inputs()[0].name: np.stack(buf)})
+            # the feature and the named map(s) only (a shipped model may already have a local output)
+            f, *ms = sess.run([sess.get_outputs()[0].name, *(o.name for o in sess.get_outputs()[-n_maps:])],
+                              {sess.get_inputs()[0].name: np.stack(buf)})
             feats.append(f)
-            m = m.reshape(m.shape[0], m.shape[1], -1).transpose(0, 2, 1)  # (n, cells, C)
+            side = min(x.shape[2] for x in ms)
+            parts = []
+            for m in ms:
+                r = m.shape[2] // side
+                m = m.reshape(m.shape[0], m.shape[1], side, r, side, r).mean(axis=(3, 5))
+                m = m.reshape(m.shape[0], m.shape[1], -1).transpose(0, 2, 1)  # (n, cells, C)
+                parts.append(m / np.maximum(np.linalg.norm(m, axis=2, keepdims=True), 1e-6))
+            m = np.concatenate(parts, axis=2)
             maps.append(m / np.maximum(np.linalg.norm(m, axis=2, keepdims=True), 1e-6))
             buf.clear()
 
@@ -207,9 +218,10 @@ def main() -> int:
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     for name in a.split:
         s = E.load_split(a.benchmark, name)
-        rf, rm = encode(sess, enc, [p for p, _ in s.register])
-        qf, qm = encode(sess, enc, [p for p, _ in s.queries])
-        uf, um = encode(sess, enc, [p for p, _ in s.unknown]) if s.unknown else (None, None)
+        nm = 1 if isinstance(MAP_OUTPUTS[a.map], str) else len(MAP_OUTPUTS[a.map])
+        rf, rm = encode(sess, enc, [p for p, _ in s.register], n_maps=nm)
+        qf, qm = encode(sess, enc, [p for p, _ in s.queries], n_maps=nm)
+        uf, um = encode(sess, enc, [p for p, _ in s.unknown], n_maps=nm) if s.unknown else (None, None)
         r_lab = np.asarray([lab for _, lab in s.register])
         q_lab = np.asarray([lab for _, lab in s.queries])
         u_lab = np.asarray([lab for _, lab in s.unknown])
