@@ -191,8 +191,11 @@ def teacher_features_of_views(cfg: dict, partial: bool = False) -> np.ndarray | 
     tcfg = load_config(spec["views_from"])
     mine = [Path(c["cache_dir"]) for c in (cfg, *cfg["extra_caches_from"])]
     theirs = [Path(c["cache_dir"]) for c in (tcfg, *tcfg["extra_caches_from"])]
-    return top_features_of_caches(spec["onnx"], mine, theirs,
-                                  Path(cfg["run_dir"]) / f"teacher-{Path(spec['onnx']).stem}",
+    from encoders.runtime import file_sha256
+
+    # Keyed by the teacher file's hash: another teacher (or a re-exported one) never reuses these features.
+    out = Path(cfg["run_dir"]) / f"teacher-{Path(spec['onnx']).stem}-{file_sha256(spec['onnx'])[:12]}"
+    return top_features_of_caches(spec["onnx"], mine, theirs, out,
                                   trunk_output=spec.get("trunk_output"), partial=partial, log=LOG.info)
 
 
