@@ -272,6 +272,16 @@ def _self_cal_line(g: Gallery) -> str:
             f"{at}")
 
 
+def _look_alikes_line(g: Gallery) -> str:
+    """Which types the self-calibrated threshold is set among, and what to do about it."""
+    pairs = (g.self_calibration or {}).get("look_alikes") or []
+    said = "; ".join(f"{p['type']} taken for {p['taken_for']} ({p['probes']})" for p in pairs)
+    first = pairs[0]
+    return (f"of the {first['among']} highest-scoring of {first['of']} leave-one-out probes, which the FPIR "
+            f"{first['fpir']:g} threshold ({first['threshold']:.4f}) must clear: {said}.  Types this alike lower DIR "
+            "for every type: merge their labels, or register exemplars that show where they differ")
+
+
 @cli.command()
 @gallery_argument()
 @click.option("--preset", type=click.Choice(["train", "train_wide", "eval"]), default=None,
@@ -427,6 +437,7 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
         ("generation", f"{s['generation']} (previous: {s['previous_generation']})"), ("next id", s["next_id"]),
         ("near-duplicate bound", s["near_duplicate_bound"]), ("calibrated", s["calibrated"]),
         ("self-calibration", _self_cal_line(g)),
+        *([("look-alikes", _look_alikes_line(g))] if (g.self_calibration or {}).get("look_alikes") else []),
         ("created", s["created_at"]), ("updated", s["updated_at"]),
         ("index file", f"{g.manifest['index_file']} ({sizes['index_file']} bytes)"),
         ("items file", f"{g.manifest['items_file']} ({sizes['items_file']} bytes)"),

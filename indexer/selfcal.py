@@ -34,7 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["ENV_SWITCH", "Probes", "Settings", "captures_per_type", "enabled_by_default", "make_probes", "measure"]
+__all__ = ["ENV_SWITCH", "Probes", "Settings", "captures_per_type", "enabled_by_default", "look_alikes", "make_probes",
+           "measure"]
 
 VERSION = 1
 # Set to 0 to build and update galleries without self-calibration (tests, bulk rebuilds); a gallery
@@ -234,7 +235,38 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
               f"leave one type out, {rec['measured_at']}")
     return {**rec, "status": status, "reason": reason, "leave_one_out": scores.n_unknown,
             "top1_accuracy": float(np.mean(scores.known_correct)) if scores.n_known else None,
-            "table": rows, "source": source, "seconds": round(time.perf_counter() - t0, 3)}
+            "table": rows, "look_alikes": look_alikes(ranked, left_out, own, rule, rows),
+            "source": source, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def look_alikes(ranked: Sequence[Sequence[tuple[str, float]]],
+                left_out: Sequence[Sequence[tuple[str, float]]] | None, own: Sequence[str], rule: Any,
+                rows: Sequence[dict[str, Any]], fpir: float = 1e-2, top: int = 5) -> list[dict[str, Any]]:
+    """The type pairs the threshold at ``fpir`` is set among: of the highest-scoring leave-one-out
+    probes (10x the share that FPIR lets through, at least 10), how many of a type were taken for
+    which other type, most first.
+
+    Why: on a register holding near-copies (crops of one picture, revisions of one form), their
+    probes fill the top of the non-mated scores, the threshold must clear them, and a self-calibrated
+    gallery then accepts little.  Naming the pairs tells the user what to do: merge the two labels, or
+    register exemplars that show where the types differ."""
+    row = next((r for r in rows if r.get("measurable") and abs(r["fpir"] - fpir) < 1e-12), None)
+    if row is None or row.get("threshold") is None:
+        return []
+    probes = []
+    for i, labels in enumerate(ranked):
+        rest = [(lab, s) for lab, s in (labels if left_out is None else left_out[i]) if lab != own[i]]
+        if rest:
+            s2 = rest[1][1] if len(rest) > 1 else math.nan
+            probes.append((float(rule.score(rest[0][1], s2 if rule.uses_margin else None)), own[i], rest[0][0]))
+    probes.sort(key=lambda p: -p[0] if math.isfinite(p[0]) else math.inf)
+    highest = probes[:max(10, math.ceil(10 * fpir * len(probes)))]
+    pairs: dict[tuple[str, str], list[float]] = {}
+    for score, a, b in highest:
+        pairs.setdefault((a, b), []).append(score)
+    best = sorted(pairs.items(), key=lambda kv: (-len(kv[1]), -max(kv[1])))[:top]
+    return [{"type": a, "taken_for": b, "probes": len(v), "max_score": round(max(v), 4), "fpir": fpir,
+             "among": len(highest), "of": len(probes), "threshold": row["threshold"]} for (a, b), v in best]
 
 
 def _now() -> str:

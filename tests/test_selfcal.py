@@ -296,3 +296,23 @@ def test_self_calibration_never_imports_the_training_stack(tiny_model_path, tmp_
             "print(sorted(m for m in ('torch', 'timm', 'albumentations') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_self_calibration_names_the_look_alike_types_that_set_its_threshold(encoder, tmp_path, runner):
+    """A register holding a copy of one type under another label: the copy and its original fill the
+    top of the leave-one-out scores that the FPIR 0.01 threshold must clear, and the gallery says so
+    (its record and `indexer stats`); a register of distinct types names no such pair so strongly."""
+    from indexer.cli import cli as indexer_cli
+
+    reg = _register(tmp_path / "reg", range(6))
+    near_copy = type_image(0).copy()
+    near_copy[:3, :3] = 0  # not byte-identical (identical files are one exemplar), the same page to the model
+    write(reg / "copy-of-type0" / "specimen.png", near_copy)
+    g = Gallery.build(reg, tmp_path / "g", encoder, self_calibrate=True, force=True)
+    found = g.self_calibration["look_alikes"]
+    assert {found[0]["type"], found[0]["taken_for"]} == {"type0", "copy-of-type0"}
+    assert found[0]["probes"] >= found[0]["among"] // 3 and found[0]["of"] == g.self_calibration["leave_one_out"]
+    out = runner.invoke(indexer_cli, ["stats", str(g.path)]).output
+    assert "look-alikes" in out and "copy-of-type0" in out and "merge their labels" in out
+    distinct = Gallery.build(_register(tmp_path / "reg2", range(6)), tmp_path / "g2", encoder, self_calibrate=True)
+    assert all("copy" not in p["taken_for"] for p in distinct.self_calibration["look_alikes"])
