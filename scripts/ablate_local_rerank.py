@@ -118,7 +118,7 @@ def rerank_top1(sim: np.ndarray, q_maps: np.ndarray, r_maps: np.ndarray, k: int,
 
 
 def rescored(sim: np.ndarray, q_maps: np.ndarray, r_maps: np.ndarray, k: int, lam: float,
-             weights: str = "diff", tol: int = 0) -> np.ndarray:
+             weights: str = "diff", tol: int = 0, align: bool = False) -> np.ndarray:
     """``sim`` with each query's top-k entries moved by ``lam`` x (its local score - the top-k mean):
     the re-ranked score of every (query, exemplar) pair, for pair tables and open-set rates."""
     out = sim.copy()
@@ -127,8 +127,44 @@ def rescored(sim: np.ndarray, q_maps: np.ndarray, r_maps: np.ndarray, k: int, la
     k = min(k, sim.shape[1])
     top = np.argsort(-sim, axis=1)[:, :k]
     for i, cand in enumerate(top):
-        out[i, cand] += lam * local_scores(q_maps[i], r_maps[cand], weights, tol)
+        cm = aligned_maps(q_maps[i], r_maps[cand]) if align else r_maps[cand]
+        out[i, cand] += lam * local_scores(q_maps[i], cm, weights, tol)
     return out
+
+
+def aligned_maps(q_map: np.ndarray, cm: np.ndarray, thr: float = 1.5) -> np.ndarray:
+    """The candidates' maps (k, cells, C) resampled into the query's frame by one homography fitted
+    (RANSAC, ``thr`` cells) to mutual nearest-neighbour cells of the query and the first candidate;
+    unchanged when fewer than 8 cells agree."""
+    import cv2
+
+    side = int(round(np.sqrt(q_map.shape[0])))
+    yy, xx = np.mgrid[0:side, 0:side]
+    cen = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32)
+    c = q_map @ cm[0].T
+    a, b = c.argmax(1), c.argmax(0)
+    mut = np.flatnonzero(b[a] == np.arange(len(a)))
+    if len(mut) < 8:
+        return cm
+    H, mask = cv2.findHomography(cen[mut], cen[a[mut]], cv2.RANSAC, thr)
+    if H is None or mask.sum() < 8:
+        return cm
+    p = cv2.perspectiveTransform(cen[None], H)[0]
+    x, y = np.clip(p[:, 0], 0, side - 1), np.clip(p[:, 1], 0, side - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, side - 1), np.minimum(y0 + 1, side - 1)
+    ax, ay = (x - x0)[:, None], (y - y0)[:, None]
+    g = cm.reshape(len(cm), side, side, -1)
+    out = (g[:, y0, x0] * (1 - ax) * (1 - ay) + g[:, y0, x1] * ax * (1 - ay)
+           + g[:, y1, x0] * (1 - ax) * ay + g[:, y1, x1] * ax * ay)
+    return (out / np.maximum(np.linalg.norm(out, axis=2, keepdims=True), 1e-6)).astype(np.float32)
+
+
+def znormed(scores: np.ndarray, sim: np.ndarray, skip: int, n: int) -> np.ndarray:
+    """Per-query score normalisation against the query's own cohort: its cosines ranked skip+1 ..
+    skip+n (the register's other exemplars): (score - their mean) / their std."""
+    top = -np.sort(-sim, axis=1)[:, skip:skip + n]
+    return (scores - top.mean(1, keepdims=True)) / (top.std(1, keepdims=True) + 1e-3)
 
 
 def local_scores(q_map: np.ndarray, cm: np.ndarray, weights: str = "diff", tol: int = 0) -> np.ndarray:
@@ -202,6 +238,11 @@ def main() -> int:
     ap.add_argument("--lam", type=float, action="append", default=None)
     ap.add_argument("--weights", choices=["diff", "uniform"], default="diff")
     ap.add_argument("--tol", type=int, default=0, help="cells a query cell may be displaced by (max over them)")
+    ap.add_argument("--align", action="store_true", help="resample candidates' maps into the query's frame first "
+                    "(one homography from mutually nearest cells; --full only)")
+    ap.add_argument("--znorm", type=int, nargs=2, metavar=("SKIP", "N"), default=None,
+                    help="score normalisation: each query's scores minus the mean (and over the std) of its "
+                         "scores ranked SKIP+1 .. SKIP+N (--full only)")
     ap.add_argument("--full", action="store_true", help="pair table and open-set rates too (mixed and dense registers)")
     a = ap.parse_args()
     import encoders
@@ -236,8 +277,10 @@ def main() -> int:
                 ok = r_lab[pick] == q_lab
                 print(f"| {name} | {lam:g} | {ok.mean():.4f} | {ok[hard].mean():.4f} (n={int(hard.sum())}) |", flush=True)
                 continue
-            known = rescored(sim, qm, rm, a.k, lam, a.weights, a.tol)
-            unknown = rescored(uf @ rf.T, um, rm, a.k, lam, a.weights, a.tol) if uf is not None else None
+            known = rescored(sim, qm, rm, a.k, lam, a.weights, a.tol, a.align)
+            unknown = rescored(uf @ rf.T, um, rm, a.k, lam, a.weights, a.tol, a.align) if uf is not None else None
+            if a.znorm:
+                known, unknown = znormed(known, sim, *a.znorm), znormed(unknown, uf @ rf.T, *a.znorm)
             mixed = summary(score_sets(known, q_lab, unknown, r_lab))
             parts = []
             for g in E.dense_groups(s):
@@ -246,8 +289,11 @@ def main() -> int:
                 ui = np.flatnonzero([E.type_group(t) == g for t in u_lab])
                 if not len(qi) or not len(ui):
                     continue
-                kq = rescored(sim[np.ix_(qi, cols)], qm[qi], rm[cols], a.k, lam, a.weights, a.tol)
-                ku = rescored(uf[ui] @ rf[cols].T, um[ui], rm[cols], a.k, lam, a.weights, a.tol)
+                kq = rescored(sim[np.ix_(qi, cols)], qm[qi], rm[cols], a.k, lam, a.weights, a.tol, a.align)
+                ku = rescored(uf[ui] @ rf[cols].T, um[ui], rm[cols], a.k, lam, a.weights, a.tol, a.align)
+                if a.znorm:
+                    kq = znormed(kq, sim[np.ix_(qi, cols)], *a.znorm)
+                    ku = znormed(ku, uf[ui] @ rf[cols].T, *a.znorm)
                 parts.append(score_sets(kq, q_lab[qi], ku, r_lab[cols]))
             dense = summary(pooled(parts)) if parts else {}
             print(f"| {name} | {lam:g} | {f(mixed['tpr@0.0001'])} | {f(mixed['tpr@0.001'])} | {mixed['auroc']:.4f} "

@@ -100,7 +100,8 @@ def homography(q: dict, r: dict, ratio: float = 0.8) -> tuple[np.ndarray | None,
     return H, int(mask.sum())
 
 
-def verify_scores(q: dict, cands: list[dict], min_inliers: int, tries: int = 2) -> np.ndarray:
+def verify_scores(q: dict, cands: list[dict], min_inliers: int, tries: int = 2, grid_w: int = GRID_W,
+                  blur: float = 1.0) -> np.ndarray:
     """Per candidate: minus the weighted mean absolute difference between the aligned, normalised
     capture and the candidate, weighted where the candidates differ from one another; centred; 0s
     if the capture aligns onto none of the first ``tries`` candidates (siblings share one frame, so
@@ -115,7 +116,7 @@ def verify_scores(q: dict, cands: list[dict], min_inliers: int, tries: int = 2) 
     if H is None:
         return np.zeros(k, np.float32)
     h, w = ref["shape"]
-    gw, gh = GRID_W, max(8, round(GRID_W * h / w))
+    gw, gh = grid_w, max(8, round(grid_w * h / w))
     Hs = HALF @ H @ np.linalg.inv(HALF)  # keypoints were found at twice the compared size
     warped = cv2.warpPerspective(q["gray"], Hs, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     valid = cv2.warpPerspective(np.full(q["gray"].shape, 255, np.uint8), Hs, (w, h), flags=cv2.INTER_NEAREST)
@@ -130,8 +131,8 @@ def verify_scores(q: dict, cands: list[dict], min_inliers: int, tries: int = 2) 
     for i in range(k):
         for j in range(i + 1, k):
             wmap += np.abs(cn[i] - cn[j])
-    wmap = cv2.GaussianBlur(wmap, (0, 0), 1.0) * vm
-    d = np.stack([cv2.GaussianBlur(np.abs(qn - c), (0, 0), 1.0) for c in cn])
+    wmap = cv2.GaussianBlur(wmap, (0, 0), blur) * vm
+    d = np.stack([cv2.GaussianBlur(np.abs(qn - c), (0, 0), blur) for c in cn])
     s = -(d * wmap).sum(axis=(1, 2)) / max(float(wmap.sum()), 1e-6)
     return (s - s.mean()).astype(np.float32)
 
@@ -142,12 +143,17 @@ def main() -> int:
     ap.add_argument("--split", action="append", required=True)
     ap.add_argument("--model", default=None)
     ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--lam", type=float, default=2.4, help="the local-map re-ranking weight (shipped 2.4)")
+    ap.add_argument("--lam", type=float, action="append", default=None,
+                    help="the local-map re-ranking weight (shipped 2.4)")
+    ap.add_argument("--grid-w", type=int, default=GRID_W, help="width the aligned pages are compared at")
+    ap.add_argument("--blur", type=float, default=1.0, help="Gaussian sigma (grid cells) of the difference maps")
     ap.add_argument("--mu", type=float, action="append", default=None)
     ap.add_argument("--kp", type=int, default=1000)
     ap.add_argument("--min-inliers", type=int, default=15)
     ap.add_argument("--cache", type=Path, default=Path("~/.cache/docretriever/verify-proto").expanduser())
     ap.add_argument("--limit", type=int, default=0, help="first N queries only (quick looks)")
+    ap.add_argument("--gate", type=float, default=None,
+                    help="verify only queries whose best two re-ranked scores are closer than this")
     a = ap.parse_args()
     import encoders
 
@@ -155,9 +161,11 @@ def main() -> int:
     sess = A.session_with_map(str(enc.path), A.MAP_OUTPUTS["b3"])
     mus = a.mu or [0.0, 0.5, 1.0, 2.0, 4.0]
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    print(f"model {enc.name} ({enc.fingerprint[:12]}), k {a.k}, lambda {a.lam}, keypoints {a.kp}\n")
-    print("| split | mu | TPR@1e-4 | TPR@1e-3 | AUROC | top-1 | mixed DIR@FPIR1e-2 cos / cos+margin |\n"
-          "|---|---:|---:|---:|---:|---:|---:|")
+    lams = a.lam or [2.4]
+    print(f"model {enc.name} ({enc.fingerprint[:12]}), k {a.k}, keypoints {a.kp}, grid width {a.grid_w}, "
+          f"blur {a.blur}\n")
+    print("| split | lambda | mu | TPR@1e-4 | TPR@1e-3 | AUROC | top-1 | mixed DIR@FPIR1e-2 cos / cos+margin |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in a.split:
         s = E.load_split(a.benchmark, name)
         cache = a.cache / f"{name}-{enc.fingerprint[:12]}-{a.kp}.pkl"
@@ -179,22 +187,29 @@ def main() -> int:
         q_lab = np.asarray([lab for _, lab in s.queries])
         if a.limit:
             qf, qm, qv, q_lab = qf[:a.limit], qm[:a.limit], qv[:a.limit], q_lab[:a.limit]
-        t0 = time.time()
-        known = A.rescored(qf @ rf.T, qm, rm, a.k, a.lam)
-        unknown = A.rescored(uf @ rf.T, um, rm, a.k, a.lam)
-        vk = np.zeros_like(known)
-        vu = np.zeros_like(unknown)
-        for sc, views, out in ((known, qv, vk), (unknown, uv, vu)):
-            top = np.argsort(-sc, axis=1)[:, :a.k]
-            for i, cand in enumerate(top):
-                out[i, cand] = verify_scores(views[i], [rv[j] for j in cand], a.min_inliers)
-        n_q = len(known) + len(unknown)
-        print(f"[{name}: verified {n_q} queries in {time.time() - t0:.0f}s, "
-              f"{1000 * (time.time() - t0) / n_q:.1f} ms each]", file=sys.stderr, flush=True)
-        for mu in mus:
-            m = A.summary(A.score_sets(known + mu * vk, q_lab, unknown + mu * vu, r_lab))
-            print(f"| {name} | {mu:g} | {f(m['tpr@0.0001'])} | {f(m['tpr@0.001'])} | {m['auroc']:.4f} "
-                  f"| {m['top1']:.4f} | {f(m.get('dir[cosine]'))} / {f(m.get('dir[cosine+margin]'))} |", flush=True)
+        for lam in lams:
+            t0 = time.time()
+            known = A.rescored(qf @ rf.T, qm, rm, a.k, lam)
+            unknown = A.rescored(uf @ rf.T, um, rm, a.k, lam)
+            vk = np.zeros_like(known)
+            vu = np.zeros_like(unknown)
+            for sc, views, out in ((known, qv, vk), (unknown, uv, vu)):
+                top = np.argsort(-sc, axis=1)[:, :a.k]
+                for i, cand in enumerate(top):
+                    if a.gate is not None and sc[i, cand[0]] - sc[i, cand[1]] >= a.gate:
+                        continue
+                    out[i, cand] = verify_scores(views[i], [rv[j] for j in cand], a.min_inliers,
+                                                 grid_w=a.grid_w, blur=a.blur)
+            n_q = len(known) + len(unknown)
+            if a.gate is not None:
+                n_v = int((vk != 0).any(axis=1).sum() + (vu != 0).any(axis=1).sum())
+                print(f"[{name}: gate {a.gate:g}: {n_v} of {n_q} queries aligned and verified]", file=sys.stderr, flush=True)
+            print(f"[{name}: verified {n_q} queries in {time.time() - t0:.0f}s, "
+                  f"{1000 * (time.time() - t0) / n_q:.1f} ms each]", file=sys.stderr, flush=True)
+            for mu in mus:
+                m = A.summary(A.score_sets(known + mu * vk, q_lab, unknown + mu * vu, r_lab))
+                print(f"| {name} | {lam:g} | {mu:g} | {f(m['tpr@0.0001'])} | {f(m['tpr@0.001'])} | {m['auroc']:.4f} "
+                      f"| {m['top1']:.4f} | {f(m.get('dir[cosine]'))} / {f(m.get('dir[cosine+margin]'))} |", flush=True)
     return 0
 
 
