@@ -1,0 +1,86 @@
+"""Page prints (encoders.pageprint): registering a capture onto sibling exemplars tells them apart."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from encoders import pageprint as P
+
+
+def _page(seed: int = 0, h: int = 700, w: int = 500) -> np.ndarray:
+    """A grey page with enough structure for keypoints: boxes, rules and blocks of marks."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w), 235, np.uint8)
+    for _ in range(40):
+        x, y = int(rng.integers(10, w - 80)), int(rng.integers(10, h - 40))
+        cv2.rectangle(img, (x, y), (x + int(rng.integers(20, 70)), y + int(rng.integers(8, 30))),
+                      int(rng.integers(0, 120)), int(rng.choice([-1, 1, 2])))
+    for _ in range(25):
+        cv2.putText(img, "".join(rng.choice(list("ABCDEFGHKMPRSTUVWXYZ0123456789"), 6)),
+                    (int(rng.integers(5, w - 150)), int(rng.integers(20, h - 10))), cv2.FONT_HERSHEY_SIMPLEX,
+                    float(rng.uniform(0.4, 0.9)), int(rng.integers(0, 90)), 1, cv2.LINE_AA)
+    return img
+
+
+def test_a_packed_print_round_trips_and_a_bad_row_is_refused() -> None:
+    p = P.of_image(cv2.cvtColor(_page(), cv2.COLOR_GRAY2BGR), keypoints=300)
+    assert 0 < len(p.pts) <= 300 and p.des.shape == (len(p.pts), 128) and p.des.dtype == np.uint8
+    assert max(p.size) == P.SIDE and p.grid.shape == (P.GRID, P.GRID) and p.gray is None
+    row = P.pack(p, keypoints=300)
+    assert row.shape == (P.row_bytes(300),) and row.dtype == np.uint8
+    q = P.unpack(row, keypoints=300)
+    assert q.size == p.size and np.array_equal(q.des, p.des)
+    assert np.abs(q.pts - p.pts).max() <= 0.5 and np.abs(q.grid - p.grid).max() < 0.01
+    with pytest.raises(ValueError, match="bytes"):
+        P.unpack(row[:-1], keypoints=300)
+    with pytest.raises(ValueError, match="not a packed page print"):
+        P.unpack(np.full_like(row, 255), keypoints=300)
+    with pytest.raises(ValueError, match="uint8"):
+        P.of_image(np.zeros((4, 4), np.uint8))
+
+
+def _warp(page: np.ndarray, seed: int) -> np.ndarray:
+    """A photographed capture: perspective, margin of background, blur, lighting, noise."""
+    rng = np.random.default_rng(seed)
+    h, w = page.shape
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = (src + rng.uniform(-0.06, 0.06, (4, 2)) * [w, h] + [0.08 * w, 0.08 * h]).astype(np.float32)
+    out = cv2.warpPerspective(page, cv2.getPerspectiveTransform(src, dst), (int(1.16 * w), int(1.16 * h)),
+                              borderValue=90)
+    out = cv2.GaussianBlur(out, (0, 0), 1.2).astype(np.float32)
+    ramp = np.linspace(0.75, 1.1, out.shape[1], dtype=np.float32)[None, :]
+    out = out * ramp + rng.normal(0, 4, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_a_capture_registered_onto_siblings_picks_its_own_type() -> None:
+    base = _page(3)
+    sibs = [base.copy() for _ in range(5)]
+    cv2.rectangle(sibs[1], (60, 560), (200, 640), 20, -1)          # a block added
+    sibs[2][40:120, 300:480] = 235                                  # a region blanked
+    for i in range(4):                                              # a count of marks: 4 stars instead of 0
+        cv2.circle(sibs[3], (330 + 30 * i, 660), 9, 30, -1)
+    sibs[4] = cv2.flip(sibs[4][:, :250], 1).repeat(1, axis=0)       # another page of the form
+    sibs[4] = np.hstack([sibs[4], base[:, 250:]])
+    prints = [P.unpack(P.pack(P.of_image(s))) for s in sibs]
+    hits = aligned = 0
+    for j in range(len(sibs)):
+        for seed in range(2):
+            q = P.of_image(_warp(sibs[j], seed), keep_gray=True)
+            order = np.roll(np.arange(len(sibs)), seed + j)        # candidates in another order each time
+            d = P.verify_deltas(q, [prints[i] for i in order])
+            assert d.shape == (len(sibs),) and abs(float(d.sum())) < 1e-4
+            if np.any(d != 0):
+                aligned += 1
+                hits += int(order[int(np.argmax(d))] == j)
+    assert aligned >= 8 and hits >= aligned - 1, (hits, aligned)
+
+
+def test_a_capture_that_registers_onto_nothing_leaves_the_scores_alone() -> None:
+    prints = [P.of_image(_page(s)) for s in (1, 2)]
+    noise = np.random.default_rng(0).integers(0, 255, (600, 400)).astype(np.uint8)
+    q = P.of_image(noise, keep_gray=True)
+    assert np.array_equal(P.verify_deltas(q, prints), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="keep_gray"):
+        P.verify_deltas(P.of_image(_page(1)), prints)
