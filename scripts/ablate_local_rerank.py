@@ -167,14 +167,22 @@ def znormed(scores: np.ndarray, sim: np.ndarray, skip: int, n: int) -> np.ndarra
     return (scores - top.mean(1, keepdims=True)) / (top.std(1, keepdims=True) + 1e-3)
 
 
+CENTER = "mean"  # --center: "max" scores each candidate against its strongest rival instead
+
+
 def local_scores(q_map: np.ndarray, cm: np.ndarray, weights: str = "diff", tol: int = 0) -> np.ndarray:
-    """Centred weighted cell cosine of one query map against its candidates' maps (k, cells, C)."""
+    """Centred weighted cell cosine of one query map against its candidates' maps (k, cells, C):
+    minus the candidates' mean, or (``CENTER == "max"``) minus the best of the other candidates."""
     k = len(cm)
     pair = np.einsum("icd,jcd->cij", cm, cm)
     off = (pair.sum(axis=(1, 2)) - np.trace(pair, axis1=1, axis2=2)) / max(k * (k - 1), 1)
     w = np.clip(1.0 - off, 0.0, None) if weights == "diff" else np.ones_like(off)
     cell = np.einsum("cd,icd->ic", q_map, cm)
     local = (cell * w).sum(axis=1) / max(w.sum(), 1e-6)
+    if CENTER == "max" and k > 1:
+        order = np.argsort(-local)
+        rival = np.where(np.arange(k) == order[0], local[order[1]], local[order[0]])
+        return local - rival
     return local - local.mean()
 
 
@@ -243,8 +251,12 @@ def main() -> int:
     ap.add_argument("--znorm", type=int, nargs=2, metavar=("SKIP", "N"), default=None,
                     help="score normalisation: each query's scores minus the mean (and over the std) of its "
                          "scores ranked SKIP+1 .. SKIP+N (--full only)")
+    ap.add_argument("--center", choices=["mean", "max"], default="mean",
+                    help="local scores minus the candidates' mean (shipped) or minus the best other candidate's")
     ap.add_argument("--full", action="store_true", help="pair table and open-set rates too (mixed and dense registers)")
     a = ap.parse_args()
+    global CENTER
+    CENTER = a.center
     import encoders
 
     enc = encoders.load(a.model)
