@@ -397,9 +397,16 @@ def sibling_errors(sets: M.ScoreSets, split: Split, fpr: float = 1e-4) -> dict[s
     on_sib = sum(type_group(str(sets.types[sets.known_pred[i]])) == type_group(labels[i]) for i in wrong)
     out: dict[str, Any] = {"queries": len(labels), "top1_errors": int(len(wrong)), "on_sibling": int(on_sib),
                            "share_on_sibling": float(on_sib / len(wrong)) if len(wrong) else None}
+    t = M.threshold_at(sets.neg, fpr)
+    if t is not None and sets.known_loo_best is not None:
+        # what sets the threshold: a capture's best *wrong* type at or above it, and whether that capture
+        # still ranks its own type first (then a runner-up, not an error, is what the pair table counts)
+        v = float(np.nextafter(np.float32(t), np.float32(-np.inf)))  # the highest negative t must clear
+        above = np.asarray(sets.known_loo_best) >= v
+        out["over_threshold"] = {"fpr": fpr, "threshold": float(t), "negative": v, "queries": int(above.sum()),
+                                 "ranked_right": int((above & np.asarray(sets.known_correct)).sum())}
     kinds = {t: (e.get("sibling") or {}).get("edit") or "none" for t, e in split.type_info.items() if "sibling" in e}
     if kinds:
-        t = M.threshold_at(sets.neg, fpr)
         per: dict[str, list[int]] = {}
         for i, lab in enumerate(labels):
             k = per.setdefault(kinds.get(lab, "?"), [0, 0, 0])
@@ -415,6 +422,11 @@ def sibling_errors_markdown(e: dict[str, Any], fpr: float = 1e-4) -> str:
     share = "n/a" if e["share_on_sibling"] is None else f"{e['share_on_sibling']:.2f}"
     lines = [f"Top-1 errors: {e['top1_errors']} of {e['queries']} queries; on a sibling of the right type "
              f"(same family, or same sibling set on a look-alike split): {e['on_sibling']} ({share})"]
+    o = e.get("over_threshold")
+    if o:
+        lines += ["", f"At FPR {o['fpr']:g}: {o['queries']} queries have a wrong type among the negatives the threshold "
+                  f"must clear ({o['negative']:.4f} and above); {o['ranked_right']} of them still rank their own type "
+                  "first (there a runner-up, not a top-1 error, sets the threshold)"]
     if e.get("by_edit"):
         lines += ["", f"| edit that made the type | queries | top-1 | TPR@{fpr:g} |", "|---|---:|---:|---:|"]
         for k, r in e["by_edit"].items():

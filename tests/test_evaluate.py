@@ -169,7 +169,8 @@ def test_sibling_errors_count_errors_within_the_set() -> None:
                        neg=np.sort(np.array([0.1, 0.6, 0.7] * 4, np.float32)),
                        known_best=np.array([0.9, 0.6, 0.7, 0.8], np.float32), known_pred=pred,
                        known_correct=pred == np.array([0, 0, 1, 2]), unknown_best=np.zeros(0, np.float32),
-                       unknown_pred=np.zeros(0, np.int64))
+                       unknown_pred=np.zeros(0, np.int64),
+                       known_loo_best=np.array([0.7, 0.6, 0.7, 0.1], np.float32))  # best wrong type per query
     info = {t: {"type": t, "family": "a", "sibling": {"edit": e}} for t, e in zip(types, [None, "count", None])}
     split = mod.Split(Path("."), "x", [(Path(t), t) for t in types], [(Path(str(i)), lab) for i, lab in enumerate(labels)],
                       [], type_info=info)
@@ -177,6 +178,12 @@ def test_sibling_errors_count_errors_within_the_set() -> None:
     assert (e["top1_errors"], e["on_sibling"], e["share_on_sibling"]) == (2, 1, 0.5)
     assert e["by_edit"]["none"]["queries"] == 3 and e["by_edit"]["none"]["top1"] == 2 / 3
     assert e["by_edit"]["count"] == {"queries": 1, "top1": 0.0, "tpr@0.1": 0.0}
+    # FPR 0.1 of 12 negatives: the threshold must clear 0.7, the best wrong type of queries 0 and 2; query 0
+    # ranks its own type first (its runner-up sets the threshold), query 2 does not
+    o = e["over_threshold"]
+    assert (o["queries"], o["ranked_right"]) == (2, 1)
+    assert o["negative"] == pytest.approx(0.7) and o["negative"] < o["threshold"]
+    assert "1 of them still rank their own type first" in mod.sibling_errors_markdown(e, fpr=0.1)
 
 
 # --------------------------------------------------------------------------------------------------
