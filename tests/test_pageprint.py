@@ -71,6 +71,7 @@ def test_a_capture_registered_onto_siblings_picks_its_own_type() -> None:
             order = np.roll(np.arange(len(sibs)), seed + j)        # candidates in another order each time
             d = P.verify_deltas(q, [prints[i] for i in order])
             assert d.shape == (len(sibs),) and abs(float(d.sum())) < 1e-4
+            assert np.array_equal(d, P.verify_deltas(q, [prints[i] for i in order]))  # the same verdict every call
             if np.any(d != 0):
                 aligned += 1
                 hits += int(order[int(np.argmax(d))] == j)
