@@ -116,6 +116,7 @@ def main() -> int:
             """Re-ranked scores and verification deltas of queries ``qi`` and unknowns ``ui`` against
             the register columns ``cols`` (the whole register, or one dense register)."""
             out = []
+            tried = 0
             for f_, m_, v_, rows in ((qf, qm, qv, qi), (uf, um, uv, ui)):
                 sc = A.rescored(f_[rows] @ rf[cols].T, m_[rows], rm[cols], a.k, lam)
                 d = np.zeros_like(sc)
@@ -123,9 +124,11 @@ def main() -> int:
                 for n, cand in enumerate(top):
                     if a.gate is not None and sc[n, cand[0]] - sc[n, cand[1]] >= a.gate:
                         continue
+                    tried += 1
                     d[n, cand] = P.verify_deltas(v_[rows[n]], [rv[cols[j]] for j in cand], a.min_inliers,
                                                  ratio=a.ratio)
                 out += [sc, d]
+            scored.tried = tried
             return out
 
         every_q, every_u, every_r = np.arange(len(qf)), np.arange(len(uf)), np.arange(len(rf))
@@ -142,7 +145,8 @@ def main() -> int:
             n_q = len(known) + len(unknown)
             if a.gate is not None:
                 n_v = int((vk != 0).any(axis=1).sum() + (vu != 0).any(axis=1).sum())
-                print(f"[{name}: gate {a.gate:g}: {n_v} of {n_q} queries aligned and verified]", file=sys.stderr, flush=True)
+                print(f"| {name} | gate {a.gate:g}: {scored.tried} of {n_q} queries verified ({n_v} registered) |",
+                      flush=True)
             print(f"[{name}: verified {n_q} queries in {time.time() - t0:.0f}s, "
                   f"{1000 * (time.time() - t0) / n_q:.1f} ms each]", file=sys.stderr, flush=True)
             dense = [(qi, ui, cols, scored(qi, ui, cols, lam)) for qi, ui, cols in groups]
