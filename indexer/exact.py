@@ -227,3 +227,13 @@ class LocalStore(ExactStore):
     STEM = "local"
     DTYPE = np.float16
     WHAT = "local map"
+
+
+class PagePrintStore(ExactStore):
+    """Each exemplar's page print (:mod:`encoders.pageprint`: keypoints and the normalised page, one
+    uint8 row of ~150 KB), kept like the exact vectors, for verifying a search's top candidates by
+    registering the capture onto them.  Only a query's few candidates are read per search."""
+
+    STEM = "pages"
+    DTYPE = np.uint8
+    WHAT = "page print"

@@ -44,7 +44,7 @@ from . import items as items_mod
 from . import selfcal
 from . import specs
 from . import tune
-from .exact import ExactStore, LocalStore
+from .exact import ExactStore, LocalStore, PagePrintStore
 from .gallery_selfcal import SelfCalibrationMixin, _probe_batch, _probes_with_ids
 from .generations import (DEFAULT_LOCK_TIMEOUT, LOCK_FILE, GenerationsMixin, _labels_of_state,  # noqa: F401
                           _now, _search_state, _sources_of_state)
@@ -149,7 +149,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
               lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
               progress: Callable[[int], None] | None = None,
               index_params: dict[str, Any] | None = None, self_calibrate: bool | None = None,
-              self_calibration: selfcal.Settings | None = None, rerank: bool = True) -> "Gallery":
+              self_calibration: selfcal.Settings | None = None, rerank: bool = True,
+              verify: bool = False) -> "Gallery":
         """Encode every image of ``register_dir`` into a new gallery at ``out``.
 
         ``out`` must not exist, be empty, or (with ``overwrite=True``) be a gallery, which is then
@@ -161,7 +162,9 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         kept up to date by every later write; ``self_calibration`` tunes it.  ``rerank`` (default on, for
         a model with a local map): keep each exemplar's map (23 KB for the default model) so searches
         re-rank their top candidates by it; off, the gallery answers with the cosine alone (huge
-        galleries where the disk matters more than look-alike types).
+        galleries where the disk matters more than look-alike types).  ``verify`` (default off; needs
+        re-ranking): keep each exemplar's page print (150 KB, encoders.pageprint) so searches given the
+        queries' prints verify their top candidates by registration.
         ``g.last_result`` says what happened.
         """
         scan = scan_register(register_dir, label_mode)
@@ -176,14 +179,16 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             raise LabelError(_clip(bad), "bad labels (from folder or file names); nothing was built")
         return cls._build_from(out, encoder, entries, label_mode, index_spec, near_duplicate_bound, overwrite,
                                lock_timeout, force=force, progress=progress, index_params=index_params,
-                               self_calibrate=self_calibrate, self_calibration=self_calibration, rerank=rerank)
+                               self_calibrate=self_calibrate, self_calibration=self_calibration, rerank=rerank,
+                               verify=verify)
 
     @classmethod
     def _build_from(cls, out: str | os.PathLike, encoder: Any, entries: list[Entry] | None, label_mode: str,
                     index_spec: str, bound: float, overwrite: bool, lock_timeout: float, force: bool,
                     progress: Callable[[int], None] | None = None,
                     index_params: dict[str, Any] | None = None, self_calibrate: bool | None = None,
-                    self_calibration: selfcal.Settings | None = None, rerank: bool = True) -> "Gallery":
+                    self_calibration: selfcal.Settings | None = None, rerank: bool = True,
+                    verify: bool = False) -> "Gallery":
         if label_mode not in LABEL_MODES:
             raise GalleryError(f"unknown label mode {label_mode!r}; choose one of {', '.join(LABEL_MODES)}")
         if not -1.0 <= bound <= 1.0:
@@ -193,7 +198,11 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         idx.create(specs.eventual_plan(spec, int(encoder.dim)), int(encoder.dim))  # FAISS accepts it?
         _check_target(out, overwrite)
         with_local = bool(rerank) and bool(getattr(encoder, "has_local", False))
-        batch = read_and_encode(entries, encoder, {}, progress, local=with_local) if entries else Batch(
+        if verify and not with_local:
+            raise GalleryError("verifying needs a gallery that re-ranks: a model with a local map, and rerank on")
+        pages_rec = _pages_record(encoder) if verify else None
+        batch = read_and_encode(entries, encoder, {}, progress, local=with_local,
+                                prints=_print_settings(pages_rec)) if entries else Batch(
             feats=np.zeros((0, encoder.dim), dtype=np.float32))
         result = AddResult(skipped=list(batch.skipped))
         pairs = near_duplicate_pairs_within(batch.feats, batch.labels, bound)
@@ -222,11 +231,12 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                 "near_duplicate_bound": float(bound), "next_id": next_id,
                 "self_calibration": {"enabled": enabled, "settings": settings.to_dict()} if enabled else {"enabled": False},
                 **({"local": _local_record(encoder)} if with_local else {}),
+                **({"pages": pages_rec} if pages_rec else {}),
             }
             g._s = _State.of(old or {}, None, items_mod.empty())
             table = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256, batch.pages or None)
             g._write_new_index(spec, ids, batch.feats, table, manifest, next_id + len(batch), result,
-                               probes=_probes_with_ids(probes, batch, ids), local=batch.local)
+                               probes=_probes_with_ids(probes, batch, ids), local=batch.local, pages=batch.prints)
         result.added_ids = ids.tolist()
         result.generation = g.generation
         g.last_result = result
@@ -363,6 +373,12 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         return _search_state(self._s, q, k, p, labels, str(self.path), local, exclude)
 
     @property
+    def verifies(self) -> bool:
+        """Whether searches given the queries' page prints verify their top candidates (the gallery
+        holds every exemplar's print)."""
+        return self._s.verify is not None
+
+    @property
     def reranks(self) -> bool:
         """Whether searches given the queries' local maps re-rank (the gallery holds every exemplar's map)."""
         return self._s.rerank is not None
@@ -444,12 +460,22 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                             "bytes_per_vector": round(sizes["exact_store"] / max(self._s.exact.rows, 1), 1),
                             "segments": len(self._s.exact.segments)} if self._s.exact is not None else None,
             "local_store": self._local_stats(),
+            "pages_store": self._pages_stats(),
             "memory_mapped": self._s.mapped,
             "encoder": dict(m["encoder"]), "label_mode": self.label_mode, "next_id": int(m.get("next_id", 0)),
             "near_duplicate_bound": self.near_duplicate_bound, "calibrated": m.get("calibration") is not None,
             "created_at": m.get("created_at"), "updated_at": m.get("updated_at"),
             "previous_generation": (m.get("previous") or {}).get("generation"), "sizes": sizes,
         }
+
+    def _pages_stats(self) -> dict[str, Any] | None:
+        st, rec = self._s.pages, self._s.verify
+        if st is None or rec is None:
+            return None
+        size = sum((self.path / f).stat().st_size for f in st.files)
+        return {"rows": st.rows, "bytes": size, "bytes_per_exemplar": round(size / max(st.rows, 1), 1),
+                "segments": len(st.segments), "keypoints": rec["keypoints"], "side": rec["side"],
+                "weight": rec["weight"]}
 
     def _local_stats(self) -> dict[str, Any] | None:
         st, rec = self._s.local, self._s.rerank
@@ -487,7 +513,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             if collisions:
                 raise LabelError(collisions, "cannot derive labels (file mode)")
         # Encode outside the lock (slow); re-check everything against fresh state under it.
-        batch = read_and_encode(entries, enc, self._known_sha(), progress, local=self.reranks)
+        batch = read_and_encode(entries, enc, self._known_sha(), progress, local=self.reranks,
+                                prints=_print_settings(self._s.verify))
         probes = None
         if self.self_calibrated and len(batch):
             settings = selfcal.Settings.from_dict(self._s.manifest["self_calibration"].get("settings"))
@@ -586,7 +613,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
             rows = items_mod.make_rows(ids, batch.labels, batch.sources, batch.sha256, batch.pages or None)
             self._write(ids, batch.feats, rows, np.zeros(0, np.int64), next_id=next_id + len(batch), result=result,
-                        probes=_probes_with_ids(probes, batch, ids), add_local=batch.local)
+                        probes=_probes_with_ids(probes, batch, ids), add_local=batch.local, add_pages=batch.prints)
             result.added_ids = ids.tolist()
             result.generation = self.generation
         self.last_result = result
@@ -660,13 +687,15 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
     def _write(self, add_ids: np.ndarray, add_vecs: np.ndarray, add_rows: pa.Table | None, remove_ids: np.ndarray,
                next_id: int | None = None, result: AddResult | None = None, rebuild: str | None = None,
                spec: specs.Spec | None = None, changes: dict[str, Any] | None = None,
-               probes: selfcal.Probes | None = None, add_local: np.ndarray | None = None) -> None:
+               probes: selfcal.Probes | None = None, add_local: np.ndarray | None = None,
+               add_pages: np.ndarray | None = None) -> None:
         """Add and/or remove vectors and commit a generation.  Caller holds the lock, state writable.
 
         Grows the index in place when the plan allows; rebuilds it from every live vector when the
         plan changes type, an IVF index outgrew its training (specs.rebuild_reason), or ``rebuild``.
         ``add_local``: the added exemplars' local maps (a gallery that re-ranks needs them; vectors
-        added without them turn its re-ranking off, said so in the notes).
+        added without them turn its re-ranking off, said so in the notes); ``add_pages`` likewise their
+        page prints, for a gallery that verifies.
         """
         s = self._s
         spec = spec or self.spec
@@ -681,6 +710,10 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         local = self._local_after(add_ids, add_local, s.ids[keep], merge=rebuild is not None, notes=notes)
         if local != "keep":
             changes["local"] = None if local is None else {**s.manifest["local"], "segments": local.describe()}
+        pages = self._side_after(PagePrintStore, "pages", "verification", add_ids, add_pages, s.ids[keep],
+                                 merge=rebuild is not None, notes=notes, off=local is None)
+        if pages != "keep":
+            changes["pages"] = None if pages is None else {**s.manifest["pages"], "segments": pages.describe()}
         if why:
             live_ids, live_vecs = self._live_vectors(s.ids[keep])
             all_ids = np.concatenate([live_ids, add_ids])
@@ -699,7 +732,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             changes.update({"index": plan.to_dict(), "exact": exact.describe() if exact else None,
                             "search_tuning": tuning})
             self._commit(index, table, changes, next_id=next_id, exact=exact, probes=probes, result=result,
-                         local=local)
+                         local=local, pages=pages)
             return
         in_place = _index_bytes(s.index) > CLONE_MAX_BYTES
         index = s.index if in_place else idx.clone(s.index)
@@ -730,7 +763,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                     if result is not None and tuning and "agreement" in tuning:
                         result.notes.append(f"search tuned: {tune.describe(tuning)}")
             self._commit(index if index_changed else None, table, changes, next_id=next_id, exact=exact,
-                         probes=probes, result=result, local=local)
+                         probes=probes, result=result, local=local, pages=pages)
         except BaseException:
             if in_place:  # the in-memory index may be half-changed: the disk is the truth
                 self._s = _load_state(self.path, mmap=False)
@@ -756,6 +789,25 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             return s.local.appended(self.path, gen, add_ids, np.asarray(add_local, dtype=np.float16), live=live)
         return "keep"
 
+    def _side_after(self, store_type: type, key: str, what: str, add_ids: np.ndarray, add_rows: np.ndarray | None,
+                    live: np.ndarray, merge: bool, notes: list[str], off: bool = False) -> Any:
+        """Like :meth:`_local_after`, for the per-exemplar store the manifest names under ``key``:
+        "keep", a new store, or None (turned off: exemplars added without rows, or ``off``)."""
+        s = self._s
+        store = getattr(s, key)
+        if store is None or not s.manifest.get(key):
+            return "keep"
+        if off or (len(add_ids) and add_rows is None):
+            notes.append(f"{what} turned off: exemplar(s) were added without what it needs (imported vectors), "
+                         "or re-ranking was turned off. Rebuild the gallery from its images to turn it on again")
+            return None
+        gen = self._next_generation()
+        if merge and not len(add_ids):
+            return store.merged(self.path, gen, live)
+        if len(add_ids):
+            return store.appended(self.path, gen, add_ids, np.asarray(add_rows, dtype=store_type.DTYPE), live=live)
+        return "keep"
+
     def _live_vectors(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, exact vectors) for ``live`` ids (ascending)."""
         s = self._s
@@ -768,7 +820,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
 
     def _write_new_index(self, spec: specs.Spec, ids: np.ndarray, feats: np.ndarray, table: pa.Table,
                          manifest: dict[str, Any], next_id: int, result: AddResult,
-                         probes: selfcal.Probes | None = None, local: np.ndarray | None = None) -> None:
+                         probes: selfcal.Probes | None = None, local: np.ndarray | None = None,
+                         pages: np.ndarray | None = None) -> None:
         plan = specs.plan_for(spec, len(ids), dim=int(manifest["encoder"]["dim"]))
         index, plan = idx.build(plan, int(manifest["encoder"]["dim"]), ids, feats)
         exact = ExactStore([ExactStore.write_segment(self.path, self._next_generation(), ids, feats)],
@@ -779,6 +832,11 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                                if len(ids) else [], tuple(local.shape[1:]))
             manifest = {**manifest, "local": {**manifest["local"], "shape": list(store.shape),
                                               "segments": store.describe()}}
+        prints = None
+        if manifest.get("pages") is not None and pages is not None:
+            prints = PagePrintStore([PagePrintStore.write_segment(self.path, self._next_generation(), ids, pages)]
+                                    if len(ids) else [], (int(manifest["pages"]["row_bytes"]),))
+            manifest = {**manifest, "pages": {**manifest["pages"], "segments": prints.describe()}}
         plan, tuning = tune.tune_plan(index, plan, ids, feats, _labels_for(ids, table), exact, spec.params)
         manifest = {**manifest, "index": plan.to_dict(), "exact": exact.describe() if exact else None,
                     "search_tuning": tuning}
@@ -787,7 +845,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         if tuning and "agreement" in tuning:
             result.notes.append(f"search tuned: {tune.describe(tuning)}")
         self._commit(index, table, {}, next_id=next_id, base=manifest, exact=exact, probes=probes, result=result,
-                     local=store)
+                     local=store, pages=prints)
 
     def _encoder_for_write(self, encoder: Any) -> Any:
         enc = encoder if encoder is not None else self.encoder
@@ -822,6 +880,19 @@ def _local_record(encoder: Any) -> dict[str, Any]:
     """The manifest's re-ranking record for a gallery built by ``encoder`` (its contract's k and weight)."""
     loc = encoder.contract.local
     return {"k": int(loc.k), "weight": float(loc.weight), "shape": list(encoder.local_shape), "segments": []}
+
+
+def _pages_record(encoder: Any) -> dict[str, Any]:
+    """The manifest's verification record: page-print settings, the weight mu and the candidates verified."""
+    from encoders import pageprint
+
+    return {"keypoints": pageprint.KEYPOINTS, "side": pageprint.SIDE, "row_bytes": pageprint.row_bytes(),
+            "weight": pageprint.WEIGHT, "k": int(encoder.contract.local.k), "segments": []}
+
+
+def _print_settings(rec: dict[str, Any] | None) -> tuple[int, int] | None:
+    """(keypoints, side) for read_and_encode, from a verification record (None: no prints)."""
+    return None if not rec else (int(rec["keypoints"]), int(rec["side"]))
 
 
 def _labels_for(ids: np.ndarray, table: pa.Table) -> np.ndarray:

@@ -23,11 +23,12 @@ from . import items as items_mod
 from . import specs
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
 from .errors import GalleryCorruptError, GalleryError, GalleryLockedError
-from .exact import ExactStore, LocalStore
+from .exact import ExactStore, LocalStore, PagePrintStore
 from .rerank import rerank_top
 from .integrity import Integrity, checksums_for
 from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, State as _State, generation_files as _generation_files,
                     load_state as _load_state, open_exact as _open_exact, open_local as _open_local,
+                    open_pages as _open_pages,
                     read_manifest as _read_manifest)
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class GenerationsMixin:
     def _commit(self, index: Any, table: pa.Table | None, changes: dict[str, Any], next_id: int | None = None,
                 base: dict[str, Any] | None = None, exact: ExactStore | None | str = "keep",
                 probes: selfcal.Probes | None = None, result: AddResult | None = None,
-                local: LocalStore | None | str = "keep") -> None:
+                local: LocalStore | None | str = "keep", pages: PagePrintStore | None | str = "keep") -> None:
         """Write a new generation and switch the manifest to it.  Caller holds the lock.
 
         ``exact``: the exact store the new manifest names (its segment files already written);
@@ -120,15 +121,18 @@ class GenerationsMixin:
             exact = _open_exact(self.path, new) if base is not None else self._s.exact
         if isinstance(local, str):
             local = _open_local(self.path, new) if base is not None else self._s.local
+        if isinstance(pages, str):
+            pages = _open_pages(self.path, new) if base is not None else self._s.pages
         labels = table.column("label").to_pylist()
         plan = specs.Plan.from_dict(new.get("index"))
         tombstones = int(index.ntotal) - len(table)
-        plain = plan.type == "flat" and not new.get("exact") and not new.get("local") and tombstones == 0
+        plain = plan.type == "flat" and not new.get("exact") and not new.get("local") and not new.get("pages") \
+            and tombstones == 0
         new.update({"generation": gen, "count": len(table), "labels": len(set(labels)), "tombstones": tombstones,
                     "updated_at": _now(), "format_version": 1 if plain else FORMAT_VERSION})
         new["next_id"] = int(next_id if next_id is not None else old.get("next_id", 0))
         new["previous"] = {k: v for k, v in old.items() if k != "previous"} if old.get("generation") else None
-        state = _State.of(new, index, table, exact, mapped, local)
+        state = _State.of(new, index, table, exact, mapped, local, pages)
         if (new.get("self_calibration") or {}).get("enabled") and (probes is not None or index is not self._s.index
                                                                    or table is not self._s.items):
             new["self_calibration"] = self._remeasure(state, gen, new["self_calibration"], probes, result)
@@ -187,7 +191,8 @@ class GenerationsMixin:
                 raise GalleryCorruptError(f"{self.path}: cannot roll back: the previous generation's files cannot be "
                                           f"read ({type(exc).__name__}: {exc}); rebuild the gallery") from None
             base = {k: v for k, v in prev.items() if k != "previous"}
-            self._s = _State.of(cur, index, table, _open_exact(self.path, prev), local=_open_local(self.path, prev))
+            self._s = _State.of(cur, index, table, _open_exact(self.path, prev), local=_open_local(self.path, prev),
+                                pages=_open_pages(self.path, prev))
             next_id = max(int(cur.get("next_id", 0)), int(prev.get("next_id", 0)))
             self._commit(None, None, {}, next_id=next_id, base=base)
         return self.generation

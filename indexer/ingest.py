@@ -46,6 +46,7 @@ class Batch:
     feats: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     skipped: list[str] = field(default_factory=list)
     local: np.ndarray | None = None  # (n, cells, C) float16 maps, when the encoder has a local output
+    prints: np.ndarray | None = None  # (n, row_bytes) uint8 packed page prints, for a gallery that verifies
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -58,6 +59,8 @@ class Batch:
         self.feats = self.feats[m]
         if self.local is not None:
             self.local = self.local[m]
+        if self.prints is not None:
+            self.prints = self.prints[m]
 
 
 def resolve_inputs(paths: Sequence[str | Path], label: str | None, mode: str) -> list[Entry]:
@@ -119,12 +122,15 @@ def file_mode_collisions(entries: Sequence[Entry]) -> list[str]:
 
 
 def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
-                    progress: Callable[[int], None] | None = None, local: bool = False) -> Batch:
+                    progress: Callable[[int], None] | None = None, local: bool = False,
+                    prints: tuple[int, int] | None = None) -> Batch:
     """Hash, de-duplicate (against ``known`` key -> description, and within the batch), decode, encode.
 
     Every page of a multi-page file (TIFF, PDF) is a row of its own (:mod:`encoders.pages` reads
     them as ``retriever run`` does), keyed by :func:`items.page_key`.  ``local``: also keep each row's
-    local map (for a gallery that re-ranks; same forward pass).  Raises
+    local map (for a gallery that re-ranks; same forward pass).  ``prints`` (keypoints, side): also
+    each row's packed page print (for a gallery that verifies; the page is then decoded at twice
+    ``side`` and the encoder's input made from that decode).  Raises
     :class:`BadImagesError` listing every unreadable input and page; nothing is returned then.
     """
     batch = Batch(feats=np.zeros((0, encoder.dim), dtype=np.float32))
@@ -133,6 +139,8 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
     bad_files: set[int] = set()
     buf: list[np.ndarray] = []
     out = Encoded(encoder, local and bool(getattr(encoder, "has_local", False)))  # maps: for re-ranking
+    rows: list[np.ndarray] = []  # packed page prints, for verifying
+    decode_hw = encoder.input_size if prints is None else (2 * prints[1], 2 * prints[1])
 
     def flush() -> None:
         if buf and not bad:  # once something is bad the batch is void: keep decoding, stop encoding
@@ -152,7 +160,7 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
         sha = hashlib.sha256(data).hexdigest()
         resolved = str(e.path.resolve())
         # a single image already registered is skipped before it is decoded; pages are known one by one
-        pages = iter_pages_of(data, str(e.path), encoder.input_size) if has_pages(data, str(e.path)) else \
+        pages = iter_pages_of(data, str(e.path), decode_hw) if has_pages(data, str(e.path)) else \
             iter([(0, None)])
         for page, img in pages:  # lazily: a 300-page TIFF is never in memory at once
             key = items_mod.page_key(sha, page)
@@ -164,7 +172,7 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
                 batch.skipped.append(f"{shown}: same image bytes as {seen[key]} in this batch; skipped")
                 continue
             if img is None:
-                img = next(iter_pages_of(data, str(e.path), encoder.input_size))[1]
+                img = next(iter_pages_of(data, str(e.path), decode_hw))[1]
             if isinstance(img, DecodeError):
                 bad.append(str(img))
                 bad_files.add(n)
@@ -176,6 +184,10 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
             batch.derived.append(e.derived)
             batch.pages.append(page)
             buf.append(preprocess(img, encoder.contract))
+            if prints is not None and not bad:
+                from encoders import pageprint
+
+                rows.append(pageprint.pack(pageprint.of_image(img, prints[0], side=prints[1]), prints[0]))
             if len(buf) >= CHUNK:
                 flush()
     flush()
@@ -184,6 +196,10 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
         raise BadImagesError(bad, f"{len(bad_files)} of {len(entries)} images could not be read{pages}; "
                                   "nothing was added")
     batch.feats, batch.local = out.result()
+    if prints is not None:
+        from encoders import pageprint
+
+        batch.prints = np.stack(rows) if rows else np.zeros((0, pageprint.row_bytes(prints[0])), np.uint8)
     return batch
 
 

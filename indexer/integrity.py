@@ -25,7 +25,7 @@ from .errors import GalleryCorruptError
 __all__ = ["Integrity", "file_sha256", "validate_manifest"]
 
 # Generation files are plain names in the gallery directory: no separators, no "..", no absolute paths.
-GENERATION_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|(exact|local)-\d+(\.ids)?\.npy|probes-\d+\.parquet"
+GENERATION_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|(exact|local|pages)-\d+(\.ids)?\.npy|probes-\d+\.parquet"
                         r"|probes-\d+\.local\.npy)$")
 
 
@@ -56,6 +56,20 @@ def _local_record_ok(rec: Any) -> bool:
     return (isinstance(segs, list) and all(isinstance(x, dict) for x in segs)
             and isinstance(shape, list) and len(shape) == 2 and all(positive_int(x) for x in shape)
             and positive_int(k) and k >= 2
+            and isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0)
+
+
+def _pages_record_ok(rec: Any) -> bool:
+    """The verification record's shape: {"keypoints": int > 0, "side": int > 0, "row_bytes": int > 0,
+    "weight": number >= 0, "k": int >= 2, "segments": [...]}."""
+    def positive_int(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+    if not isinstance(rec, dict):
+        return False
+    segs, w = rec.get("segments"), rec.get("weight")
+    return (isinstance(segs, list) and all(isinstance(x, dict) for x in segs)
+            and all(positive_int(rec.get(key)) for key in ("keypoints", "side", "row_bytes", "k")) and rec["k"] >= 2
             and isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0)
 
 
@@ -90,6 +104,14 @@ def validate_manifest(m: Any, where: str, nested: bool = False) -> None:
         for seg in local["segments"]:
             _name(seg.get("vectors"), "local.vectors", where)
             _name(seg.get("ids"), "local.ids", where)
+    pages = m.get("pages")
+    if pages is not None:
+        if not _pages_record_ok(pages):
+            raise GalleryCorruptError(f"{where}: manifest 'pages' must hold keypoints, side, row_bytes and k >= 2, a "
+                                      f"weight >= 0 and a list of segments, not {pages!r}")
+        for seg in pages["segments"]:
+            _name(seg.get("vectors"), "pages.vectors", where)
+            _name(seg.get("ids"), "pages.ids", where)
     sc = m.get("self_calibration")
     if sc is not None:
         if not isinstance(sc, dict):

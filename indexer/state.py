@@ -20,7 +20,7 @@ from . import index as idx
 from . import items as items_mod
 from . import specs
 from .errors import GalleryCorruptError, GalleryError, NotAGalleryError
-from .exact import ExactStore, LocalStore
+from .exact import ExactStore, LocalStore, PagePrintStore
 from .integrity import GENERATION_FILE, Integrity, validate_manifest
 
 FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
@@ -43,10 +43,11 @@ class State:
     mapped: bool = False  # index memory-mapped read-only: never add to it
     integrity: Integrity | None = None  # checks of the files against the manifest's checksums
     local: LocalStore | None = None  # each exemplar's local map, when the gallery re-ranks (see rerank)
+    pages: PagePrintStore | None = None  # each exemplar's page print, when the gallery verifies (see verify)
 
     @classmethod
     def of(cls, manifest: dict[str, Any], index: Any, items: pa.Table, exact: ExactStore | None = None,
-           mapped: bool = False, local: LocalStore | None = None) -> "State":
+           mapped: bool = False, local: LocalStore | None = None, pages: PagePrintStore | None = None) -> "State":
         items = items.sort_by("id")
         ids = items.column("id").to_numpy().astype(np.int64)
         dead = None
@@ -55,7 +56,7 @@ class State:
             dead_ids = stored[~np.isin(stored, ids, assume_unique=False)]
             dead = idx.Tombstones(dead_ids) if len(dead_ids) else None
         return cls(manifest, index, items, ids, np.asarray(items.column("label").to_pylist(), dtype=object),
-                   specs.Plan.from_dict(manifest.get("index")), dead, exact, mapped, local=local)
+                   specs.Plan.from_dict(manifest.get("index")), dead, exact, mapped, local=local, pages=pages)
 
     @property
     def rerank(self) -> dict[str, Any] | None:
@@ -63,6 +64,13 @@ class State:
         local map, else None (a search then answers with the cosine alone)."""
         rec = self.manifest.get("local")
         return rec if rec and self.local is not None else None
+
+    @property
+    def verify(self) -> dict[str, Any] | None:
+        """The manifest's verification settings (keypoints, side, weight) when this generation holds
+        every exemplar's page print, else None."""
+        rec = self.manifest.get("pages")
+        return rec if rec and self.pages is not None else None
 
     @cached_property
     def by_label(self) -> dict[str, np.ndarray]:
@@ -80,8 +88,9 @@ def generation_files(m: dict[str, Any]) -> list[str]:
     out = [m[k] for k in ("index_file", "items_file") if k in m]
     for seg in m.get("exact") or []:
         out += [seg["vectors"], seg["ids"]]
-    for seg in (m.get("local") or {}).get("segments") or []:
-        out += [seg["vectors"], seg["ids"]]
+    for key in ("local", "pages"):
+        for seg in (m.get(key) or {}).get("segments") or []:
+            out += [seg["vectors"], seg["ids"]]
     sc = m.get("self_calibration") or {}
     for key in ("probes_file", "probes_local_file"):
         if sc.get(key):
@@ -100,6 +109,13 @@ def open_local(path: Path, m: dict[str, Any]) -> LocalStore | None:
     if not rec:
         return None
     return LocalStore.open(path, rec.get("segments") or [], tuple(int(x) for x in rec["shape"]))
+
+
+def open_pages(path: Path, m: dict[str, Any]) -> PagePrintStore | None:
+    rec = m.get("pages")
+    if not rec:
+        return None
+    return PagePrintStore.open(path, rec.get("segments") or [], (int(rec["row_bytes"]),))
 
 
 # ---------------------------------------------------------------------- loading helpers
@@ -164,6 +180,7 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
             table = items_mod.read(path / m["items_file"])
             exact = open_exact(path, m)
             local = open_local(path, m)
+            pages = open_pages(path, m)
         except FileNotFoundError as exc:
             last = exc
             if read_manifest(path).get("generation") != m.get("generation"):
@@ -185,7 +202,7 @@ def load_state(path: Path, attempts: int = 5, strict: bool = True, mmap: bool | 
         if strict and index.d != int(m["encoder"]["dim"]):
             raise GalleryCorruptError(f"{path}: {m['index_file']} is {index.d}-d, manifest says "
                                       f"{m['encoder']['dim']}-d")
-        state = State.of(m, index, table, exact, use_mmap, local)
+        state = State.of(m, index, table, exact, use_mmap, local, pages)
         state.integrity = integrity
         return state
     name = getattr(last, "filename", None) or str(last)
