@@ -339,8 +339,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
     # ------------------------------------------------------------------ reading
     def search(self, feats: np.ndarray, k: int,
                params: dict[str, int] | None = None, labels: Sequence[str] | None = None,
-               local: np.ndarray | None = None, exclude: Sequence[str] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+               local: np.ndarray | None = None, exclude: Sequence[str] | None = None,
+               pages: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` cosine scores and item ids per query row: ``(n, k')`` float32 and int64.
 
         ``k' = min(k, count)``; an empty gallery gives ``(n, k)`` ids of -1 with score
@@ -356,7 +356,10 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         maps (``Encoder.encode_batch(x, local=True)``); when the gallery :attr:`reranks`, each row's
         top ``k_local`` are re-scored by them (rerank.py) and the scores are re-ranked scores, not
         cosines; otherwise ignored.  ``exclude``: per query row, a label that row searches without,
-        as if the gallery did not hold that type (leave one type out, for calibration).
+        as if the gallery did not hold that type (leave one type out, for calibration).  ``pages``: the
+        queries' page prints (encoders.pageprint.of_image(..., keep_gray=True)); when the gallery
+        :attr:`verifies` (and ``local`` is given), the re-ranked top candidates are verified by
+        registering each query onto them, and the scores are verified scores.
         """
         p = specs.check_search_params(params)
         q = np.asarray(feats, dtype=np.float32)
@@ -370,7 +373,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         k = int(k)
         if k < 1:
             raise GalleryError(f"k must be >= 1, not {k}")
-        return _search_state(self._s, q, k, p, labels, str(self.path), local, exclude)
+        return _search_state(self._s, q, k, p, labels, str(self.path), local, exclude, pages)
 
     @property
     def verifies(self) -> bool:

@@ -24,7 +24,7 @@ from . import specs
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
 from .errors import GalleryCorruptError, GalleryError, GalleryLockedError
 from .exact import ExactStore, LocalStore, PagePrintStore
-from .rerank import rerank_top
+from .rerank import rerank_top, verify_top
 from .integrity import Integrity, checksums_for
 from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, State as _State, generation_files as _generation_files,
                     load_state as _load_state, open_exact as _open_exact, open_local as _open_local,
@@ -220,9 +220,9 @@ class _StateView:
 
     def search(self, feats: np.ndarray, k: int, params: dict[str, int] | None = None,
                labels: Any = None, local: np.ndarray | None = None,
-               exclude: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               exclude: Sequence[str] | None = None, pages: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         return _search_state(self._s, np.asarray(feats, dtype=np.float32), k, specs.check_search_params(params),
-                             labels, self._name, local, exclude)
+                             labels, self._name, local, exclude, pages)
 
     def labels_of(self, ids: np.ndarray) -> np.ndarray:
         return _labels_of_state(self._s, ids, self._name)
@@ -234,14 +234,18 @@ class _StateView:
 
 def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = None,
                   name: str = "gallery", local: np.ndarray | None = None,
-                  exclude: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  exclude: Sequence[str] | None = None, pages: Sequence[Any] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by cosine; with the queries' ``local`` maps and a generation that re-ranks, the top
     ``k_local`` of each row re-scored by their maps (rerank.py) and the row re-sorted.
 
     ``exclude``: per row, a label whose exemplars that row must not see, as if the gallery did not
     hold that type (leave one type out).  Not the same as dropping the label from the answer once a
     search re-ranks: a left-out type's own exemplar would sit among the candidates and move the
-    others' re-ranked scores."""
+    others' re-ranked scores.
+
+    ``pages``: the queries' page prints; with a generation that verifies (and ``local``), the re-ranked
+    top ``k`` are then verified by registration (rerank.verify_top)."""
     if s.integrity is not None:
         s.integrity.raise_if_bad()  # a file that changed after it was written: no answers from it
     n = len(q)
@@ -266,6 +270,12 @@ def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = N
             raise GalleryError(f"gallery {name}: query local maps have shape {maps.shape}, the gallery holds "
                                f"{tuple(s.local.shape)} per exemplar; encode queries with the gallery's model")
         scores, ids = rerank_top(scores, ids, maps, s.local.get, int(rec["k"]), float(rec["weight"]))
+        ver = s.verify if pages is not None else None
+        if ver is not None:
+            if len(pages) != n:
+                raise GalleryError(f"gallery {name}: {len(pages)} page prints for {n} queries")
+            scores, ids = verify_top(scores, ids, pages, s.pages.get, int(ver["k"]), float(ver["weight"]),
+                                     int(ver["keypoints"]))
     keep = min(k, count)
     return scores[:, :keep], ids[:, :keep]
 

@@ -10,11 +10,11 @@ order among the candidates changes, and a query whose candidates are all alike k
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["local_deltas", "rerank", "rerank_top"]
+__all__ = ["local_deltas", "rerank", "rerank_top", "verify_top"]
 
 
 def local_deltas(query: np.ndarray, cands: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -73,3 +73,27 @@ def rerank_top(scores: np.ndarray, ids: np.ndarray, query_maps: np.ndarray,
     i = np.concatenate([head_i, ids[:, k:]], axis=1)
     order = np.argsort(np.where(i >= 0, -s, np.inf), axis=1, kind="stable")
     return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+def verify_top(scores: np.ndarray, ids: np.ndarray, prints: Sequence[object], rows_of: Callable[[np.ndarray], np.ndarray],
+               k: int, weight: float, keypoints: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (re-ranked) search result whose first ``k`` columns are verified by registration
+    (encoders.pageprint.verify_deltas): each candidate's score moves by ``weight`` x its delta, and
+    each row is re-sorted as a whole.  ``prints``: the queries' page prints (with their grey pages);
+    ``rows_of(ids)``: the exemplars' packed prints, of ``keypoints`` keypoints each."""
+    from encoders import pageprint
+
+    scores = np.array(scores, dtype=np.float32)
+    ids = np.asarray(ids)
+    if weight == 0 or scores.shape[1] < 2:
+        return scores, ids
+    for r in range(len(scores)):
+        head = ids[r, :k]
+        cols = np.flatnonzero(head >= 0)
+        if len(cols) < 2:
+            continue
+        cands = [pageprint.unpack(row, keypoints) for row in rows_of(head[cols])]
+        scores[r, cols] += np.float32(weight) * pageprint.verify_deltas(prints[r], cands)
+    order = np.argsort(np.where(ids >= 0, -scores, np.inf), axis=1, kind="stable")
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+

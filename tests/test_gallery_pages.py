@@ -57,3 +57,46 @@ def test_a_gallery_without_verification_keeps_no_prints(tmp_path, local_encoder)
     assert not g.verifies and "pages" not in g.manifest and g.stats()["pages_store"] is None
     assert not any(p.name.startswith("pages-") for p in g.path.iterdir())
     assert np.isfinite(g.vectors()[1]).all()
+
+
+def _sibling_register(root):
+    """Four sibling pages (one template, one element changed in each) as a register, and a captured
+    (warped, blurred, lit) image of each."""
+    import cv2
+    from test_pageprint import _page, _warp
+
+    base = _page(3)
+    sibs = {"form-base": base.copy(), "form-block": base.copy(), "form-blank": base.copy(), "form-marks": base.copy()}
+    cv2.rectangle(sibs["form-block"], (60, 560), (200, 640), 20, -1)
+    sibs["form-blank"][40:120, 300:480] = 235
+    for i in range(4):
+        cv2.circle(sibs["form-marks"], (330 + 30 * i, 660), 9, 30, -1)
+    for lab, img in sibs.items():
+        (root / lab).mkdir(parents=True)
+        cv2.imwrite(str(root / lab / "specimen.png"), img)
+    captures = {lab: cv2.cvtColor(_warp(img, seed=5), cv2.COLOR_GRAY2BGR) for lab, img in sibs.items()}
+    return root, captures
+
+
+def test_a_verifying_search_moves_the_reranked_top_by_registration(tmp_path, local_encoder):
+    from encoders import pageprint
+    from indexer.gallery import Gallery
+    from indexer.rerank import verify_top
+
+    root, captures = _sibling_register(tmp_path / "register")
+    g = Gallery.build(root, tmp_path / "g", local_encoder, verify=True, force=True)  # siblings: near-copies to the encoder
+    labels = list(captures)
+    imgs = [captures[lab] for lab in labels]
+    feats, maps = local_encoder.encode_batch(np.stack([local_encoder.preprocess(i) for i in imgs]), local=True)
+    prints = [pageprint.of_image(i, keep_gray=True) for i in imgs]
+    rs, ri = g.search(feats, 4, local=maps)                  # re-ranked, as before
+    vs, vi = g.search(feats, 4, local=maps, pages=prints)    # then verified
+    rec = g.manifest["pages"]
+    es, ei = verify_top(rs, ri, prints, g._s.pages.get, rec["k"], rec["weight"], rec["keypoints"])
+    assert np.array_equal(vi, ei) and np.allclose(vs, es, atol=1e-6)
+    assert not np.allclose(vs, rs)  # registration moved the scores
+    assert list(g.labels_of(vi[:, 0])) == labels  # each capture is verified as its own type
+    # its own type gains on its siblings: the lead of the right type grows
+    lead = lambda s, i: [s[r, 0] - s[r, 1] if g.labels_of(i[r, :1])[0] == labels[r] else -1 for r in range(4)]  # noqa: E731
+    assert sum(lead(vs, vi)) > sum(lead(rs, ri))
+    assert np.array_equal(g.search(feats, 4, local=maps, pages=prints)[0], vs)  # the same verdict every time
