@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["SIDE", "GRID", "WEIGHT", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
+__all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
 
 SIDE = 320           # keypoints are found on the page shrunk to this longest side (blurred captures
                      # register more often there than at 640: 96 % against 88 % of a val sample)
@@ -107,6 +107,40 @@ def pack(p: PagePrint, keypoints: int = KEYPOINTS) -> np.ndarray:
     o += keypoints * 128
     out[o:] = np.frombuffer(p.grid.astype(np.float16).tobytes(), np.uint8)
     return out
+
+
+def capture_row_bytes(keypoints: int = KEYPOINTS) -> int:
+    """Bytes of a packed capture print: the print's row, the grey page's size, the page padded to GRAY_SIDE²."""
+    return row_bytes(keypoints) + 4 + GRAY_SIDE * GRAY_SIDE
+
+
+def pack_capture(p: PagePrint, keypoints: int = KEYPOINTS) -> np.ndarray:
+    """A capture's print with its grey page, as one fixed-size row (self-calibration keeps its probes so)."""
+    if p.gray is None:
+        raise ValueError("a capture's print keeps its grey page (make it with keep_gray=True)")
+    g = p.gray
+    out = np.zeros(capture_row_bytes(keypoints), np.uint8)
+    n = row_bytes(keypoints)
+    out[:n] = pack(p, keypoints)
+    out[n:n + 4] = np.frombuffer(np.array(g.shape[:2], np.uint16).tobytes(), np.uint8)
+    page = np.zeros((GRAY_SIDE, GRAY_SIDE), np.uint8)
+    page[:g.shape[0], :g.shape[1]] = g
+    out[n + 4:] = page.reshape(-1)
+    return out
+
+
+def unpack_capture(row: np.ndarray, keypoints: int = KEYPOINTS) -> PagePrint:
+    row = np.ascontiguousarray(row, dtype=np.uint8)
+    if row.shape != (capture_row_bytes(keypoints),):
+        raise ValueError(f"a packed capture print of {keypoints} keypoints is {capture_row_bytes(keypoints)} bytes, "
+                         f"got an array of shape {row.shape}")
+    n = row_bytes(keypoints)
+    p = unpack(row[:n], keypoints)
+    h, w = (int(x) for x in np.frombuffer(row[n:n + 4].tobytes(), np.uint16))
+    if not (0 < h <= GRAY_SIDE and 0 < w <= GRAY_SIDE):
+        raise ValueError(f"not a packed capture print (grey page {h} x {w})")
+    p.gray = row[n + 4:].reshape(GRAY_SIDE, GRAY_SIDE)[:h, :w].copy()
+    return p
 
 
 def unpack(row: np.ndarray, keypoints: int = KEYPOINTS) -> PagePrint:

@@ -213,7 +213,8 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         result.near_duplicates = lines
         enabled = selfcal.enabled_by_default() if self_calibrate is None else bool(self_calibrate)
         settings = self_calibration or selfcal.Settings()
-        probes = _probe_batch(batch, encoder, set(), settings, result) if enabled and len(batch) else None
+        probes = _probe_batch(batch, encoder, set(), settings, result, verify=pages_rec) if enabled and len(batch) \
+            else None
         out.mkdir(parents=True, exist_ok=True)
         g = cls(out, _State.of({}, None, items_mod.empty()), encoder, lock_timeout)
         with g._locked():
@@ -522,7 +523,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         if self.self_calibrated and len(batch):
             settings = selfcal.Settings.from_dict(self._s.manifest["self_calibration"].get("settings"))
             probes = _probe_batch(batch, enc, self._probed_labels(), settings, None,
-                                  n_types=len(set(self._s.labels.tolist()) | set(batch.labels)))
+                                  n_types=len(set(self._s.labels.tolist()) | set(batch.labels)), verify=self._s.verify)
         return self._add_batch(batch, enc, force, bound, check_near_duplicates=True, probes=probes)
 
     def add_vectors(self, vectors: np.ndarray, labels: Sequence[str], sources: Sequence[str] | None = None,

@@ -50,6 +50,12 @@ class SelfCalibrationMixin:
                 if maps.ndim != 3 or len(maps) != len(probes) or maps.dtype != np.float16:
                     raise ValueError(f"{local_name} holds {maps.shape} {maps.dtype} maps for {len(probes)} probes")
                 probes.local = maps
+            pages_name = rec.get("probes_pages_file")
+            if pages_name:
+                pages = np.load(self.path / pages_name, mmap_mode="r", allow_pickle=False)
+                if pages.ndim != 2 or len(pages) != len(probes) or pages.dtype != np.uint8:
+                    raise ValueError(f"{pages_name} holds {pages.shape} {pages.dtype} prints for {len(probes)} probes")
+                probes.pages = pages
             return probes
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise GalleryCorruptError(f"{self.path}: self-calibration probes {name} unreadable ({exc}); "
@@ -68,6 +74,9 @@ class SelfCalibrationMixin:
         if probes.local is not None and state.rerank is None:  # the gallery stopped re-ranking: maps unused
             probes.local = None
             changed = True
+        if probes.pages is not None and state.verify is None:  # the gallery stopped verifying: prints unused
+            probes.pages = None
+            changed = True
         n_labels = len(set(state.labels.tolist()))
         try:
             new = selfcal.measure(_StateView(state, str(self.path)), probes, len(state.ids), n_labels, settings,
@@ -77,6 +86,7 @@ class SelfCalibrationMixin:
                    "reason": f"self-calibration failed: {type(exc).__name__}: {exc}", "table": []}
         new["probes_file"] = rec.get("probes_file")
         new["probes_local_file"] = rec.get("probes_local_file")
+        new["probes_pages_file"] = rec.get("probes_pages_file")
         if changed:
             name = f"probes-{gen:04d}.parquet"
             atomic_write(self.path / name, probes.write, sync_dir=False)
@@ -86,6 +96,12 @@ class SelfCalibrationMixin:
                 new["probes_local_file"] = f"probes-{gen:04d}.local.npy"
                 maps = np.ascontiguousarray(probes.local, dtype=np.float16)
                 atomic_write(self.path / new["probes_local_file"], lambda fh: np.save(fh, maps, allow_pickle=False),
+                             sync_dir=False)
+            new["probes_pages_file"] = None
+            if probes.pages is not None:
+                new["probes_pages_file"] = f"probes-{gen:04d}.pages.npy"
+                rows = np.ascontiguousarray(probes.pages, dtype=np.uint8)
+                atomic_write(self.path / new["probes_pages_file"], lambda fh: np.save(fh, rows, allow_pickle=False),
                              sync_dir=False)
         new["probe_seconds"] = round(added.seconds, 3) if added is not None else 0.0
         if result is not None:
@@ -134,7 +150,7 @@ class SelfCalibrationMixin:
                 problems.append(f"{lab!r}: no exemplar with a readable source file; type not probed")
                 continue
             chosen.append((int(self._s.ids[row]), lab, str(sources[row]), shas[row] or str(sources[row])))
-        probes = selfcal.make_probes(chosen, enc, per, settings, progress)
+        probes = selfcal.make_probes(chosen, enc, per, settings, progress, prints=_prints_of(self._s.verify))
         probes.problems = problems + probes.problems
         probes.seconds = time.perf_counter() - t0
         from .gallery import AddResult
@@ -148,8 +164,13 @@ class SelfCalibrationMixin:
         return self.self_calibration or {}
 
 
+def _prints_of(rec: dict[str, Any] | None) -> tuple[int, int] | None:
+    return None if not rec else (int(rec["keypoints"]), int(rec["side"]))
+
+
 def _probe_batch(batch: Batch, encoder: Any, probed: set[str], settings: selfcal.Settings,
-                 result: AddResult | None, n_types: int | None = None) -> selfcal.Probes:
+                 result: AddResult | None, n_types: int | None = None,
+                 verify: dict[str, Any] | None = None) -> selfcal.Probes:
     """Probes (simulated captures) of the first new exemplar of each type not probed yet.  Outside the
     lock (slow); their ``item_ids`` are positions in ``keys`` until :func:`_probes_with_ids`."""
     t0 = time.perf_counter()
@@ -164,7 +185,7 @@ def _probe_batch(batch: Batch, encoder: Any, probed: set[str], settings: selfcal
         seen.add(lab)
         chosen.append((len(keys), lab, batch.sources[i], batch.sha256[i]))
         keys.append(batch.sha256[i])
-    probes = selfcal.make_probes(chosen, encoder, per, settings)
+    probes = selfcal.make_probes(chosen, encoder, per, settings, prints=_prints_of(verify))
     probes.seconds = time.perf_counter() - t0
     probes.keys = keys
     return probes
@@ -179,4 +200,5 @@ def _probes_with_ids(probes: selfcal.Probes | None, batch: Batch, ids: np.ndarra
     out_ids = np.asarray([by_sha.get(keys[int(k)], -1) for k in probes.item_ids], dtype=np.int64)
     keep = out_ids >= 0
     return selfcal.Probes(out_ids[keep], probes.labels[keep], probes.feats[keep], list(probes.problems), probes.seconds,
-                          local=None if probes.local is None else probes.local[keep])
+                          local=None if probes.local is None else probes.local[keep],
+                          pages=None if probes.pages is None else probes.pages[keep])

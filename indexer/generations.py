@@ -231,6 +231,14 @@ class _StateView:
     def reranks(self) -> bool:
         return self._s.rerank is not None
 
+    @property
+    def verifies(self) -> bool:
+        return self._s.verify is not None
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self._s.manifest
+
 
 def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = None,
                   name: str = "gallery", local: np.ndarray | None = None,

@@ -26,7 +26,7 @@ __all__ = ["Integrity", "file_sha256", "validate_manifest"]
 
 # Generation files are plain names in the gallery directory: no separators, no "..", no absolute paths.
 GENERATION_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|(exact|local|pages)-\d+(\.ids)?\.npy|probes-\d+\.parquet"
-                        r"|probes-\d+\.local\.npy)$")
+                        r"|probes-\d+\.(local|pages)\.npy)$")
 
 
 def _int(m: dict[str, Any], key: str, where: str, lo: int = 0, required: bool = True) -> None:
@@ -116,7 +116,7 @@ def validate_manifest(m: Any, where: str, nested: bool = False) -> None:
     if sc is not None:
         if not isinstance(sc, dict):
             raise GalleryCorruptError(f"{where}: manifest 'self_calibration' must be an object")
-        for key in ("probes_file", "probes_local_file"):
+        for key in ("probes_file", "probes_local_file", "probes_pages_file"):
             if sc.get(key) is not None:
                 _name(sc[key], f"self_calibration.{key}", where)
         if not isinstance(sc.get("table", []), list):

@@ -99,6 +99,7 @@ class Probes:
     seconds: float = 0.0                 # time spent simulating and encoding them
     keys: list[str] = field(default_factory=list)  # before ids exist: the image sha256 each item_id indexes
     local: np.ndarray | None = None      # (n, cells, C) float16 local maps, for a gallery that re-ranks
+    pages: np.ndarray | None = None      # (n, capture_row_bytes) uint8 packed capture prints, for one that verifies
 
     @classmethod
     def empty(cls, dim: int) -> "Probes":
@@ -113,7 +114,8 @@ class Probes:
 
     def keep(self, mask: np.ndarray) -> "Probes":
         return Probes(self.item_ids[mask], self.labels[mask], self.feats[mask], list(self.problems), self.seconds,
-                      local=None if self.local is None else self.local[mask])
+                      local=None if self.local is None else self.local[mask],
+                      pages=None if self.pages is None else self.pages[mask])
 
     def live(self, ids: np.ndarray) -> "Probes":
         """Only the probes of exemplars still in the gallery."""
@@ -125,7 +127,10 @@ class Probes:
                       self.seconds + other.seconds,
                       local=other.local if not len(self) else self.local if not len(other) else
                       None if self.local is None or other.local is None else
-                      np.concatenate([self.local, other.local]))
+                      np.concatenate([self.local, other.local]),
+                      pages=other.pages if not len(self) else self.pages if not len(other) else
+                      None if self.pages is None or other.pages is None else
+                      np.concatenate([self.pages, other.pages]))
 
     def write(self, fh: Any) -> None:
         dim = int(self.feats.shape[1])
@@ -153,14 +158,15 @@ def _seed(key: str, k: int) -> int:
 
 
 def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, per_type: int, settings: Settings,
-                progress: Callable[[int], None] | None = None) -> Probes:
+                progress: Callable[[int], None] | None = None, prints: tuple[int, int] | None = None) -> Probes:
     """Simulate ``per_type`` captures of each ``(item_id, label, image, seed_key)`` and encode them
     (with their local maps when the model has them: a gallery that re-ranks scores probes that way).
 
     ``image``: a path, bytes or BGR array; ``seed_key`` (the image's sha256) makes the captures
     the same whenever the same image is probed.  An image that cannot be read is listed in
     ``problems`` and skipped (its type is then not probed), never fatal: the gallery write it
-    belongs to already read it once.
+    belongs to already read it once.  ``prints`` (keypoints, side): also each capture's page print,
+    for a gallery that verifies (its probes are then scored the way its searches are).
     """
     from encoders.capture import PRESETS, simulate_capture
     from encoders.decode import DecodeError, read_image
@@ -169,6 +175,7 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
     from encoders.local import Encoded
 
     ids, labels, problems = [], [], []
+    rows: list[np.ndarray] = []
     out = Encoded(encoder, bool(getattr(encoder, "has_local", False)))
     for item_id, label, image, key in exemplars:
         try:
@@ -179,12 +186,23 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
         caps = [simulate_capture(doc, np.random.default_rng(_seed(key, k)), params) for k in range(per_type)]
         for i in range(0, len(caps), 32):
             out.add(np.stack([encoder.preprocess(c) for c in caps[i:i + 32]]))
+        if prints is not None:
+            from encoders import pageprint
+
+            rows += [pageprint.pack_capture(pageprint.of_image(read_image(c, (2 * prints[1], 2 * prints[1])), prints[0],
+                                                               keep_gray=True, side=prints[1]), prints[0]) for c in caps]
         ids += [item_id] * per_type
         labels += [label] * per_type
         if progress is not None:
             progress(1)
     feats, local = out.result()
-    return Probes(np.asarray(ids, np.int64), np.asarray(labels, dtype=object), feats, problems, local=local)
+    pages = None
+    if prints is not None:
+        from encoders import pageprint
+
+        pages = np.stack(rows) if rows else np.zeros((0, pageprint.capture_row_bytes(prints[0])), np.uint8)
+    return Probes(np.asarray(ids, np.int64), np.asarray(labels, dtype=object), feats, problems, local=local,
+                  pages=pages)
 
 
 def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: Settings, encoder_info: dict[str, Any],
@@ -217,13 +235,19 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
         return {**rec, "status": "no probes", "reason": "no exemplar could be probed (imported vectors have no images)",
                 "leave_one_out": 0, "table": [], "seconds": round(time.perf_counter() - t0, 3)}
     local = probes.local if getattr(gallery, "reranks", False) else None
-    rec["scoring"] = "reranked" if local is not None else "cosine"  # the score the table is for
+    pages = None
+    if local is not None and getattr(gallery, "verifies", False) and probes.pages is not None:
+        from encoders import pageprint
+
+        kp = int(gallery.manifest["pages"]["keypoints"])
+        pages = [pageprint.unpack_capture(r, kp) for r in probes.pages]
+    rec["scoring"] = "verified" if pages is not None else "reranked" if local is not None else "cosine"
     own = [str(x) for x in probes.labels.tolist()]
-    ranked = O.ranked_labels(gallery, probes.feats, want=3, count=count, n_labels=n_labels, local=local)
+    ranked = O.ranked_labels(gallery, probes.feats, want=3, count=count, n_labels=n_labels, local=local, pages=pages)
     # the non-mated view searches without the probe's own type: with re-ranking, its exemplar among the
     # candidates would move the others' scores (and bias the threshold low); with the cosine both agree
     left_out = O.ranked_labels(gallery, probes.feats, want=2, count=count, n_labels=n_labels, local=local,
-                               exclude=own) if local is not None else None
+                               exclude=own, pages=pages) if local is not None else None
     scores = O.scores_from_ranked(ranked, own, leave_own_out=True, left_out=left_out)
     rows = O.dir_table(scores, rule, fpirs)
     measured = [r for r in rows if r["measurable"]]

@@ -92,7 +92,7 @@ def generation_files(m: dict[str, Any]) -> list[str]:
         for seg in (m.get(key) or {}).get("segments") or []:
             out += [seg["vectors"], seg["ids"]]
     sc = m.get("self_calibration") or {}
-    for key in ("probes_file", "probes_local_file"):
+    for key in ("probes_file", "probes_local_file", "probes_pages_file"):
         if sc.get(key):
             out.append(sc[key])
     return out

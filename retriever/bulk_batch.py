@@ -133,6 +133,12 @@ class BatchProcessor:
                  encoder: "Encoder | None" = None) -> None:
         self.retriever = retriever
         self.embed_only = retriever is None
+        if retriever is not None and retriever.verifies:
+            from .errors import BulkError
+
+            raise BulkError(f"gallery {retriever.gallery_name} verifies by registration, which bulk jobs do not do yet "
+                            "(their scores would not be the verified scores its thresholds are for): classify with "
+                            "`retriever classify`, or use a gallery built without --verify")
         if self.embed_only and encoder is None:
             raise ValueError("BatchProcessor: give a retriever, or an encoder for an embedding job")
         self.encoder = encoder if retriever is None else retriever.encoder

@@ -313,6 +313,9 @@ def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
     wanted = _check_data(str(labelled_dir), [lab for _, lab in known], len(unknown), types,
                          None if fprs is None else list(fprs))
     scoring = scoring_for(encoder, g)
+    if scoring == "verified":
+        raise CalibrationError(f"{gallery_path}: the gallery verifies by registration; calibrating its verified "
+                               "scores is not supported yet (its self-calibration measures them)")
     feats, owners, maps = encode_pages(encoder, [p for p, _ in known] + unknown,  # one pass: every bad file named
                                        local=scoring == "reranked")
     is_known = np.asarray(owners, dtype=np.int64) < len(known)

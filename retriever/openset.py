@@ -185,7 +185,8 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
                   best_ids: list[dict[str, int]] | None = None,
                   labels: Sequence[str] | None = None,
                   local: np.ndarray | None = None,
-                  exclude: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+                  exclude: Sequence[str] | None = None,
+                  pages: Sequence[Any] | None = None) -> list[list[tuple[str, float]]]:
     """Per query row: distinct labels by best-exemplar cosine, best first, at least ``want`` of them
     when the gallery has that many.
 
@@ -198,7 +199,8 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
     ``local``: the queries' local maps, passed to ``gallery.search(..., local=)`` (a gallery that
     re-ranks then scores its top candidates by them; see indexer/rerank.py).  ``exclude``: per row, a
     label that row is ranked without, searched as if the gallery did not hold it (leave one type out;
-    ``gallery.search(..., exclude=)``).
+    ``gallery.search(..., exclude=)``).  ``pages``: the queries' page prints, passed to
+    ``gallery.search(..., pages=)`` (a gallery that verifies then verifies its top candidates).
     """
     want = max(1, min(int(want), int(n_labels)))
     depth = max(1, min(int(count), SEARCH_DEPTH_FACTOR * want))
@@ -213,6 +215,8 @@ def ranked_labels(gallery: Any, feats: np.ndarray, want: int, count: int, n_labe
     while len(todo):
         if local is not None:
             kw["local"] = local[todo]
+        if pages is not None:
+            kw["pages"] = [pages[i] for i in todo]
         if exclude is not None:
             kw["exclude"] = [exclude[i] for i in todo]
         scores, ids = gallery.search(feats[todo], depth, **kw)

@@ -273,16 +273,31 @@ class Retriever:
     def reranks(self) -> bool:
         """Whether searches re-rank by local maps (the model has them and the gallery holds its
         exemplars'): then :meth:`classify_features` needs the queries' maps too."""
-        return self.scoring == "reranked"
+        return self.scoring in ("reranked", "verified")
+
+    @property
+    def verifies(self) -> bool:
+        """Whether searches verify their top candidates by registration (the gallery holds its
+        exemplars' page prints): then :meth:`classify_features` needs the queries' prints too."""
+        return self.scoring == "verified"
+
+    def page_print(self, img: np.ndarray) -> Any:
+        """The page print of one decoded page (BGR), as this retriever's gallery verifies with."""
+        from encoders import pageprint
+
+        rec = self.gallery.manifest["pages"]
+        return pageprint.of_image(img, int(rec["keypoints"]), keep_gray=True, side=int(rec["side"]))
 
     def classify_features(self, feats: np.ndarray, sources: Sequence[str | None] | None = None,
-                          labels: Sequence[str] | None = None, local: np.ndarray | None = None) -> list[Result]:
+                          labels: Sequence[str] | None = None, local: np.ndarray | None = None,
+                          pages: Sequence[Any] | None = None) -> list[Result]:
         """``(n, dim)`` L2-normalised features from this retriever's encoder -> results.
 
         For callers that already ran the encoder (bulk jobs); gives exactly what :meth:`classify`
         gives for the same images.  ``labels`` overrides the retriever's label filter for this call.
         ``local``: the queries' local maps (``encoder.encode_batch(x, local=True)[1]``), required when
-        :attr:`reranks` (the thresholds in force were measured on re-ranked scores).
+        :attr:`reranks` (the thresholds in force were measured on re-ranked scores).  ``pages``: the
+        queries' page prints (:meth:`page_print`), required when :attr:`verifies`.
         """
         feats = np.asarray(feats, dtype=np.float32)
         if feats.ndim == 1:
@@ -303,9 +318,18 @@ class Retriever:
                 raise RetrieverError(f"{len(local)} local maps for {n} feature rows")
         else:
             local = None
+        if self.verifies:
+            if pages is None:
+                raise RetrieverError(f"gallery {self.gallery_name} verifies by registration and its thresholds are "
+                                     "for verified scores: pass the queries' page prints (pages=, from "
+                                     "Retriever.page_print(image))")
+            if len(pages) != n:
+                raise RetrieverError(f"{len(pages)} page prints for {n} feature rows")
+        else:
+            pages = None
         feats = np.ascontiguousarray(feats)
         best_ids: list[dict[str, int]] = []
-        ranked = self._ranked_labels(feats, best_ids, self.labels if labels is None else labels, local)
+        ranked = self._ranked_labels(feats, best_ids, self.labels if labels is None else labels, local, pages)
         out = []
         rule = self.rule
         sources_of = getattr(self.gallery, "sources_of", None)
@@ -327,13 +351,14 @@ class Retriever:
         return out
 
     def _ranked_labels(self, feats: np.ndarray, best_ids: list[dict[str, int]] | None = None,
-                       labels: Sequence[str] | None = None, local: np.ndarray | None = None
-                       ) -> list[list[tuple[str, float]]]:
+                       labels: Sequence[str] | None = None, local: np.ndarray | None = None,
+                       pages: Sequence[Any] | None = None) -> list[list[tuple[str, float]]]:
         """Per query: distinct labels by best-exemplar score, at least ``top_k + 1`` when possible
         (the +1 is the runner-up needed for ``margin`` even when ``top_k`` is 1)."""
         count, n_labels = (self.count, self.n_labels) if labels is None else self._subset(labels)
         ranked = ranked_labels(self.gallery, feats, self.top_k + 1, count, n_labels, self.search_params,
-                               best_ids, None if labels is None else sorted({str(x) for x in labels}), local)
+                               best_ids, None if labels is None else sorted({str(x) for x in labels}), local,
+                               pages=pages)
         for q, labels_q in enumerate(ranked):
             if not labels_q:
                 raise RetrieverError(f"gallery {self.gallery_name} returned no hits for query {q}")
@@ -358,31 +383,34 @@ class Retriever:
         for a multi-page file; :meth:`classify` gives every page)."""
         return self.classify([image], labels=labels)[0]
 
-    def _pages(self, src: Any) -> Iterator[tuple[int, "np.ndarray | DecodeError"]]:
-        """The pages of one input, each preprocessed or the reason it cannot be."""
+    def _pages(self, src: Any) -> Iterator[tuple[int, "np.ndarray | DecodeError", Any]]:
+        """The pages of one input, each preprocessed (with its page print when the gallery verifies:
+        the page is then decoded at twice the print's side) or the reason it cannot be."""
         from encoders.decode import DecodeError
 
         from encoders.pages import iter_pages, iter_pages_of
 
         target = tuple(self.encoder.contract.input_size)
+        if self.verifies:
+            side = 2 * int(self.gallery.manifest["pages"]["side"])
+            target = (max(target[0], side), max(target[1], side))
         if isinstance(src, (str, os.PathLike)):
             pages = iter_pages(os.fspath(src), target)
         elif isinstance(src, (bytes, bytearray, memoryview)):
             pages = iter_pages_of(bytes(src), "<bytes>", target)
         else:
-            try:
-                yield 0, self.encoder.preprocess(src)
-            except DecodeError as exc:
-                yield 0, exc
-            return
+            pages = iter([(0, src)])
         for page, img in pages:
             if isinstance(img, DecodeError):
-                yield page, _on_page(img, page)
+                yield page, _on_page(img, page), None
                 continue
             try:
-                yield page, self.encoder.preprocess(img)
+                x = self.encoder.preprocess(img)
+                yield page, x, (self.page_print(img) if self.verifies else None)
             except DecodeError as exc:
-                yield page, _on_page(exc, page)
+                yield page, _on_page(exc, page), None
+            except ValueError as exc:  # a page too small to print
+                yield page, _on_page(DecodeError(f"{_describe_source(src)}: {exc}"), page), None
 
     def classify_iter(self, images: "Iterable[ImageInput]", batch_size: int = BATCH_SIZE,
                       labels: Sequence[str] | None = None) -> Iterator[tuple[Any, "Result | DecodeError"]]:
@@ -394,26 +422,28 @@ class Retriever:
         """
         from encoders.decode import DecodeError
 
-        pending: list[tuple[Any, int, "np.ndarray | DecodeError"]] = []
+        pending: list[tuple[Any, int, "np.ndarray | DecodeError", Any]] = []
 
         def flush() -> Iterator[tuple[Any, "Result | DecodeError"]]:
-            good = [(i, x) for i, (_, _, x) in enumerate(pending) if not isinstance(x, DecodeError)]
+            good = [(i, x) for i, (_, _, x, _) in enumerate(pending) if not isinstance(x, DecodeError)]
             results: dict[int, Result] = {}
             if good:
                 x = np.stack([x for _, x in good])
                 feats, maps = self.encoder.encode_batch(x, local=True) if self.reranks else \
                     (self.encoder.encode_batch(x), None)
                 srcs = [_describe_source(pending[i][0]) for i, _ in good]
-                for (i, _), res in zip(good, self.classify_features(feats, srcs, labels=labels, local=maps)):
+                prints = [pending[i][3] for i, _ in good] if self.verifies else None
+                for (i, _), res in zip(good, self.classify_features(feats, srcs, labels=labels, local=maps,
+                                                                     pages=prints)):
                     res.page = pending[i][1]
                     results[i] = res
-            for i, (src, _, x) in enumerate(pending):
+            for i, (src, _, x, _) in enumerate(pending):
                 yield src, (x if isinstance(x, DecodeError) else results[i])
             pending.clear()
 
         for src in images:
-            for page, x in self._pages(src):
-                pending.append((src, page, x))
+            for page, x, pp in self._pages(src):
+                pending.append((src, page, x, pp))
                 if len(pending) >= batch_size:
                     yield from flush()
         if pending:

@@ -100,8 +100,14 @@ class GalleryHolder:
     def _open(self) -> Any:
         from .retriever import Retriever
 
-        return Retriever(str(self.cfg.gallery), encoder=self.cfg.encoder, top_k=self.cfg.top_k,
-                         search_params=self.cfg.search_params, **self.cfg.operating_point)
+        r = Retriever(str(self.cfg.gallery), encoder=self.cfg.encoder, top_k=self.cfg.top_k,
+                      search_params=self.cfg.search_params, **self.cfg.operating_point)
+        if r.verifies:
+            from .errors import RetrieverError
+
+            raise RetrieverError(f"gallery {r.gallery_name} verifies by registration, which the service does not do "
+                                 "yet: serve a gallery built without --verify")
+        return r
 
     @property
     def generation(self) -> int:

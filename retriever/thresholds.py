@@ -100,6 +100,9 @@ class ThresholdTable:
         """The model's generic table (measured at export on the training project's eval data): of the
         cosine, or with ``scoring="reranked"`` of the local-map re-ranked score (``contract.local``)."""
         where = f"model {contract.name!r} v{contract.version}"
+        if scoring == "verified":  # measured per gallery only: its self-calibration, or a user calibration
+            return cls((), where + ": none for verified scores (a gallery that verifies takes its thresholds "
+                       "from its self-calibration or a user calibration)", scoring="verified")
         if scoring == "reranked":
             if contract.local is None:
                 raise ThresholdError(f"{where} has no local map, so no re-ranked table")
@@ -242,7 +245,7 @@ class OpenSetRow:
     origin: str = ""  # "user calibration" | "self-calibration"
 
 
-SCORINGS = ("cosine", "reranked")
+SCORINGS = ("cosine", "reranked", "verified")
 
 
 def check_explicit_threshold(t: float, scoring: str = "cosine") -> None:
@@ -251,13 +254,13 @@ def check_explicit_threshold(t: float, scoring: str = "cosine") -> None:
     lo, hi = (-1.0, 1.0) if scoring == "cosine" else (-SCORE_LIMIT, SCORE_LIMIT)
     if math.isnan(t) or not lo <= t <= hi:
         what = ("a cosine in [-1, 1] (a reference-project (cos+1)/2 score t is cosine 2*t - 1)" if scoring == "cosine"
-                else f"a re-ranked score within +-{SCORE_LIMIT:g}")
+                else f"a {'re-ranked' if scoring == 'reranked' else 'verified'} score within +-{SCORE_LIMIT:g}")
         raise ThresholdError(f"threshold {t!r} is not {what}")
 
 
 def scoring_of(record: Mapping[str, Any] | None) -> str:
-    """What score a stored table was measured on: "reranked" (a gallery that re-ranks by local maps)
-    or "cosine" (every record written before re-ranking existed)."""
+    """What score a stored table was measured on: "verified" (a gallery that verifies by registration),
+    "reranked" (one that re-ranks by local maps) or "cosine" (every record written before re-ranking)."""
     return str((record or {}).get("scoring") or "cosine")
 
 
@@ -266,6 +269,8 @@ def scoring_for(encoder: Any, gallery: Any = None) -> str:
     (None: one this model would build) holds its exemplars' maps, else "cosine"."""
     if not getattr(encoder, "has_local", False):
         return "cosine"
+    if gallery is not None and getattr(gallery, "verifies", False):
+        return "verified"
     return "reranked" if gallery is None or getattr(gallery, "reranks", False) else "cosine"
 
 
@@ -497,8 +502,8 @@ def choose_operating_point(contract: ModelContract | None, calibration: Mapping[
                                  f"the gallery has {n_labels}: re-calibrate")
         return OperatingPoint("fpir", target, row.threshold, rule, f"FPIR {row.fpir:g} row of the {row.origin}",
                               None if math.isnan(row.dir) else row.dir, short=f"gallery's {row.origin}")
-    notes = list(ot.notes) + [f"its {w} was measured on {'cosine' if scoring == 'reranked' else 're-ranked'} "
-                              f"scores, not the {scoring} scores it now answers with: measure it again" for w in stale]
+    notes = list(ot.notes) + [f"its {w} was measured on other scores than the {scoring} scores it now answers with: "
+                              "measure it again" for w in stale]
     why = ("the gallery has a single label, so FPIR cannot be measured (no type to leave out)" if n_labels < 2 else
            "the gallery has no measured open-set table" + (f" ({'; '.join(notes)})" if notes else ""))
     table = ThresholdTable.resolve(contract, calibration, gallery=gallery, scoring=scoring)

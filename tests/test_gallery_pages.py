@@ -100,3 +100,37 @@ def test_a_verifying_search_moves_the_reranked_top_by_registration(tmp_path, loc
     lead = lambda s, i: [s[r, 0] - s[r, 1] if g.labels_of(i[r, :1])[0] == labels[r] else -1 for r in range(4)]  # noqa: E731
     assert sum(lead(vs, vi)) > sum(lead(rs, ri))
     assert np.array_equal(g.search(feats, 4, local=maps, pages=prints)[0], vs)  # the same verdict every time
+
+
+def test_a_verifying_gallery_calibrates_and_classifies_on_verified_scores(tmp_path, local_encoder, monkeypatch):
+    import cv2
+    import pytest
+
+    from indexer.gallery import Gallery
+    from retriever import Retriever
+    from retriever.bulk_batch import BatchProcessor
+    from retriever.errors import BulkError
+
+    monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "1")
+    root, captures = _sibling_register(tmp_path / "register")
+    g = Gallery.build(root, tmp_path / "g", local_encoder, verify=True, force=True)
+    sc = g.self_calibration
+    assert sc["scoring"] == "verified" and sc["status"] == "measured"
+    assert sc["probes_pages_file"] and g.probes().pages is not None and len(g.probes().pages) == sc["probes"]
+    r = Retriever(str(g.path), encoder=local_encoder)
+    assert r.verifies and r.scoring == "verified" and "self-calibration" in r.threshold_origin
+    paths = []
+    for lab, img in captures.items():
+        paths.append(tmp_path / "captures" / f"{lab}.jpg")
+        paths[-1].parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(paths[-1]), img)
+    res = r.classify(paths)
+    assert [x.label for x in res] == list(captures)
+    with pytest.raises(Exception, match="page prints"):
+        r.classify_features(np.zeros((1, local_encoder.dim), np.float32) + 1 / np.sqrt(local_encoder.dim),
+                            local=np.zeros((1, *local_encoder.local_shape), np.float16))
+    with pytest.raises(BulkError, match="verifies"):
+        BatchProcessor(r)
+    # a write re-measures on verified scores, with the stored prints of the probes
+    g.remove(labels=["form-blank"])
+    assert g.self_calibration["scoring"] == "verified" and g.probes().pages is not None
