@@ -406,11 +406,16 @@ class Retriever:
                 continue
             try:
                 x = self.encoder.preprocess(img)
-                yield page, x, (self.page_print(img) if self.verifies else None)
             except DecodeError as exc:
                 yield page, _on_page(exc, page), None
+                continue
+            if not self.verifies:
+                yield page, x, None
+                continue
+            try:
+                yield page, x, self.page_print(img)
             except ValueError as exc:  # a page too small to print
-                yield page, _on_page(DecodeError(f"{_describe_source(src)}: {exc}"), page), None
+                yield page, _on_page(DecodeError(_describe_source(src), str(exc)), page), None
 
     def classify_iter(self, images: "Iterable[ImageInput]", batch_size: int = BATCH_SIZE,
                       labels: Sequence[str] | None = None) -> Iterator[tuple[Any, "Result | DecodeError"]]:

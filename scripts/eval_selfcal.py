@@ -50,17 +50,20 @@ def _link_register(split: E.Split, keep: Any, root: Path) -> Path:
 
 
 def _rates(retriever: Any, qf: np.ndarray, qlab: Sequence[str], uf: np.ndarray, qm: np.ndarray | None = None,
-           um: np.ndarray | None = None) -> tuple[int, int, int, int]:
+           um: np.ndarray | None = None, qp: Sequence[Any] | None = None,
+           up: Sequence[Any] | None = None) -> tuple[int, int, int, int]:
     """(right and accepted, known, accepted unknowns, unknowns) at the retriever's operating point
-    (``qm``/``um``: the captures' local maps, for a gallery that re-ranks)."""
-    kr = retriever.classify_features(qf, local=qm) if len(qf) else []
-    ur = retriever.classify_features(uf, local=um) if len(uf) else []
+    (``qm``/``um``: the captures' local maps, for a gallery that re-ranks; ``qp``/``up``: their page
+    prints, for one that verifies)."""
+    kr = retriever.classify_features(qf, local=qm, pages=qp) if len(qf) else []
+    ur = retriever.classify_features(uf, local=um, pages=up) if len(uf) else []
     hit = sum(r.accepted and r.label == lab for r, lab in zip(kr, qlab))
     return hit, len(kr), sum(r.accepted for r in ur), len(ur)
 
 
 def evaluate_preset(preset: str, split: E.Split, feats: dict[str, np.ndarray], encoder: Any, work: Path,
-                    targets: Sequence[float]) -> dict[str, Any]:
+                    targets: Sequence[float], verify: bool = False,
+                    prints: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     from indexer.gallery import Gallery
     from indexer.selfcal import Settings, measure
     from retriever import Retriever
@@ -81,7 +84,7 @@ def evaluate_preset(preset: str, split: E.Split, feats: dict[str, np.ndarray], e
             # force: sibling types (the look-alike splits) are near-duplicates to the model, and a user
             # enrolling such a register must say so the same way (--force)
             g = Gallery.build(reg, work / preset / kind / f"{name}.gallery", encoder, self_calibrate=True,
-                              self_calibration=Settings(preset=preset), force=True)
+                              self_calibration=Settings(preset=preset), force=True, verify=verify)
             t_build += time.perf_counter() - t0
             tables[name] = g.self_calibration
             qi = [i for i, (_, lab) in enumerate(split.queries) if keep(lab)]
@@ -89,6 +92,8 @@ def evaluate_preset(preset: str, split: E.Split, feats: dict[str, np.ndarray], e
             qf, uf = feats["queries"][qi], feats["unknown"][ui]
             qm, um = (feats["queries_maps"][qi], feats["unknown_maps"][ui]) if "queries_maps" in feats else (None, None)
             qlab = [split.queries[i][1] for i in qi]
+            qp = [prints["queries"][i] for i in qi] if verify and prints else None
+            up = [prints["unknown"][i] for i in ui] if verify and prints else None
             # the same probes, decided on the raw cosine: what the margin rule adds under self-calibration
             cos_rec = measure(g, g.probes(), g.count, len(g.label_counts()), Settings(preset=preset), g.encoder_info,
                               rule="cosine")
@@ -109,7 +114,8 @@ def evaluate_preset(preset: str, split: E.Split, feats: dict[str, np.ndarray], e
                         out.setdefault("errors", []).append(f"{kind}/{name} {how} {t:g}: {exc}")
                         continue
                     if tally[t][how] is not None:
-                        tally[t][how] = [a + b for a, b in zip(tally[t][how], _rates(r, qf, qlab, uf, qm, um))]
+                        tally[t][how] = [a + b for a, b in zip(tally[t][how],
+                                                               _rates(r, qf, qlab, uf, qm, um, qp, up))]
         rows = []
         for t in targets:
             row: dict[str, Any] = {"target": t}
@@ -158,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--documents-only", action="store_true",
                     help="drop the real-image types (wallpaper-*: crops of a few pictures, look-alikes of each "
                          "other) from register, captures and unknowns: a register of documents alone")
+    ap.add_argument("--verify", action="store_true",
+                    help="galleries built with verify=True: captures verified by registration (encoders.pageprint)")
     a = ap.parse_args(argv)
     import encoders
 
@@ -176,6 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rerank = E.rerank_of(enc)  # a model with a local map: galleries re-rank, so does the reference
     feats, _ = E.encode_split(cand, split, 32, local=rerank is not None)
     targets = tuple(sorted(a.target or TARGETS))
+    prints = None
+    if a.verify:
+        from encoders import pageprint
+        from encoders.decode import read_image
+
+        side = 2 * pageprint.SIDE
+        prints = {part: [pageprint.of_image(read_image(str(p), (side, side)), keep_gray=True)
+                         for p, _ in getattr(split, part)] for part in ("queries", "unknown")}
     print(f"# Self-calibration on {split.root} split {a.split}, model {enc.name}: {len(split.types)} registered types, "
           f"{len(split.queries)} captures of them, {len(split.unknown)} captures of unregistered look-alike types\n")
     # the same run's reference: DIR at FPIR with thresholds read off the real unknowns themselves (what a
@@ -192,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="selfcal-eval-") as tmp:
         for preset in a.preset or ["train"]:
-            res = evaluate_preset(preset, split, feats, enc, Path(tmp), targets)
+            res = evaluate_preset(preset, split, feats, enc, Path(tmp), targets, verify=a.verify, prints=prints)
             results.append(res)
             print(markdown(res), flush=True)
     if a.json:

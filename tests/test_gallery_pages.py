@@ -134,3 +134,32 @@ def test_a_verifying_gallery_calibrates_and_classifies_on_verified_scores(tmp_pa
     # a write re-measures on verified scores, with the stored prints of the probes
     g.remove(labels=["form-blank"])
     assert g.self_calibration["scoring"] == "verified" and g.probes().pages is not None
+
+
+def test_the_cli_builds_a_verifying_gallery_and_classifies_with_it(tmp_path, local_encoder, monkeypatch):
+    import cv2
+    from click.testing import CliRunner
+
+    from indexer.cli import cli as indexer_cli
+    from retriever.cli import main as retriever_cli
+
+    monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "1")
+    root, captures = _sibling_register(tmp_path / "register")
+    model = str(local_encoder.path)
+    out = CliRunner().invoke(indexer_cli, ["build", str(root), "-o", str(tmp_path / "g"), "--model", model, "--force",
+                                           "--verify"])
+    assert out.exit_code == 0, out.output
+    stats = CliRunner().invoke(indexer_cli, ["stats", str(tmp_path / "g")]).output
+    assert "verified by registration" in stats and "4 page prints" in stats
+    (tmp_path / "caps").mkdir()
+    for lab, img in captures.items():
+        cv2.imwrite(str(tmp_path / "caps" / f"{lab}.jpg"), img)
+    res = CliRunner().invoke(retriever_cli, ["classify", str(tmp_path / "caps"), "--gallery", str(tmp_path / "g"),
+                                             "--model", model])
+    assert res.exit_code == 0, res.output
+    for lab in captures:
+        assert any(line.split()[0].endswith(f"{lab}.jpg") and line.split()[1] == lab
+                   for line in res.output.splitlines() if line.strip() and not line.startswith("#")), res.output
+    bulk = CliRunner().invoke(retriever_cli, ["run", str(tmp_path / "caps"), "--gallery", str(tmp_path / "g"),
+                                              "--model", model, "-o", str(tmp_path / "out.parquet")])
+    assert bulk.exit_code != 0 and "verifies" in bulk.output
