@@ -131,6 +131,8 @@ def test_a_verifying_gallery_calibrates_and_classifies_on_verified_scores(tmp_pa
                             local=np.zeros((1, *local_encoder.local_shape), np.float16))
     with pytest.raises(BulkError, match="verifies"):
         BatchProcessor(r)
+    with pytest.raises(Exception, match="none for verified scores"):  # no model pair table for verified scores
+        Retriever(str(g.path), encoder=local_encoder, fpr=1e-3)
     # a write re-measures on verified scores, with the stored prints of the probes
     g.remove(labels=["form-blank"])
     assert g.self_calibration["scoring"] == "verified" and g.probes().pages is not None
