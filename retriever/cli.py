@@ -121,7 +121,8 @@ def classify_cmd(paths: tuple[str, ...], gallery: Path, fpir: float | None, fpr:
         raise click.ClickException(str(exc)) from None
     op = retriever.operating_point
     if verbosity() >= 0:  # -v: where the operating point comes from, in full
-        scores = "; scores: cosine re-ranked by local maps" if retriever.reranks else ""
+        scores = ("; scores: cosine re-ranked by local maps, verified by registration" if retriever.verifies else
+                  "; scores: cosine re-ranked by local maps" if retriever.reranks else "")
         click.echo(f"# {retriever.gallery_name}: {retriever.count} exemplars, {retriever.n_labels} labels{scores}; "
                    f"{op.describe() if verbosity() >= 1 else op.summary()}", err=True)
 

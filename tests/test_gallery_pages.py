@@ -159,6 +159,7 @@ def test_the_cli_builds_a_verifying_gallery_and_classifies_with_it(tmp_path, loc
     res = CliRunner().invoke(retriever_cli, ["classify", str(tmp_path / "caps"), "--gallery", str(tmp_path / "g"),
                                              "--model", model])
     assert res.exit_code == 0, res.output
+    assert "verified by registration" in res.output.splitlines()[0]
     for lab in captures:
         assert any(line.split()[0].endswith(f"{lab}.jpg") and line.split()[1] == lab
                    for line in res.output.splitlines() if line.strip() and not line.startswith("#")), res.output
