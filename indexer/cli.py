@@ -183,8 +183,8 @@ def cli(verbose: int, quiet_logs: bool) -> None:
 @click.option("--verify", is_flag=True, default=False,
               help="Also keep each exemplar's page print (~150 KB) so `retriever classify` verifies the top candidates "
                    "by registering each capture onto them: +0.09 DIR at FPIR 1e-2 on the benchmark's test split, at "
-                   "~4x the CPU per query. Thresholds come from the gallery's self-calibration; bulk jobs and the "
-                   "service refuse such a gallery for now.")
+                   "~4x the CPU per query. Thresholds come from the gallery's self-calibration; `retriever run` verifies "
+                   "too, the service refuses such a gallery for now.")
 @index_options
 @lock_timeout_option
 @backend_options

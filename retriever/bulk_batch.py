@@ -105,12 +105,15 @@ class _Rows:
     error: list[str | None] = field(default_factory=list)
     sha256: list[str | None] = field(default_factory=list)
     tensor_of: dict[int, np.ndarray] = field(default_factory=dict)  # row -> preprocessed page
+    print_of: dict[int, Any] = field(default_factory=dict)  # row -> page print, for a gallery that verifies
 
     def add(self, seq: int, path: str, page: int, error: str | None = None, tensor: np.ndarray | None = None,
-            sha256: str | None = None) -> None:
+            sha256: str | None = None, page_print: Any = None) -> None:
         """``path`` and ``error`` must be valid UTF-8 text: Arrow refuses surrogate-escaped bytes."""
         if tensor is not None:
             self.tensor_of[len(self.path)] = tensor
+        if page_print is not None:
+            self.print_of[len(self.path)] = page_print
         self.sha256.append(sha256)
         self.seq.append(seq)
         self.path.append(path)
@@ -133,12 +136,7 @@ class BatchProcessor:
                  encoder: "Encoder | None" = None) -> None:
         self.retriever = retriever
         self.embed_only = retriever is None
-        if retriever is not None and retriever.verifies:
-            from .errors import BulkError
-
-            raise BulkError(f"gallery {retriever.gallery_name} verifies by registration, which bulk jobs do not do yet "
-                            "(their scores would not be the verified scores its thresholds are for): classify with "
-                            "`retriever classify`, or use a gallery built without --verify")
+        self.verifies = retriever is not None and retriever.verifies  # each page also gets its print
         if self.embed_only and encoder is None:
             raise ValueError("BatchProcessor: give a retriever, or an encoder for an embedding job")
         self.encoder = encoder if retriever is None else retriever.encoder
@@ -152,6 +150,9 @@ class BatchProcessor:
     def _read(self, seqs: Sequence[int], paths: Sequence[str], problems: Sequence[str | None]) -> _Rows:
         rows = _Rows()
         target = tuple(self.contract.input_size)
+        if self.verifies:  # the print wants the page at twice its side (Retriever._pages decodes so too)
+            side = 2 * int(self.retriever.gallery.manifest["pages"]["side"])
+            target = (max(target[0], side), max(target[1], side))
         for seq, path, problem in zip(seqs, paths, problems):
             source, path = source_and_text(str(path))
             if problem:
@@ -163,6 +164,15 @@ class BatchProcessor:
                 for page, img in pages:
                     if isinstance(img, DecodeError):
                         rows.add(seq, path, page, error=img.reason, sha256=sha)
+                    elif self.verifies:
+                        try:
+                            pp = self.retriever.page_print(img)
+                        except ValueError as exc:  # a page too small to print
+                            rows.add(seq, path, page, error=str(exc), sha256=sha)
+                        else:
+                            rows.add(seq, path, page, tensor=preprocess(img, self.contract), sha256=sha,
+                                     page_print=pp)
+                        del img
                     else:
                         rows.add(seq, path, page, tensor=preprocess(img, self.contract), sha256=sha)
                         del img
@@ -251,7 +261,8 @@ class BatchProcessor:
         if order:
             try:
                 local = np.stack([maps[r] for r in order]) if self.retriever.reranks else None
-                res = self.retriever.classify_features(np.stack([feats[r] for r in order]), local=local)
+                prints = [rows.print_of[r] for r in order] if self.verifies else None
+                res = self.retriever.classify_features(np.stack([feats[r] for r in order]), local=local, pages=prints)
                 results = dict(zip(order, res))
             except Exception as exc:
                 for r in order:

@@ -109,7 +109,6 @@ def test_a_verifying_gallery_calibrates_and_classifies_on_verified_scores(tmp_pa
     from indexer.gallery import Gallery
     from retriever import Retriever
     from retriever.bulk_batch import BatchProcessor
-    from retriever.errors import BulkError
 
     monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "1")
     root, captures = _sibling_register(tmp_path / "register")
@@ -129,8 +128,10 @@ def test_a_verifying_gallery_calibrates_and_classifies_on_verified_scores(tmp_pa
     with pytest.raises(Exception, match="page prints"):
         r.classify_features(np.zeros((1, local_encoder.dim), np.float32) + 1 / np.sqrt(local_encoder.dim),
                             local=np.zeros((1, *local_encoder.local_shape), np.float16))
-    with pytest.raises(BulkError, match="verifies"):
-        BatchProcessor(r)
+    # bulk jobs verify alike: the same labels and scores as classify
+    table = BatchProcessor(r).process(list(range(len(paths))), [str(p) for p in paths])
+    assert table.column("label").to_pylist() == [x.label for x in res]
+    assert np.allclose(table.column("score").to_pylist(), [x.score for x in res], atol=1e-5)
     with pytest.raises(Exception, match="none for verified scores"):  # no model pair table for verified scores
         Retriever(str(g.path), encoder=local_encoder, fpr=1e-3)
     # a write re-measures on verified scores, with the stored prints of the probes
@@ -165,4 +166,9 @@ def test_the_cli_builds_a_verifying_gallery_and_classifies_with_it(tmp_path, loc
                    for line in res.output.splitlines() if line.strip() and not line.startswith("#")), res.output
     bulk = CliRunner().invoke(retriever_cli, ["run", str(tmp_path / "caps"), "--gallery", str(tmp_path / "g"),
                                               "--model", model, "-o", str(tmp_path / "out.parquet")])
-    assert bulk.exit_code != 0 and "verifies" in bulk.output
+    assert bulk.exit_code == 0, bulk.output
+    import pyarrow.parquet as pq
+
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert sorted(zip((p.rsplit("/", 1)[-1] for p in out.column("path").to_pylist()), out.column("label").to_pylist())) \
+        == sorted((f"{lab}.jpg", lab) for lab in captures)
