@@ -472,11 +472,14 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
             "previous_generation": (m.get("previous") or {}).get("generation"), "sizes": sizes,
         }
 
+    def _store_bytes(self, store: ExactStore) -> int:
+        return sum((self.path / f).stat().st_size for f in store.files)
+
     def _pages_stats(self) -> dict[str, Any] | None:
         st, rec = self._s.pages, self._s.verify
         if st is None or rec is None:
             return None
-        size = sum((self.path / f).stat().st_size for f in st.files)
+        size = self._store_bytes(st)
         return {"rows": st.rows, "bytes": size, "bytes_per_exemplar": round(size / max(st.rows, 1), 1),
                 "segments": len(st.segments), "keypoints": rec["keypoints"], "side": rec["side"],
                 "weight": rec["weight"]}
@@ -485,7 +488,7 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         st, rec = self._s.local, self._s.rerank
         if st is None or rec is None:
             return None
-        size = sum((self.path / f).stat().st_size for f in st.files)
+        size = self._store_bytes(st)
         return {"rows": st.rows, "bytes": size, "bytes_per_exemplar": round(size / max(st.rows, 1), 1),
                 "segments": len(st.segments), "shape": list(st.shape), "k": rec["k"], "weight": rec["weight"]}
 
@@ -711,11 +714,17 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
         n_after = int(keep.sum()) + len(add_ids)
         why = rebuild or specs.rebuild_reason(spec, s.plan, n_after)
         changes = dict(changes or {})
-        local = self._local_after(add_ids, add_local, s.ids[keep], merge=rebuild is not None, notes=notes)
+        local = self._side_after(
+            "local", add_ids, add_local, s.ids[keep], merge=rebuild is not None, notes=notes,
+            off_note=f"local-map re-ranking turned off: {len(add_ids)} exemplar(s) were added without local maps "
+                     "(imported vectors); scores are the cosine alone from now on. Rebuild the gallery from its "
+                     "images (indexer build --overwrite) to turn it on again")
         if local != "keep":
             changes["local"] = None if local is None else {**s.manifest["local"], "segments": local.describe()}
-        pages = self._side_after(PagePrintStore, "pages", "verification", add_ids, add_pages, s.ids[keep],
-                                 merge=rebuild is not None, notes=notes, off=local is None)
+        pages = self._side_after(
+            "pages", add_ids, add_pages, s.ids[keep], merge=rebuild is not None, notes=notes, off=local is None,
+            off_note="verification turned off: exemplar(s) were added without page prints (imported vectors), or "
+                     "re-ranking was turned off. Rebuild the gallery from its images to turn it on again")
         if pages != "keep":
             changes["pages"] = None if pages is None else {**s.manifest["pages"], "segments": pages.describe()}
         if why:
@@ -773,43 +782,25 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
                 self._s = _load_state(self.path, mmap=False)
             raise
 
-    def _local_after(self, add_ids: np.ndarray, add_local: np.ndarray | None, live: np.ndarray, merge: bool,
-                     notes: list[str]) -> "LocalStore | None | str":
-        """The local-map store of the next generation: "keep" (unchanged), a new store (maps of added
-        exemplars appended; merged to the ``live`` ids on compaction), or None (re-ranking turned off:
-        exemplars added without maps, e.g. imported vectors, would be candidates nothing can re-score)."""
-        s = self._s
-        if s.local is None or not s.manifest.get("local"):
-            return "keep"
-        if len(add_ids) and add_local is None:
-            notes.append(f"local-map re-ranking turned off: {len(add_ids)} exemplar(s) were added without local maps "
-                         "(imported vectors); scores are the cosine alone from now on. Rebuild the gallery from its "
-                         "images (indexer build --overwrite) to turn it on again")
-            return None
-        gen = self._next_generation()
-        if merge and not len(add_ids):
-            return s.local.merged(self.path, gen, live)
-        if len(add_ids):
-            return s.local.appended(self.path, gen, add_ids, np.asarray(add_local, dtype=np.float16), live=live)
-        return "keep"
-
-    def _side_after(self, store_type: type, key: str, what: str, add_ids: np.ndarray, add_rows: np.ndarray | None,
-                    live: np.ndarray, merge: bool, notes: list[str], off: bool = False) -> Any:
-        """Like :meth:`_local_after`, for the per-exemplar store the manifest names under ``key``:
-        "keep", a new store, or None (turned off: exemplars added without rows, or ``off``)."""
+    def _side_after(self, key: str, add_ids: np.ndarray, add_rows: np.ndarray | None, live: np.ndarray,
+                    merge: bool, notes: list[str], off_note: str, off: bool = False) -> Any:
+        """The next generation's per-exemplar store named ``key`` in the manifest (``local``: local maps,
+        ``pages``: page prints): "keep" (unchanged), a new store (rows of added exemplars appended;
+        merged to the ``live`` ids on compaction), or None (turned off, ``off_note`` added to ``notes``:
+        exemplars added without rows, e.g. imported vectors, would be candidates nothing can re-score;
+        or ``off``)."""
         s = self._s
         store = getattr(s, key)
         if store is None or not s.manifest.get(key):
             return "keep"
         if off or (len(add_ids) and add_rows is None):
-            notes.append(f"{what} turned off: exemplar(s) were added without what it needs (imported vectors), "
-                         "or re-ranking was turned off. Rebuild the gallery from its images to turn it on again")
+            notes.append(off_note)
             return None
         gen = self._next_generation()
         if merge and not len(add_ids):
             return store.merged(self.path, gen, live)
         if len(add_ids):
-            return store.appended(self.path, gen, add_ids, np.asarray(add_rows, dtype=store_type.DTYPE), live=live)
+            return store.appended(self.path, gen, add_ids, np.asarray(add_rows, dtype=type(store).DTYPE), live=live)
         return "keep"
 
     def _live_vectors(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from .state import State as _State
 
 
+# Per-probe arrays kept beside the probes file (probes-N.<attr>.npy; manifest key probes_<attr>_file), for a
+# gallery that re-ranks (local maps) or verifies (packed capture prints): attribute -> (ndim, dtype).
+_PROBE_ROWS = {"local": (3, np.float16), "pages": (2, np.uint8)}
+
+
 class SelfCalibrationMixin:
     """Probes and the self-calibration record of a gallery (mixed into :class:`indexer.gallery.Gallery`)."""
 
@@ -44,18 +49,13 @@ class SelfCalibrationMixin:
             return selfcal.Probes.empty(dim)
         try:
             probes = selfcal.Probes.read(self.path / name, dim)
-            local_name = rec.get("probes_local_file")
-            if local_name:
-                maps = np.load(self.path / local_name, mmap_mode="r", allow_pickle=False)
-                if maps.ndim != 3 or len(maps) != len(probes) or maps.dtype != np.float16:
-                    raise ValueError(f"{local_name} holds {maps.shape} {maps.dtype} maps for {len(probes)} probes")
-                probes.local = maps
-            pages_name = rec.get("probes_pages_file")
-            if pages_name:
-                pages = np.load(self.path / pages_name, mmap_mode="r", allow_pickle=False)
-                if pages.ndim != 2 or len(pages) != len(probes) or pages.dtype != np.uint8:
-                    raise ValueError(f"{pages_name} holds {pages.shape} {pages.dtype} prints for {len(probes)} probes")
-                probes.pages = pages
+            for attr, (ndim, dtype) in _PROBE_ROWS.items():
+                file = rec.get(f"probes_{attr}_file")
+                if file:
+                    rows = np.load(self.path / file, mmap_mode="r", allow_pickle=False)
+                    if rows.ndim != ndim or len(rows) != len(probes) or rows.dtype != dtype:
+                        raise ValueError(f"{file} holds {rows.shape} {rows.dtype} rows for {len(probes)} probes")
+                    setattr(probes, attr, rows)
             return probes
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise GalleryCorruptError(f"{self.path}: self-calibration probes {name} unreadable ({exc}); "
@@ -85,24 +85,19 @@ class SelfCalibrationMixin:
             new = {"enabled": True, "version": selfcal.VERSION, "settings": settings.to_dict(), "status": "failed",
                    "reason": f"self-calibration failed: {type(exc).__name__}: {exc}", "table": []}
         new["probes_file"] = rec.get("probes_file")
-        new["probes_local_file"] = rec.get("probes_local_file")
-        new["probes_pages_file"] = rec.get("probes_pages_file")
+        for attr in _PROBE_ROWS:
+            new[f"probes_{attr}_file"] = rec.get(f"probes_{attr}_file")
         if changed:
             name = f"probes-{gen:04d}.parquet"
             atomic_write(self.path / name, probes.write, sync_dir=False)
             new["probes_file"] = name
-            new["probes_local_file"] = None
-            if probes.local is not None:
-                new["probes_local_file"] = f"probes-{gen:04d}.local.npy"
-                maps = np.ascontiguousarray(probes.local, dtype=np.float16)
-                atomic_write(self.path / new["probes_local_file"], lambda fh: np.save(fh, maps, allow_pickle=False),
-                             sync_dir=False)
-            new["probes_pages_file"] = None
-            if probes.pages is not None:
-                new["probes_pages_file"] = f"probes-{gen:04d}.pages.npy"
-                rows = np.ascontiguousarray(probes.pages, dtype=np.uint8)
-                atomic_write(self.path / new["probes_pages_file"], lambda fh: np.save(fh, rows, allow_pickle=False),
-                             sync_dir=False)
+            for attr, (_, dtype) in _PROBE_ROWS.items():
+                new[f"probes_{attr}_file"] = None
+                if getattr(probes, attr) is not None:
+                    new[f"probes_{attr}_file"] = f"probes-{gen:04d}.{attr}.npy"
+                    rows = np.ascontiguousarray(getattr(probes, attr), dtype=dtype)
+                    atomic_write(self.path / new[f"probes_{attr}_file"],
+                                 lambda fh, rows=rows: np.save(fh, rows, allow_pickle=False), sync_dir=False)
         new["probe_seconds"] = round(added.seconds, 3) if added is not None else 0.0
         if result is not None:
             if added is not None and added.problems:

@@ -140,6 +140,8 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
     buf: list[np.ndarray] = []
     out = Encoded(encoder, local and bool(getattr(encoder, "has_local", False)))  # maps: for re-ranking
     rows: list[np.ndarray] = []  # packed page prints, for verifying
+    if prints is not None:
+        from encoders import pageprint
     decode_hw = encoder.input_size if prints is None else (2 * prints[1], 2 * prints[1])
 
     def flush() -> None:
@@ -185,8 +187,6 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
             batch.pages.append(page)
             buf.append(preprocess(img, encoder.contract))
             if prints is not None and not bad:
-                from encoders import pageprint
-
                 rows.append(pageprint.pack(pageprint.of_image(img, prints[0], side=prints[1]), prints[0]))
             if len(buf) >= CHUNK:
                 flush()
@@ -197,8 +197,6 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
                                   "nothing was added")
     batch.feats, batch.local = out.result()
     if prints is not None:
-        from encoders import pageprint
-
         batch.prints = np.stack(rows) if rows else np.zeros((0, pageprint.row_bytes(prints[0])), np.uint8)
     return batch
 

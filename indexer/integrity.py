@@ -101,17 +101,14 @@ def validate_manifest(m: Any, where: str, nested: bool = False) -> None:
         if not _local_record_ok(local):
             raise GalleryCorruptError(f"{where}: manifest 'local' must hold k >= 2, a weight >= 0, a [cells, channels] "
                                       f"shape and a list of segments, not {local!r}")
-        for seg in local["segments"]:
-            _name(seg.get("vectors"), "local.vectors", where)
-            _name(seg.get("ids"), "local.ids", where)
     pages = m.get("pages")
-    if pages is not None:
-        if not _pages_record_ok(pages):
-            raise GalleryCorruptError(f"{where}: manifest 'pages' must hold keypoints, side, row_bytes and k >= 2, a "
-                                      f"weight >= 0 and a list of segments, not {pages!r}")
-        for seg in pages["segments"]:
-            _name(seg.get("vectors"), "pages.vectors", where)
-            _name(seg.get("ids"), "pages.ids", where)
+    if pages is not None and not _pages_record_ok(pages):
+        raise GalleryCorruptError(f"{where}: manifest 'pages' must hold keypoints, side, row_bytes and k >= 2, a "
+                                  f"weight >= 0 and a list of segments, not {pages!r}")
+    for key in ("local", "pages"):
+        for seg in (m.get(key) or {}).get("segments") or []:
+            _name(seg.get("vectors"), f"{key}.vectors", where)
+            _name(seg.get("ids"), f"{key}.ids", where)
     sc = m.get("self_calibration")
     if sc is not None:
         if not isinstance(sc, dict):

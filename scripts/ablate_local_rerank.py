@@ -223,6 +223,19 @@ def summary(sets, fpir: float = 1e-2) -> dict[str, float | None]:
     return out
 
 
+def dense_registers(split, r_lab: np.ndarray, q_lab: np.ndarray, u_lab: np.ndarray):
+    """(query rows, unknown rows, register columns) of each dense register of ``split`` (one family's
+    types, as scripts/evaluate.py makes them) that has both known and unknown captures."""
+    out = []
+    for g in E.dense_groups(split):
+        cols = np.flatnonzero([E.type_group(t) == g for t in r_lab])
+        qi = np.flatnonzero([E.type_group(t) == g for t in q_lab])
+        ui = np.flatnonzero([E.type_group(t) == g for t in u_lab])
+        if len(qi) and len(ui):
+            out.append((qi, ui, cols))
+    return out
+
+
 def pooled(parts: list):
     """One ScoreSets of several dense registers (rates pooled), as scripts/evaluate.py pools them."""
     from retriever import metrics as M
@@ -295,12 +308,7 @@ def main() -> int:
                 known, unknown = znormed(known, sim, *a.znorm), znormed(unknown, uf @ rf.T, *a.znorm)
             mixed = summary(score_sets(known, q_lab, unknown, r_lab))
             parts = []
-            for g in E.dense_groups(s):
-                cols = np.flatnonzero([E.type_group(t) == g for t in r_lab])
-                qi = np.flatnonzero([E.type_group(t) == g for t in q_lab])
-                ui = np.flatnonzero([E.type_group(t) == g for t in u_lab])
-                if not len(qi) or not len(ui):
-                    continue
+            for qi, ui, cols in dense_registers(s, r_lab, q_lab, u_lab):
                 kq = rescored(sim[np.ix_(qi, cols)], qm[qi], rm[cols], a.k, lam, a.weights, a.tol, a.align)
                 ku = rescored(uf[ui] @ rf[cols].T, um[ui], rm[cols], a.k, lam, a.weights, a.tol, a.align)
                 if a.znorm:

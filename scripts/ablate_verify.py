@@ -132,13 +132,7 @@ def main() -> int:
             return out
 
         every_q, every_u, every_r = np.arange(len(qf)), np.arange(len(uf)), np.arange(len(rf))
-        groups = []
-        for g in E.dense_groups(s):
-            cols = np.flatnonzero([E.type_group(t) == g for t in r_lab])
-            qi = np.flatnonzero([E.type_group(t) == g for t in q_lab])
-            ui = np.flatnonzero([E.type_group(t) == g for t in u_lab])
-            if len(qi) and len(ui):
-                groups.append((qi, ui, cols))
+        groups = A.dense_registers(s, r_lab, q_lab, u_lab)
         for lam in lams:
             t0 = time.time()
             known, vk, unknown, vu = scored(every_q, every_u, every_r, lam)
