@@ -149,10 +149,7 @@ class BatchProcessor:
     # ------------------------------------------------------------------ stages
     def _read(self, seqs: Sequence[int], paths: Sequence[str], problems: Sequence[str | None]) -> _Rows:
         rows = _Rows()
-        target = tuple(self.contract.input_size)
-        if self.verifies:  # the print wants the page at twice its side (Retriever._pages decodes so too)
-            side = 2 * int(self.retriever.gallery.manifest["pages"]["side"])
-            target = (max(target[0], side), max(target[1], side))
+        target = tuple(self.contract.input_size) if self.retriever is None else self.retriever.decode_size
         for seq, path, problem in zip(seqs, paths, problems):
             source, path = source_and_text(str(path))
             if problem:

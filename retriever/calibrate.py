@@ -92,10 +92,11 @@ def scan_labelled_dir(labelled_dir: str | os.PathLike) -> tuple[list[tuple[Path,
     return known, unknown
 
 
-def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, local: bool = False
-                 ) -> tuple[np.ndarray, list[int], np.ndarray | None]:
-    """Features of every page of ``paths``, per row the index of its path, and (``local``) the
-    pages' local maps for a gallery that re-ranks (else None).
+def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, local: bool = False,
+                 prints: dict[str, Any] | None = None) -> tuple[np.ndarray, list[int], np.ndarray | None, list | None]:
+    """Features of every page of ``paths``, per row the index of its path, (``local``) the pages'
+    local maps for a gallery that re-ranks (else None), and (``prints``: a verifying gallery's
+    manifest ``pages`` record) the pages' prints, made as the retriever makes them (else None).
 
     Reads every file even after one fails, then raises :class:`CalibrationError` listing each
     unreadable file or page: a calibration needs all of its captures, and the user fixes them in one go.
@@ -110,19 +111,34 @@ def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, loca
     owners: list[int] = []
     buf: list[np.ndarray] = []
     bad: list[str] = []
+    made: list[Any] | None = None if prints is None else []
+    target = tuple(encoder.input_size)
+    if prints is not None:  # decoded as Retriever.decode_size decodes for a verifying gallery
+        from encoders import pageprint
+
+        side = 2 * int(prints["side"])
+        target = (max(target[0], side), max(target[1], side))
 
     def flush() -> None:
         out.add(np.stack(buf))
         buf.clear()
 
     for i, path in enumerate(paths):
-        for _, img in iter_pages(str(path), encoder.input_size):
+        for page, img in iter_pages(str(path), target):
             if isinstance(img, DecodeError):
                 bad.append(str(img))
                 continue
+            if made is not None:
+                try:
+                    pp = pageprint.of_image(img, int(prints["keypoints"]), keep_gray=True, side=int(prints["side"]))
+                except ValueError as exc:  # a page too small to print
+                    bad.append(f"{path} (page {page}): {exc}")
+                    continue
             owners.append(i)
             if not bad:  # once one capture is bad nothing is scored: keep reading, stop encoding
                 buf.append(preprocess(img, encoder.contract))
+                if made is not None:
+                    made.append(pp)
                 if len(buf) >= batch_size:
                     flush()
     if bad:
@@ -131,7 +147,7 @@ def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, loca
     if buf:
         flush()
     feats, maps = out.result()
-    return feats, owners, maps
+    return feats, owners, maps, made
 
 
 def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: np.ndarray,
@@ -177,22 +193,26 @@ def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: n
 def score_against_gallery(gallery: _GalleryLike, types: Sequence[str], known_feats: np.ndarray,
                           known_labels: Sequence[str], unknown_feats: np.ndarray | None = None,
                           max_block: int = MAX_BLOCK, known_local: np.ndarray | None = None,
-                          unknown_local: np.ndarray | None = None) -> M.ScoreSets:
+                          unknown_local: np.ndarray | None = None, known_pages: Sequence[Any] | None = None,
+                          unknown_pages: Sequence[Any] | None = None) -> M.ScoreSets:
     """Per-type best scores of every capture, from the gallery's own search (what the retriever sees).
 
     Searches each capture against all gallery items (k = count) in blocks; a type an approximate
     index does not return scores -inf (the retriever could not return it either).  ``*_local``: the
     captures' local maps, for a gallery that re-ranks (its search then re-scores the top candidates).
+    ``*_pages``: their page prints, for a gallery that verifies (its search then verifies them).
     """
     types = np.asarray(sorted(types))
     count = int(gallery.manifest["count"])
     acc = M.ScoreAccumulator(types, n_exemplars=count, unknown_as_negatives=True)
     step = max(1, max_block // max(1, count))
 
-    def blocks(feats: np.ndarray, local: np.ndarray | None):
+    def blocks(feats: np.ndarray, local: np.ndarray | None, pages: Sequence[Any] | None):
         feats = np.asarray(feats, dtype=np.float32)
         for i in range(0, len(feats), step):
-            kw = {} if local is None else {"local": local[i:i + step]}
+            kw: dict[str, Any] = {} if local is None else {"local": local[i:i + step]}
+            if pages is not None:
+                kw["pages"] = pages[i:i + step]
             scores, ids = gallery.search(feats[i:i + step], count, **kw)
             m = len(scores)
             valid = ids >= 0
@@ -205,17 +225,17 @@ def score_against_gallery(gallery: _GalleryLike, types: Sequence[str], known_fea
 
     kl = np.asarray(known_labels).astype(str)
     true_idx = np.searchsorted(types, kl)
-    for i, block in blocks(known_feats, known_local):
+    for i, block in blocks(known_feats, known_local, known_pages):
         acc.add_known(block, true_idx[i:i + len(block)])
     if unknown_feats is not None and len(unknown_feats):
-        for _, block in blocks(unknown_feats, unknown_local):
+        for _, block in blocks(unknown_feats, unknown_local, unknown_pages):
             acc.add_unknown(block)
     sets = acc.finish()
     if known_local is not None and len(types) >= 2 and len(known_feats):
         # leave one type out by searching without it: with re-ranking, the own type's exemplar among the
         # candidates would move the others' scores, so dropping it from this ranking is not the same
         left = O.ranked_labels(gallery, np.asarray(known_feats, dtype=np.float32), 2, count, len(types),
-                               local=known_local, exclude=[str(x) for x in kl])
+                               local=known_local, exclude=[str(x) for x in kl], pages=known_pages)
         sets.known_loo_best = np.asarray([r[0][1] if r else np.nan for r in left], dtype=np.float32)
         sets.known_loo_second = np.asarray([r[1][1] if len(r) > 1 else np.nan for r in left], dtype=np.float32)
     return sets
@@ -313,16 +333,17 @@ def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
     wanted = _check_data(str(labelled_dir), [lab for _, lab in known], len(unknown), types,
                          None if fprs is None else list(fprs))
     scoring = scoring_for(encoder, g)
-    if scoring == "verified":
-        raise CalibrationError(f"{gallery_path}: the gallery verifies by registration; calibrating its verified "
-                               "scores is not supported yet (its self-calibration measures them)")
-    feats, owners, maps = encode_pages(encoder, [p for p, _ in known] + unknown,  # one pass: every bad file named
-                                       local=scoring == "reranked")
+    feats, owners, maps, prints = encode_pages(  # one pass: every bad file named
+        encoder, [p for p, _ in known] + unknown, local=scoring in ("reranked", "verified"),
+        prints=g.manifest["pages"] if scoring == "verified" else None)
     is_known = np.asarray(owners, dtype=np.int64) < len(known)
     uf = feats[~is_known] if unknown else None
+    pick = (lambda rows, mask: None if rows is None else [x for x, m in zip(rows, mask) if m])  # noqa: E731
     sets = score_against_gallery(g, types, feats[is_known], [known[i][1] for i in owners if i < len(known)], uf,
                                  known_local=None if maps is None else maps[is_known],
-                                 unknown_local=None if maps is None or not unknown else maps[~is_known])
+                                 unknown_local=None if maps is None or not unknown else maps[~is_known],
+                                 known_pages=pick(prints, is_known),
+                                 unknown_pages=pick(prints, ~is_known) if unknown else None)
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     record = calibration_from_scores(sets, wanted, f"user calibration {Path(labelled_dir).resolve()} {date}")
     record["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}

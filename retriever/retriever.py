@@ -281,6 +281,16 @@ class Retriever:
         exemplars' page prints): then :meth:`classify_features` needs the queries' prints too."""
         return self.scoring == "verified"
 
+    @property
+    def decode_size(self) -> tuple[int, int]:
+        """(h, w) a page is decoded at (the reduced JPEG decode's target): the encoder's input, or twice
+        the page print's side when the gallery verifies (the print's keypoints are found there)."""
+        target = tuple(int(x) for x in self.encoder.contract.input_size)
+        if not self.verifies:
+            return target
+        side = 2 * int(self.gallery.manifest["pages"]["side"])
+        return max(target[0], side), max(target[1], side)
+
     def page_print(self, img: np.ndarray) -> Any:
         """The page print of one decoded page (BGR), as this retriever's gallery verifies with."""
         from encoders import pageprint
@@ -390,10 +400,7 @@ class Retriever:
 
         from encoders.pages import iter_pages, iter_pages_of
 
-        target = tuple(self.encoder.contract.input_size)
-        if self.verifies:
-            side = 2 * int(self.gallery.manifest["pages"]["side"])
-            target = (max(target[0], side), max(target[1], side))
+        target = self.decode_size
         if isinstance(src, (str, os.PathLike)):
             pages = iter_pages(os.fspath(src), target)
         elif isinstance(src, (bytes, bytearray, memoryview)):

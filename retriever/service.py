@@ -100,14 +100,8 @@ class GalleryHolder:
     def _open(self) -> Any:
         from .retriever import Retriever
 
-        r = Retriever(str(self.cfg.gallery), encoder=self.cfg.encoder, top_k=self.cfg.top_k,
-                      search_params=self.cfg.search_params, **self.cfg.operating_point)
-        if r.verifies:
-            from .errors import RetrieverError
-
-            raise RetrieverError(f"gallery {r.gallery_name} verifies by registration, which the service does not do "
-                                 "yet: serve a gallery built without --verify")
-        return r
+        return Retriever(str(self.cfg.gallery), encoder=self.cfg.encoder, top_k=self.cfg.top_k,
+                         search_params=self.cfg.search_params, **self.cfg.operating_point)
 
     @property
     def generation(self) -> int:
@@ -387,22 +381,29 @@ def create_app(cfg: ServiceConfig) -> Any:
                             headers={"Retry-After": "1"})
 
     def _encode_uploads(retriever: Any, uploads: list[tuple[str, bytes]], endpoint: str
-                        ) -> tuple[list[dict[str, Any]], list[int], tuple[np.ndarray, np.ndarray | None]]:
+                        ) -> tuple[list[dict[str, Any]], list[int], tuple[np.ndarray, np.ndarray | None, list | None]]:
         """Rows (name, page, error) in input order, which rows have images, and their (features, local
-        maps: None unless classifying against a gallery that re-ranks)."""
+        maps: None unless classifying against a gallery that re-ranks, page prints: None unless
+        classifying against a gallery that verifies)."""
         enc = retriever.encoder
+        classify = endpoint == "/v1/classify"
+        verify = classify and retriever.verifies  # pages decoded as Retriever.classify decodes them
         rows: list[dict[str, Any]] = []
         good: list[int] = []
         tensors = []
+        prints: list[Any] | None = [] if verify else None
         for name, data in uploads:
-            for page, img in iter_pages_of(data, name, enc.input_size):
+            for page, img in iter_pages_of(data, name, retriever.decode_size if verify else enc.input_size):
                 row: dict[str, Any] = {"file": name, "page": page, "error": None}
                 if isinstance(img, DecodeError):
                     row["error"] = img.reason
                     m_errors.inc()
                 else:
                     try:
-                        tensors.append(preprocess(img, enc.contract))
+                        x = preprocess(img, enc.contract)
+                        if prints is not None:
+                            prints.append(retriever.page_print(img))  # ValueError: a page too small to print
+                        tensors.append(x)
                         good.append(len(rows))
                     except (ValueError, DecodeError) as exc:
                         row["error"] = str(exc)
@@ -410,12 +411,12 @@ def create_app(cfg: ServiceConfig) -> Any:
                 rows.append(row)
         if not tensors:
             feats, maps = np.zeros((0, enc.dim), np.float32), None
-        elif retriever.reranks and endpoint == "/v1/classify":  # the local maps come from the same forward pass
+        elif retriever.reranks and classify:  # the local maps come from the same forward pass
             feats, maps = enc.encode_batch(np.stack(tensors), local=True)
         else:
             feats, maps = enc.encode_batch(np.stack(tensors)), None
         m_images.labels(endpoint).inc(len(good))
-        return rows, good, (feats, maps)
+        return rows, good, (feats, maps, prints)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -440,9 +441,9 @@ def create_app(cfg: ServiceConfig) -> Any:
         got = _admitted(uploads, "/v1/classify")
         if got is None:
             return _busy()
-        retriever, rows, good, (feats, maps) = got
+        retriever, rows, good, (feats, maps, prints) = got
         try:
-            results = retriever.classify_features(feats, labels=labels, local=maps) if len(good) else []
+            results = retriever.classify_features(feats, labels=labels, local=maps, pages=prints) if len(good) else []
         except RetrieverError as exc:  # a label filter naming labels the gallery does not hold
             return JSONResponse({"detail": str(exc)}, status_code=422)
         op = retriever.operating_point
@@ -476,7 +477,7 @@ def create_app(cfg: ServiceConfig) -> Any:
         got = _admitted(uploads, "/v1/embed")
         if got is None:
             return _busy()
-        retriever, rows, good, (feats, _) = got
+        retriever, rows, good, (feats, _, _) = got
         for i, f in zip(good, feats):
             rows[i]["vector"] = [round(float(x), 7) for x in f]
         return {"results": rows, "model": {"name": retriever.encoder.name,

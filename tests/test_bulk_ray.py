@@ -85,3 +85,27 @@ def test_ray_and_local_engines_agree_column_for_column_with_search_parameters_an
 
     meta = json.loads(pq.read_schema(tmp_path / "ray.parquet").metadata[b"docretriever.bulk"])
     assert meta["search_params"] == {"efSearch": 16} and meta["labels"] == sorted(LABELS[:2])
+
+
+def test_ray_engine_verifies_as_the_local_engine_does(local_ray, local_encoder, tmp_path, monkeypatch):
+    """A gallery that verifies by registration: each Ray worker makes the pages' prints too, and the rows
+    are the local engine's, every sibling capture given its own type."""
+    import cv2
+
+    from indexer.gallery import Gallery
+    from test_gallery_pages import _sibling_register
+
+    monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "1")
+    root, captures = _sibling_register(tmp_path / "register")
+    gallery = Gallery.build(root, tmp_path / "g", local_encoder, verify=True, force=True)
+    d = tmp_path / "in"
+    d.mkdir()
+    for lab, img in captures.items():
+        cv2.imwrite(str(d / f"{lab}.jpg"), img)
+    kw = dict(encoder=local_encoder, top_k=2, batch_size=2, workers=2, progress=False)
+    run_bulk([str(d)], str(gallery.path), tmp_path / "ray.parquet", engine="ray", **kw)
+    run_bulk([str(d)], str(gallery.path), tmp_path / "local.parquet", engine="local", **kw)
+    ray_t, local_t = pq.read_table(tmp_path / "ray.parquet"), pq.read_table(tmp_path / "local.parquet")
+    assert ray_t.equals(local_t)
+    assert sorted(zip((Path(p).stem for p in ray_t.column("path").to_pylist()), ray_t.column("label").to_pylist())) \
+        == sorted((lab, lab) for lab in captures)

@@ -1,5 +1,6 @@
-"""A gallery that verifies keeps every exemplar's page print through every write (work in progress:
-the search does not use them yet)."""
+"""A gallery that verifies (`indexer build --verify`): it keeps every exemplar's page print through every
+write, and every way of classifying (the Retriever, `retriever classify`, `retriever run`, `retriever serve`)
+and of calibrating (self-calibration, `retriever calibrate`) scores on verified scores alike."""
 from __future__ import annotations
 
 import numpy as np
@@ -172,3 +173,64 @@ def test_the_cli_builds_a_verifying_gallery_and_classifies_with_it(tmp_path, loc
     out = pq.read_table(tmp_path / "out.parquet")
     assert sorted(zip((p.rsplit("/", 1)[-1] for p in out.column("path").to_pylist()), out.column("label").to_pylist())) \
         == sorted((f"{lab}.jpg", lab) for lab in captures)
+
+
+def test_the_service_verifies_as_classify_does(tmp_path, local_encoder, monkeypatch):
+    import cv2
+    import pytest
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from indexer.gallery import Gallery
+    from retriever import Retriever
+    from retriever.service import ServiceConfig, create_app
+
+    monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "1")
+    root, captures = _sibling_register(tmp_path / "register")
+    g = Gallery.build(root, tmp_path / "g", local_encoder, verify=True, force=True)
+    blobs = [(f"{lab}.jpg", cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
+             for lab, img in captures.items()]
+    want = Retriever(str(g.path), encoder=local_encoder).classify([b for _, b in blobs])
+    assert [x.label for x in want] == list(captures)  # verification gets all four siblings right
+    with TestClient(create_app(ServiceConfig(g.path, local_encoder, poll_s=60))) as c:
+        got = c.post("/v1/classify", files=[("file", (n, b, "image/jpeg")) for n, b in blobs]
+                     + [("file", ("tiny.png", cv2.imencode(".png", np.full((4, 4, 3), 200, np.uint8))[1].tobytes(),
+                                  "image/png"))])
+        assert got.status_code == 200, got.text
+        rows = got.json()["results"]
+        assert [r["label"] for r in rows[:4]] == list(captures)
+        assert np.allclose([r["score"] for r in rows[:4]], [x.score for x in want], atol=1e-5)
+        assert [r["accepted"] for r in rows[:4]] == [x.accepted for x in want]
+        assert rows[4]["error"] and rows[4].get("label") is None  # a page too small to print is that row's error
+        emb = c.post("/v1/embed", files=[("file", blobs[0][0:1] + (blobs[0][1], "image/jpeg"))]).json()["results"][0]
+        assert len(emb["vector"]) == local_encoder.dim  # embedding needs no print
+
+
+def test_a_user_calibration_of_a_verifying_gallery_is_on_verified_scores(tmp_path, local_encoder, monkeypatch):
+    import cv2
+
+    from indexer.gallery import Gallery
+    from retriever import Retriever
+    from retriever.calibrate import calibrate_gallery
+    from test_pageprint import _warp
+
+    monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "0")
+    root, _ = _sibling_register(tmp_path / "register")
+    labelled = tmp_path / "labelled"
+    for lab in ("form-base", "form-block", "form-blank", "form-marks"):
+        (labelled / lab).mkdir(parents=True)
+        page = cv2.imread(str(root / lab / "specimen.png"), cv2.IMREAD_GRAYSCALE)
+        for seed in (5, 6, 7):
+            cv2.imwrite(str(labelled / lab / f"{seed}.jpg"), cv2.cvtColor(_warp(page, seed), cv2.COLOR_GRAY2BGR))
+    plain = Gallery.build(root, tmp_path / "plain", local_encoder, force=True)
+    g = Gallery.build(root, tmp_path / "g", local_encoder, verify=True, force=True)
+    rec_plain = calibrate_gallery(str(plain.path), str(labelled), local_encoder)
+    rec = calibrate_gallery(str(g.path), str(labelled), local_encoder)
+    assert rec_plain["scoring"] == "reranked" and rec["scoring"] == "verified"
+    # the siblings the re-ranked scores confuse, verification tells apart: the calibration measured verified scores
+    assert rec_plain["top1_accuracy"] < 1.0 and rec["top1_accuracy"] == 1.0
+    r = Retriever(str(g.path), encoder=local_encoder, fpr=0.1)
+    assert r.verifies and "user calibration" in r.threshold_origin
+    paths = sorted(labelled.rglob("*.jpg"))
+    assert [x.label for x in r.classify(paths)] == [p.parent.name for p in paths]
