@@ -167,15 +167,16 @@ def ensure_scans(dpi: int, pool: int, types: int) -> list[str]:
     return paths
 
 
-def ensure_gallery(types: int) -> Path:
-    """A ``types``-label gallery (one clean render per type) for the default model, cached."""
+def ensure_gallery(types: int, verify: bool = False) -> Path:
+    """A ``types``-label gallery (one clean render per type) for the default model, cached; ``verify``:
+    the same register built with ``--verify`` (it keeps page prints and verifies its top candidates)."""
     import cv2
 
     import encoders
     from indexer.gallery import Gallery
 
     enc = encoders.load()
-    out = CACHE / f"gallery-v2-{types}-{enc.fingerprint[:12]}"
+    out = CACHE / f"gallery-v2-{types}-{enc.fingerprint[:12]}{'-verify' if verify else ''}"
     if (out / "manifest.json").exists():
         return out
     reg = CACHE / f"register-v2-{types}"
@@ -185,8 +186,8 @@ def ensure_gallery(types: int) -> Path:
             p.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(p), render_scan(i, 10**6 + i, 425, 550, scanned=False))
     t0 = time.time()
-    Gallery.build(reg, out, enc, force=True)
-    print(f"built a {types}-type gallery in {time.time() - t0:.0f} s -> {out}", file=sys.stderr)
+    Gallery.build(reg, out, enc, force=True, verify=verify)
+    print(f"built a {types}-type {'verifying ' if verify else ''}gallery in {time.time() - t0:.0f} s -> {out}", file=sys.stderr)
     return out
 
 
@@ -368,6 +369,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="alternate the 200 dpi pipeline and Ray runs this many times (medians are compared): "
                          "on a shared machine the background load drifts between runs")
+    ap.add_argument("--verify", action="store_true",
+                    help="also run the pipeline on a verifying copy of the gallery (indexer build --verify), on "
+                         "the naive run's inputs")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--list", help=argparse.SUPPRESS)
     ap.add_argument("--gallery", help=argparse.SUPPRESS)
@@ -404,6 +408,9 @@ def main() -> None:
                                                               "--gallery", gallery, "--out", out], a.naive_n)
     naive = run("naive loop (reference style), 200 dpi", ["--child", "naive", "--list", str(small),
                                                           "--gallery", gallery], a.naive_n)
+    verifying = run("pipeline (local, 2 threads), 200 dpi, verifying gallery", [
+        "--child", "local", "--list", str(small), "--gallery", str(ensure_gallery(a.types, verify=True)),
+        "--out", out], a.naive_n) if a.verify else None
     local_argv = ["--child", "local", "--list", str(big), "--gallery", gallery, "--out", out]
     pipe_runs = [run("pipeline (local, 2 threads), 200 dpi", local_argv, a.n)]
     if a.n_300dpi:
@@ -466,6 +473,11 @@ def main() -> None:
     print(f"- pipeline / naive CPU per scan: {naive['cpu_ms_per_scan'] / pipe_small['cpu_ms_per_scan']:.1f}x less; "
           f"on 2 idle cores (pipeline 2 threads, naive 1): "
           f"{2 * naive['cpu_ms_per_scan'] / pipe_small['cpu_ms_per_scan']:.1f}x (estimate)")
+    if verifying:
+        print(f"- verifying gallery / plain, same {a.naive_n} scans: {verifying['scans_per_s']:.1f} against "
+              f"{pipe_small['scans_per_s']:.1f} scans/s ({verifying['scans_per_s'] / pipe_small['scans_per_s']:.2f}x); "
+              f"CPU per scan {verifying['cpu_ms_per_scan']:.1f} against {pipe_small['cpu_ms_per_scan']:.1f} ms "
+              f"({verifying['cpu_ms_per_scan'] / pipe_small['cpu_ms_per_scan']:.2f}x)")
     rounds = f" (median of {len(pipe_runs)} runs)" if len(pipe_runs) > 1 else ""
     print(f"- pipeline throughput, {a.n} scans at 200 dpi{rounds}: {pipe_big['scans_per_s']:.1f} scans/s (bar: >= 100 "
           f"on 2 cores); CPU-bound estimate on 2 idle cores: {2000 / pipe_big['cpu_ms_per_scan']:.0f} scans/s")
