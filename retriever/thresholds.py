@@ -160,8 +160,9 @@ class ThresholdTable:
         return self.rows[0].fpr, self.rows[-1].fpr
 
     def _no_table_message(self) -> str:
+        what = "cosine" if self.scoring == "cosine" else "re-ranked" if self.scoring == "reranked" else "verified"
         return (f"no measured threshold table for {self.source or 'this model'}; pass an explicit "
-                "cosine threshold (threshold=... in Python, --threshold on the command line), or measure "
+                f"threshold on the {what} score (threshold=... in Python, --threshold on the command line), or measure "
                 "one on your own documents with `retriever calibrate --gallery GALLERY LABELLED_DIR`")
 
     def row_for(self, fpr: float) -> ThresholdRow:

@@ -150,6 +150,39 @@ def deltas(capture: np.ndarray, qprint, H: np.ndarray, ref_hw: tuple[int, int], 
     return (agree - agree.mean()).astype(np.float32)
 
 
+def print_by_edit(benchmark: Path, split: str, runs: dict[str, tuple], r_lab: np.ndarray, q_lab: np.ndarray,
+                  mu: float) -> None:
+    """Top-1 per sibling edit of the capture's type (from the benchmark manifest), re-ranked and verified
+    by each variant, and where the errors land: what a look-alike split's errors are made of."""
+    import collections
+    import json
+
+    man = json.loads((benchmark / "manifest.json").read_text())["splits"][split]
+    edit = {r["type"]: (r.get("sibling") or {}).get("edit") or "template" for r in man["register"]}
+    kinds = np.asarray([edit.get(lab, "?") for lab in q_lab])
+    own = np.searchsorted(r_lab, q_lab) if np.all(r_lab[:-1] <= r_lab[1:]) else \
+        np.asarray([int(np.flatnonzero(r_lab == lab)[0]) for lab in q_lab])
+    names = list(runs)
+    ks, _, registered = runs[names[0]]
+    right = {"re-ranked": np.argmax(ks, 1) == own}
+    for v in names:
+        ks, kd, _ = runs[v]
+        right[v] = np.argmax(ks + mu * kd, 1) == own
+    print(f"\n{split}, mu {mu:g}: top-1 per sibling edit of the capture's type\n")
+    print("| edit | captures | registered | " + " | ".join(right) + " |\n|---|---:|---:|" + "---:|" * len(right))
+    for k in sorted(set(kinds.tolist())):
+        m = kinds == k
+        print(f"| {k} | {int(m.sum())} | {registered[m].mean():.3f} | "
+              + " | ".join(f"{r[m].mean():.3f}" for r in right.values()) + " |")
+    ks, kd, _ = runs[names[0]]
+    pred = np.argmax(ks + mu * kd, 1)
+    wrong = np.flatnonzero(pred != own)
+    same_set = np.mean([r_lab[pred[i]].rsplit("-", 1)[0] == q_lab[i].rsplit("-", 1)[0] for i in wrong]) if len(wrong) else 0
+    pairs = collections.Counter(f"{kinds[i]} -> {edit.get(r_lab[pred[i]], '?')}" for i in wrong).most_common(8)
+    print(f"\n{names[0]}: {len(wrong)} errors, {same_set:.0%} within the capture's own sibling set; most common "
+          f"(capture's edit -> edit taken for): {', '.join(f'{p} {n}' for p, n in pairs)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--benchmark", type=Path, required=True)
@@ -158,6 +191,9 @@ def main() -> int:
     ap.add_argument("--mu", type=float, action="append", default=None)
     ap.add_argument("--capture-side", type=int, default=P.GRAY_SIDE,
                     help="captures are compared at this longest side (the product keeps 320)")
+    ap.add_argument("--by-edit", type=float, default=None, metavar="MU",
+                    help="also, at this mu: top-1 per sibling edit (look-alike splits) re-ranked and verified, and "
+                         "how many captures registered")
     ap.add_argument("--cache", type=Path, default=Path("~/.cache/docretriever/verify-proto").expanduser())
     a = ap.parse_args()
     import encoders
@@ -202,6 +238,7 @@ def main() -> int:
         captures = {part: load_images(paths[part], a.capture_side) for part in ("queries", "unknown")}
         r_lab = np.asarray([lab for _, lab in s.register])
         q_lab = np.asarray([lab for _, lab in s.queries])
+        by_edit: dict[str, tuple] = {}
         for vname in a.variant:
             t0 = time.time()
             out = {}
@@ -220,6 +257,10 @@ def main() -> int:
                 m = A.summary(A.score_sets(ks + mu * kd, q_lab, us + mu * ud, r_lab))
                 print(f"| {name} | {vname} | {mu:g} | {f(m['tpr@0.0001'])} | {f(m['tpr@0.001'])} | {m['top1']:.4f} "
                       f"| {f(m.get('dir[cosine+margin]'))} | {dt:.0f} |", flush=True)
+            if a.by_edit is not None:
+                by_edit[vname] = (ks, kd, np.asarray([x is not None for x in geo["queries"][2]]))
+        if a.by_edit is not None:
+            print_by_edit(a.benchmark, name, by_edit, r_lab, q_lab, a.by_edit)
     return 0
 
 
