@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
+__all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "decode_hw", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
 
 SIDE = 320           # keypoints are found on the page shrunk to this longest side (blurred captures
                      # register more often there than at 640: 96 % against 88 % of a val sample)
@@ -84,6 +84,12 @@ def of_image(bgr_or_gray: np.ndarray, keypoints: int = KEYPOINTS, keep_gray: boo
     grid = _grid(cv2.resize(g, (COMPARE, COMPARE), interpolation=cv2.INTER_AREA))
     gray = _shrunk(g, GRAY_SIDE) if keep_gray else None
     return PagePrint(pts, np.clip(des, 0, 255).astype(np.uint8), small.shape[:2], grid, gray)
+
+
+def decode_hw(input_hw: tuple[int, int], side: int = SIDE) -> tuple[int, int]:
+    """(h, w) to decode a page at when it needs both an encoder input of ``input_hw`` and a print whose
+    keypoints are found at ``side``: the reduced JPEG decode then keeps twice the print's detail."""
+    return max(int(input_hw[0]), 2 * int(side)), max(int(input_hw[1]), 2 * int(side))
 
 
 def row_bytes(keypoints: int = KEYPOINTS) -> int:

@@ -142,7 +142,7 @@ def read_and_encode(entries: Sequence[Entry], encoder, known: Mapping[str, str],
     rows: list[np.ndarray] = []  # packed page prints, for verifying
     if prints is not None:
         from encoders import pageprint
-    decode_hw = encoder.input_size if prints is None else (2 * prints[1], 2 * prints[1])
+    decode_hw = encoder.input_size if prints is None else pageprint.decode_hw(encoder.input_size, prints[1])
 
     def flush() -> None:
         if buf and not bad:  # once something is bad the batch is void: keep decoding, stop encoding

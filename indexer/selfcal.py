@@ -189,8 +189,9 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
         if prints is not None:
             from encoders import pageprint
 
-            rows += [pageprint.pack_capture(pageprint.of_image(read_image(c, (2 * prints[1], 2 * prints[1])), prints[0],
-                                                               keep_gray=True, side=prints[1]), prints[0]) for c in caps]
+            hw = pageprint.decode_hw(encoder.input_size, prints[1])
+            rows += [pageprint.pack_capture(pageprint.of_image(read_image(c, hw), prints[0], keep_gray=True,
+                                                               side=prints[1]), prints[0]) for c in caps]
         ids += [item_id] * per_type
         labels += [label] * per_type
         if progress is not None:

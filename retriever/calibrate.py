@@ -116,8 +116,7 @@ def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, loca
     if prints is not None:  # decoded as Retriever.decode_size decodes for a verifying gallery
         from encoders import pageprint
 
-        side = 2 * int(prints["side"])
-        target = (max(target[0], side), max(target[1], side))
+        target = pageprint.decode_hw(target, int(prints["side"]))
 
     def flush() -> None:
         out.add(np.stack(buf))

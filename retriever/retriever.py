@@ -288,8 +288,9 @@ class Retriever:
         target = tuple(int(x) for x in self.encoder.contract.input_size)
         if not self.verifies:
             return target
-        side = 2 * int(self.gallery.manifest["pages"]["side"])
-        return max(target[0], side), max(target[1], side)
+        from encoders import pageprint
+
+        return pageprint.decode_hw(target, int(self.gallery.manifest["pages"]["side"]))
 
     def page_print(self, img: np.ndarray) -> Any:
         """The page print of one decoded page (BGR), as this retriever's gallery verifies with."""

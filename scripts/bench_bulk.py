@@ -226,9 +226,11 @@ def child_pipeline(lst: str, gallery: str, out: str, engine: str) -> dict:
         t = time.monotonic()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         ray_start = time.monotonic() - t
-    # The threshold does not change the cost; a model without a threshold table needs an explicit one.
-    kw = dict(encoder=enc, fpr=1e-2, threshold=None if enc.contract.threshold_table else 0.5, workers=2,
-              batch_size=32, overwrite=True, progress=False, engine=engine)
+    # The threshold does not change the cost; a model without a threshold table needs an explicit one, and a
+    # verifying gallery has no pair table for its verified scores (its self-calibration's FPIR rows serve).
+    verifying = bool(json.loads((Path(gallery) / "manifest.json").read_text()).get("pages"))
+    point = dict(fpir=1e-2) if verifying else dict(fpr=1e-2, threshold=None if enc.contract.threshold_table else 0.5)
+    kw = dict(encoder=enc, workers=2, batch_size=32, overwrite=True, progress=False, engine=engine, **point)
     if engine == "local":
         # Warm-up, like the naive loop's: first-call costs (lazy imports, ONNX Runtime's first run) are
         # paid once per process, not per scan.  The timed job still opens the gallery and writes its output.
