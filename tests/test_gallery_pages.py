@@ -234,3 +234,12 @@ def test_a_user_calibration_of_a_verifying_gallery_is_on_verified_scores(tmp_pat
     assert r.verifies and "user calibration" in r.threshold_origin
     paths = sorted(labelled.rglob("*.jpg"))
     assert [x.label for x in r.classify(paths)] == [p.parent.name for p in paths]
+    # a capture too small to print is named, and nothing is measured (the stored calibration stays)
+    import pytest
+
+    from retriever.calibrate import CalibrationError
+
+    cv2.imwrite(str(labelled / "form-base" / "tiny.png"), np.full((5, 40, 3), 200, np.uint8))
+    with pytest.raises(CalibrationError, match="tiny.png"):
+        calibrate_gallery(str(g.path), str(labelled), local_encoder)
+    assert Gallery.open(g.path).calibration["created_at"] == rec["created_at"]
