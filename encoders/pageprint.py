@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "decode_hw", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
+__all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "decode_hw", "memo_tag", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
 
 SIDE = 320           # keypoints are found on the page shrunk to this longest side (blurred captures
                      # register more often there than at 640: 96 % against 88 % of a val sample)
@@ -33,6 +33,7 @@ KEYPOINTS = 1000
 MIN_INLIERS = 10
 RATIO = 0.9          # Lowe's ratio test on descriptor matches
 WEIGHT = 2.0         # mu: a candidate's score moves by WEIGHT x its delta (chosen on val at these settings)
+VERIFY_VERSION = 1   # bump when verify_deltas changes what it returns: remembered deltas (memo) then lapse
 _HEADER = 6          # n keypoints, height, width: three uint16
 
 
@@ -43,6 +44,9 @@ class PagePrint:
     size: tuple[int, int]    # (h, w) of the SIDE frame
     grid: np.ndarray         # (GRID, GRID) float32: the page contrast-normalised, squashed
     gray: np.ndarray | None = None  # uint8, GRAY_SIDE on its longest side: a capture's page, for warping
+    # deltas already computed for this capture, by candidate ids in order (a gallery's self-calibration
+    # probes keep them between writes: a probe whose candidates did not change is not verified again)
+    memo: dict[tuple[int, ...], np.ndarray] | None = None
 
 
 _sift: dict[int, object] = {}
@@ -90,6 +94,11 @@ def decode_hw(input_hw: tuple[int, int], side: int = SIDE) -> tuple[int, int]:
     """(h, w) to decode a page at when it needs both an encoder input of ``input_hw`` and a print whose
     keypoints are found at ``side``: the reduced JPEG decode then keeps twice the print's detail."""
     return max(int(input_hw[0]), 2 * int(side)), max(int(input_hw[1]), 2 * int(side))
+
+
+def memo_tag() -> str:
+    """What remembered deltas depend on besides the prints: the verification's settings and version."""
+    return f"v{VERIFY_VERSION}-{SIDE}-{GRAY_SIDE}-{COMPARE}-{GRID}-{MIN_INLIERS}-{RATIO:g}"
 
 
 def row_bytes(keypoints: int = KEYPOINTS) -> int:

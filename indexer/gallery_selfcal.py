@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 # Per-probe arrays kept beside the probes file (probes-N.<attr>.npy; manifest key probes_<attr>_file), for a
 # gallery that re-ranks (local maps) or verifies (packed capture prints): attribute -> (ndim, dtype).
-_PROBE_ROWS = {"local": (3, np.float16), "pages": (2, np.uint8)}
+_PROBE_ROWS = {"local": (3, np.float16), "pages": (2, np.uint8), "verified": (3, np.float64)}
+_REWRITTEN = ("verified",)  # small, and new after every measurement: written with every generation
 
 
 class SelfCalibrationMixin:
@@ -77,6 +78,10 @@ class SelfCalibrationMixin:
         if probes.pages is not None and state.verify is None:  # the gallery stopped verifying: prints unused
             probes.pages = None
             changed = True
+        from encoders import pageprint
+
+        if probes.verified is not None and (probes.pages is None or rec.get("verify_memo") != pageprint.memo_tag()):
+            probes.verified = None  # remembered under other verification settings: verify afresh
         n_labels = len(set(state.labels.tolist()))
         try:
             new = selfcal.measure(_StateView(state, str(self.path)), probes, len(state.ids), n_labels, settings,
@@ -91,7 +96,8 @@ class SelfCalibrationMixin:
             name = f"probes-{gen:04d}.parquet"
             atomic_write(self.path / name, probes.write, sync_dir=False)
             new["probes_file"] = name
-            for attr, (_, dtype) in _PROBE_ROWS.items():
+        for attr, (_, dtype) in _PROBE_ROWS.items():
+            if changed or attr in _REWRITTEN:
                 new[f"probes_{attr}_file"] = None
                 if getattr(probes, attr) is not None:
                     new[f"probes_{attr}_file"] = f"probes-{gen:04d}.{attr}.npy"

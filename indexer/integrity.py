@@ -22,11 +22,14 @@ from encoders.runtime import file_sha256  # noqa: F401  (re-exported: the one fi
 
 from .errors import GalleryCorruptError
 
+# The self-calibration record's files: probes, and per-probe local maps, capture prints and remembered deltas.
+PROBE_FILE_KEYS = ("probes_file", "probes_local_file", "probes_pages_file", "probes_verified_file")
+
 __all__ = ["Integrity", "file_sha256", "validate_manifest"]
 
 # Generation files are plain names in the gallery directory: no separators, no "..", no absolute paths.
 GENERATION_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|(exact|local|pages)-\d+(\.ids)?\.npy|probes-\d+\.parquet"
-                        r"|probes-\d+\.(local|pages)\.npy)$")
+                        r"|probes-\d+\.(local|pages|verified)\.npy)$")
 
 
 def _int(m: dict[str, Any], key: str, where: str, lo: int = 0, required: bool = True) -> None:
@@ -113,7 +116,7 @@ def validate_manifest(m: Any, where: str, nested: bool = False) -> None:
     if sc is not None:
         if not isinstance(sc, dict):
             raise GalleryCorruptError(f"{where}: manifest 'self_calibration' must be an object")
-        for key in ("probes_file", "probes_local_file", "probes_pages_file"):
+        for key in PROBE_FILE_KEYS:
             if sc.get(key) is not None:
                 _name(sc[key], f"self_calibration.{key}", where)
         if not isinstance(sc.get("table", []), list):

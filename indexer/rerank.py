@@ -80,7 +80,9 @@ def verify_top(scores: np.ndarray, ids: np.ndarray, prints: Sequence[object], ro
     """A (re-ranked) search result whose first ``k`` columns are verified by registration
     (encoders.pageprint.verify_deltas): each candidate's score moves by ``weight`` x its delta, and
     each row is re-sorted as a whole.  ``prints``: the queries' page prints (with their grey pages);
-    ``rows_of(ids)``: the exemplars' packed prints, of ``keypoints`` keypoints each."""
+    ``rows_of(ids)``: the exemplars' packed prints, of ``keypoints`` keypoints each.  A print with a
+    ``memo`` dict reuses the deltas it holds for the same candidates in the same order, and records new
+    ones (an exemplar's print never changes under its id)."""
     from encoders import pageprint
 
     scores = np.array(scores, dtype=np.float32)
@@ -92,8 +94,15 @@ def verify_top(scores: np.ndarray, ids: np.ndarray, prints: Sequence[object], ro
         cols = np.flatnonzero(head >= 0)
         if len(cols) < 2:
             continue
-        cands = [pageprint.unpack(row, keypoints) for row in rows_of(head[cols])]
-        scores[r, cols] += np.float32(weight) * pageprint.verify_deltas(prints[r], cands)
+        memo = getattr(prints[r], "memo", None)  # deltas this capture already has for these candidates
+        key = tuple(int(i) for i in head[cols])
+        delta = None if memo is None else memo.get(key)
+        if delta is None:
+            cands = [pageprint.unpack(row, keypoints) for row in rows_of(head[cols])]
+            delta = pageprint.verify_deltas(prints[r], cands)
+            if memo is not None:
+                memo[key] = delta
+        scores[r, cols] += np.float32(weight) * delta
     order = np.argsort(np.where(ids >= 0, -scores, np.inf), axis=1, kind="stable")
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 

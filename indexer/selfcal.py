@@ -100,6 +100,8 @@ class Probes:
     keys: list[str] = field(default_factory=list)  # before ids exist: the image sha256 each item_id indexes
     local: np.ndarray | None = None      # (n, cells, C) float16 local maps, for a gallery that re-ranks
     pages: np.ndarray | None = None      # (n, capture_row_bytes) uint8 packed capture prints, for one that verifies
+    verified: np.ndarray | None = None   # (n, MEMO_SLOTS, 2k) float64: candidate ids (-1: none) and their deltas
+                                         # from the last measurement, so a write re-verifies only what changed
 
     @classmethod
     def empty(cls, dim: int) -> "Probes":
@@ -115,7 +117,8 @@ class Probes:
     def keep(self, mask: np.ndarray) -> "Probes":
         return Probes(self.item_ids[mask], self.labels[mask], self.feats[mask], list(self.problems), self.seconds,
                       local=None if self.local is None else self.local[mask],
-                      pages=None if self.pages is None else self.pages[mask])
+                      pages=None if self.pages is None else self.pages[mask],
+                      verified=None if self.verified is None else self.verified[mask])
 
     def live(self, ids: np.ndarray) -> "Probes":
         """Only the probes of exemplars still in the gallery."""
@@ -130,7 +133,8 @@ class Probes:
                       np.concatenate([self.local, other.local]),
                       pages=other.pages if not len(self) else self.pages if not len(other) else
                       None if self.pages is None or other.pages is None else
-                      np.concatenate([self.pages, other.pages]))
+                      np.concatenate([self.pages, other.pages]),
+                      verified=_concat_memos(self, other))
 
     def write(self, fh: Any) -> None:
         dim = int(self.feats.shape[1])
@@ -150,6 +154,68 @@ class Probes:
             raise ValueError(f"{path}: probe vectors are not {dim}-d")
         return cls(t.column("item_id").to_numpy().astype(np.int64),
                    np.asarray(t.column("label").to_pylist(), dtype=object), feats.reshape(len(t), dim))
+
+
+MEMO_SLOTS = 2  # a probe is verified twice per measurement: against the whole gallery, and without its own type
+
+
+def _concat_memos(a: Probes, b: Probes) -> np.ndarray | None:
+    """Remembered deltas of two probe sets, one after the other (a set without any: rows of none)."""
+    have = [p.verified for p in (a, b) if p.verified is not None]
+    if not have:
+        return None
+    width = have[0].shape[2]
+    rows = [p.verified if p.verified is not None and p.verified.shape[2] == width
+            else np.full((len(p), MEMO_SLOTS, width), -1.0) for p in (a, b)]
+    return np.concatenate(rows)
+
+
+class _Memo(dict):
+    """A probe's remembered deltas by candidate ids; notes which ones this measurement used."""
+
+    def __init__(self, seed: dict) -> None:
+        super().__init__(seed)
+        self.used: list[tuple[int, ...]] = []
+
+    def _note(self, key: tuple[int, ...]) -> None:
+        if key in self.used:
+            self.used.remove(key)
+        self.used.append(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = super().get(key, default)
+        if value is not None:
+            self._note(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._note(key)
+
+
+def _memos(rows: np.ndarray | None, n: int, k: int) -> list[_Memo]:
+    """Per probe, the deltas remembered in ``rows`` ((n, MEMO_SLOTS, 2k), or None: nothing)."""
+    out = []
+    for i in range(n):
+        seed = {}
+        if rows is not None and rows.shape[2] == 2 * k:
+            for slot in np.asarray(rows[i]):
+                ids, deltas = slot[:k], slot[k:]
+                valid = ids >= 0
+                if valid.sum() >= 2:
+                    seed[tuple(int(x) for x in ids[valid])] = deltas[valid].astype(np.float32)
+        out.append(_Memo(seed))
+    return out
+
+
+def _memo_rows(memos: Sequence[_Memo], k: int) -> np.ndarray:
+    """The deltas each probe used in this measurement (its last MEMO_SLOTS), as rows to keep."""
+    out = np.full((len(memos), MEMO_SLOTS, 2 * k), -1.0)
+    for i, m in enumerate(memos):
+        for j, key in enumerate(m.used[-MEMO_SLOTS:]):
+            out[i, j, :len(key)] = key
+            out[i, j, k:k + len(key)] = m[key]
+    return out
 
 
 def _seed(key: str, k: int) -> int:
@@ -240,8 +306,10 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
     if local is not None and getattr(gallery, "verifies", False) and probes.pages is not None:
         from encoders import pageprint
 
-        kp = int(gallery.manifest["pages"]["keypoints"])
+        kp, k = int(gallery.manifest["pages"]["keypoints"]), int(gallery.manifest["pages"]["k"])
         pages = [pageprint.unpack_capture(r, kp) for r in probes.pages]
+        for p, memo in zip(pages, _memos(probes.verified, len(pages), k)):
+            p.memo = memo
     rec["scoring"] = "verified" if pages is not None else "reranked" if local is not None else "cosine"
     own = [str(x) for x in probes.labels.tolist()]
     ranked = O.ranked_labels(gallery, probes.feats, want=3, count=count, n_labels=n_labels, local=local, pages=pages)
@@ -249,6 +317,9 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
     # candidates would move the others' scores (and bias the threshold low); with the cosine both agree
     left_out = O.ranked_labels(gallery, probes.feats, want=2, count=count, n_labels=n_labels, local=local,
                                exclude=own, pages=pages) if local is not None else None
+    if pages is not None:  # what a later write need not verify again
+        probes.verified = _memo_rows([p.memo for p in pages], k)
+        rec["verify_memo"] = pageprint.memo_tag()
     scores = O.scores_from_ranked(ranked, own, leave_own_out=True, left_out=left_out)
     rows = O.dir_table(scores, rule, fpirs)
     measured = [r for r in rows if r["measurable"]]

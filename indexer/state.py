@@ -21,7 +21,7 @@ from . import items as items_mod
 from . import specs
 from .errors import GalleryCorruptError, GalleryError, NotAGalleryError
 from .exact import ExactStore, LocalStore, PagePrintStore
-from .integrity import GENERATION_FILE, Integrity, validate_manifest
+from .integrity import GENERATION_FILE, PROBE_FILE_KEYS, Integrity, validate_manifest
 
 FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
 MANIFEST = "manifest.json"
@@ -92,7 +92,7 @@ def generation_files(m: dict[str, Any]) -> list[str]:
         for seg in (m.get(key) or {}).get("segments") or []:
             out += [seg["vectors"], seg["ids"]]
     sc = m.get("self_calibration") or {}
-    for key in ("probes_file", "probes_local_file", "probes_pages_file"):
+    for key in PROBE_FILE_KEYS:
         if sc.get(key):
             out.append(sc[key])
     return out

@@ -243,3 +243,48 @@ def test_a_user_calibration_of_a_verifying_gallery_is_on_verified_scores(tmp_pat
     with pytest.raises(CalibrationError, match="tiny.png"):
         calibrate_gallery(str(g.path), str(labelled), local_encoder)
     assert Gallery.open(g.path).calibration["created_at"] == rec["created_at"]
+
+
+def test_a_write_re_verifies_only_the_probes_whose_candidates_changed(tmp_path, local_encoder, monkeypatch):
+    """Self-calibration remembers each probe's verified deltas by candidate ids: a write verifies again only
+    probes whose candidates changed, and measures exactly what verifying every probe afresh measures."""
+    import shutil
+
+    import cv2
+
+    from encoders import pageprint
+    from indexer.gallery import Gallery
+
+    from indexer_testdata import make_register
+
+    monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "1")
+    root, _ = _sibling_register(tmp_path / "register")
+    make_register(root, {f"other-{i}": 1 for i in range(8)})  # types a new sibling does not come near
+    g = Gallery.build(root, tmp_path / "a", local_encoder, verify=True, force=True)
+    sc = g.self_calibration
+    assert sc["probes_verified_file"] and sc["verify_memo"] == pageprint.memo_tag()
+    assert len(g.probes().verified) == sc["probes"]
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    new = tmp_path / "new.png"  # a fifth sibling: another block, registered as a new type
+    img = cv2.imread(str(root / "form-base" / "specimen.png"))
+    cv2.rectangle(img, (330, 40), (470, 120), (30, 30, 30), -1)
+    cv2.imwrite(str(new), img)
+
+    calls = []
+    real = pageprint.verify_deltas
+
+    def counted(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pageprint, "verify_deltas", counted)
+    Gallery.open(tmp_path / "a", encoder=local_encoder).add([new], label="form-top")
+    with_memo = len(calls)
+    calls.clear()
+    monkeypatch.setattr(pageprint, "memo_tag", lambda: "another verification")  # what was remembered lapses
+    Gallery.open(tmp_path / "b", encoder=local_encoder).add([new], label="form-top")
+    afresh = len(calls)
+    a, b = (Gallery.open(tmp_path / x).self_calibration for x in "ab")
+    assert a["table"] == b["table"] and a["top1_accuracy"] == b["top1_accuracy"]
+    assert with_memo < afresh / 2, (with_memo, afresh)  # the old probes were not verified again
+    assert b["verify_memo"] == "another verification"
