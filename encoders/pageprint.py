@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "decode_hw", "memo_tag", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
+__all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "decode_hw", "memo_tag", "StoredCapture",
+           "as_print", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
 
 SIDE = 320           # keypoints are found on the page shrunk to this longest side (blurred captures
                      # register more often there than at 640: 96 % against 88 % of a val sample)
@@ -173,6 +174,46 @@ def unpack(row: np.ndarray, keypoints: int = KEYPOINTS) -> PagePrint:
     o += keypoints * 128
     grid = np.frombuffer(row[o:].tobytes(), np.float16).reshape(GRID, GRID)
     return PagePrint(pts.astype(np.float32), des.copy(), (h, w), grid.astype(np.float32))
+
+
+class StoredCapture:
+    """A capture kept as its grey page only (PNG, ~30 KB instead of a 253 KB packed print), whose print
+    is made again when it is first needed: self-calibration keeps its probes so, and with their
+    remembered deltas (``memo``) most probes are never verified again.  Exact: with keypoints found at
+    GRAY_SIDE, the print made from the kept page has the same keypoints, descriptors and page."""
+
+    __slots__ = ("png", "keypoints", "side", "memo", "_print")
+
+    def __init__(self, png: bytes, keypoints: int = KEYPOINTS, side: int = SIDE) -> None:
+        if int(side) != GRAY_SIDE:
+            raise ValueError(f"a capture kept as its grey page needs keypoints found at {GRAY_SIDE} px, not {side}")
+        self.png, self.keypoints, self.side = png, int(keypoints), int(side)
+        self.memo: dict[tuple[int, ...], np.ndarray] | None = None
+        self._print: PagePrint | None = None
+
+    @classmethod
+    def of_image(cls, bgr_or_gray: np.ndarray, keypoints: int = KEYPOINTS, side: int = SIDE) -> "StoredCapture":
+        """A capture (any size; BGR or grey uint8) kept as the grey page its print would keep."""
+        g = bgr_or_gray if bgr_or_gray.ndim == 2 else cv2.cvtColor(bgr_or_gray, cv2.COLOR_BGR2GRAY)
+        if g.dtype != np.uint8 or min(g.shape) < 8:
+            raise ValueError(f"a page print needs a uint8 image of at least 8 x 8 pixels, got {g.dtype} {g.shape}")
+        ok, buf = cv2.imencode(".png", _shrunk(g, GRAY_SIDE))
+        if not ok:
+            raise ValueError("cannot encode the capture's grey page")
+        return cls(buf.tobytes(), keypoints, side)
+
+    def page_print(self) -> PagePrint:
+        if self._print is None:
+            g = cv2.imdecode(np.frombuffer(self.png, np.uint8), cv2.IMREAD_GRAYSCALE)
+            if g is None:
+                raise ValueError("a stored capture's grey page cannot be decoded")
+            self._print = of_image(g, self.keypoints, keep_gray=True, side=self.side)
+        return self._print
+
+
+def as_print(q: "PagePrint | StoredCapture") -> PagePrint:
+    """The print of a capture, made now if it was kept as its grey page."""
+    return q.page_print() if isinstance(q, StoredCapture) else q
 
 
 _matcher = cv2.BFMatcher(cv2.NORM_L2)  # exact: FLANN's randomised trees made verdicts depend on call order

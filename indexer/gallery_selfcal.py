@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import selfcal
 from .atomic import atomic_write
@@ -26,8 +27,38 @@ if TYPE_CHECKING:
 
 # Per-probe arrays kept beside the probes file (probes-N.<attr>.npy; manifest key probes_<attr>_file), for a
 # gallery that re-ranks (local maps) or verifies (packed capture prints): attribute -> (ndim, dtype).
-_PROBE_ROWS = {"local": (3, np.float16), "pages": (2, np.uint8), "verified": (3, np.float64)}
+_PROBE_ROWS = {"local": (3, np.float16), "pages": (1, object), "verified": (3, np.float64)}
 _REWRITTEN = ("verified",)  # small, and new after every measurement: written with every generation
+_SUFFIX = {"pages": "parquet"}  # capture pages are PNG bytes of varying length: a Parquet binary column
+
+
+def _write_rows(fh: Any, rows: np.ndarray) -> None:
+    if rows.dtype == object:
+        pq.write_table(pa.table({"png": pa.array(list(rows), pa.binary())}), fh)
+    else:
+        np.save(fh, rows, allow_pickle=False)
+
+
+def _read_rows(path: Path) -> np.ndarray:
+    if path.suffix == ".parquet":
+        t = pq.read_table(path)
+        if t.schema.names != ["png"]:
+            raise ValueError(f"not a probe pages file (columns {t.schema.names})")
+        out = np.empty(len(t), dtype=object)
+        out[:] = t.column("png").to_pylist()
+        return out
+    rows = np.load(path, mmap_mode="r", allow_pickle=False)
+    if path.name.endswith(".pages.npy"):  # written before probes kept only their grey pages: packed prints
+        from encoders import pageprint
+
+        fixed = pageprint.capture_row_bytes(0)
+        kp = (rows.shape[1] - fixed) // (pageprint.capture_row_bytes(1) - fixed) if rows.ndim == 2 else 0
+        out = np.empty(len(rows), dtype=object)
+        for i, row in enumerate(rows):
+            p = pageprint.unpack_capture(np.asarray(row), kp)
+            out[i] = pageprint.StoredCapture.of_image(p.gray).png
+        return out
+    return rows
 
 
 class SelfCalibrationMixin:
@@ -53,7 +84,7 @@ class SelfCalibrationMixin:
             for attr, (ndim, dtype) in _PROBE_ROWS.items():
                 file = rec.get(f"probes_{attr}_file")
                 if file:
-                    rows = np.load(self.path / file, mmap_mode="r", allow_pickle=False)
+                    rows = _read_rows(self.path / file)
                     if rows.ndim != ndim or len(rows) != len(probes) or rows.dtype != dtype:
                         raise ValueError(f"{file} holds {rows.shape} {rows.dtype} rows for {len(probes)} probes")
                     setattr(probes, attr, rows)
@@ -100,10 +131,10 @@ class SelfCalibrationMixin:
             if changed or attr in _REWRITTEN:
                 new[f"probes_{attr}_file"] = None
                 if getattr(probes, attr) is not None:
-                    new[f"probes_{attr}_file"] = f"probes-{gen:04d}.{attr}.npy"
-                    rows = np.ascontiguousarray(getattr(probes, attr), dtype=dtype)
+                    new[f"probes_{attr}_file"] = f"probes-{gen:04d}.{attr}.{_SUFFIX.get(attr, 'npy')}"
+                    rows = np.asarray(getattr(probes, attr), dtype=dtype)
                     atomic_write(self.path / new[f"probes_{attr}_file"],
-                                 lambda fh, rows=rows: np.save(fh, rows, allow_pickle=False), sync_dir=False)
+                                 lambda fh, rows=rows: _write_rows(fh, rows), sync_dir=False)
         new["probe_seconds"] = round(added.seconds, 3) if added is not None else 0.0
         if result is not None:
             if added is not None and added.problems:

@@ -29,7 +29,7 @@ __all__ = ["Integrity", "file_sha256", "validate_manifest"]
 
 # Generation files are plain names in the gallery directory: no separators, no "..", no absolute paths.
 GENERATION_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|(exact|local|pages)-\d+(\.ids)?\.npy|probes-\d+\.parquet"
-                        r"|probes-\d+\.(local|pages|verified)\.npy)$")
+                        r"|probes-\d+\.(local|pages|verified)\.npy|probes-\d+\.pages\.parquet)$")
 
 
 def _int(m: dict[str, Any], key: str, where: str, lo: int = 0, required: bool = True) -> None:

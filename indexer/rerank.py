@@ -99,7 +99,7 @@ def verify_top(scores: np.ndarray, ids: np.ndarray, prints: Sequence[object], ro
         delta = None if memo is None else memo.get(key)
         if delta is None:
             cands = [pageprint.unpack(row, keypoints) for row in rows_of(head[cols])]
-            delta = pageprint.verify_deltas(prints[r], cands)
+            delta = pageprint.verify_deltas(pageprint.as_print(prints[r]), cands)
             if memo is not None:
                 memo[key] = delta
         scores[r, cols] += np.float32(weight) * delta

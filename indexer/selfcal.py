@@ -99,7 +99,8 @@ class Probes:
     seconds: float = 0.0                 # time spent simulating and encoding them
     keys: list[str] = field(default_factory=list)  # before ids exist: the image sha256 each item_id indexes
     local: np.ndarray | None = None      # (n, cells, C) float16 local maps, for a gallery that re-ranks
-    pages: np.ndarray | None = None      # (n, capture_row_bytes) uint8 packed capture prints, for one that verifies
+    pages: np.ndarray | None = None      # (n,) object: each capture's grey page as PNG bytes (its print is made
+                                         # again when needed: encoders.pageprint.StoredCapture), for one that verifies
     verified: np.ndarray | None = None   # (n, MEMO_SLOTS, 2k) float64: candidate ids (-1: none) and their deltas
                                          # from the last measurement, so a write re-verifies only what changed
 
@@ -256,8 +257,7 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
             from encoders import pageprint
 
             hw = pageprint.decode_hw(encoder.input_size, prints[1])
-            rows += [pageprint.pack_capture(pageprint.of_image(read_image(c, hw), prints[0], keep_gray=True,
-                                                               side=prints[1]), prints[0]) for c in caps]
+            rows += [pageprint.StoredCapture.of_image(read_image(c, hw), prints[0], prints[1]).png for c in caps]
         ids += [item_id] * per_type
         labels += [label] * per_type
         if progress is not None:
@@ -265,9 +265,8 @@ def make_probes(exemplars: Sequence[tuple[int, str, Any, str]], encoder: Any, pe
     feats, local = out.result()
     pages = None
     if prints is not None:
-        from encoders import pageprint
-
-        pages = np.stack(rows) if rows else np.zeros((0, pageprint.capture_row_bytes(prints[0])), np.uint8)
+        pages = np.empty(len(rows), dtype=object)
+        pages[:] = rows
     return Probes(np.asarray(ids, np.int64), np.asarray(labels, dtype=object), feats, problems, local=local,
                   pages=pages)
 
@@ -306,8 +305,9 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
     if local is not None and getattr(gallery, "verifies", False) and probes.pages is not None:
         from encoders import pageprint
 
-        kp, k = int(gallery.manifest["pages"]["keypoints"]), int(gallery.manifest["pages"]["k"])
-        pages = [pageprint.unpack_capture(r, kp) for r in probes.pages]
+        rec_pages = gallery.manifest["pages"]
+        kp, k = int(rec_pages["keypoints"]), int(rec_pages["k"])
+        pages = [pageprint.StoredCapture(png, kp, int(rec_pages["side"])) for png in probes.pages]
         for p, memo in zip(pages, _memos(probes.verified, len(pages), k)):
             p.memo = memo
     rec["scoring"] = "verified" if pages is not None else "reranked" if local is not None else "cosine"

@@ -85,3 +85,34 @@ def test_a_capture_that_registers_onto_nothing_leaves_the_scores_alone() -> None
     assert np.array_equal(P.verify_deltas(q, prints), np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="keep_gray"):
         P.verify_deltas(P.of_image(_page(1)), prints)
+
+
+def test_a_capture_kept_as_its_grey_page_verifies_exactly_as_its_print(tmp_path) -> None:
+    """Self-calibration keeps its probes as grey pages (PNG): the print made again from one has the same
+    keypoints and descriptors, and verification gives the same deltas, as the capture's own print; probe
+    pages stored the older way (packed capture prints) are read into the same."""
+    from indexer.gallery_selfcal import _read_rows
+
+    base = _page(3)
+    sibs = [base.copy() for _ in range(3)]
+    cv2.rectangle(sibs[1], (60, 560), (200, 640), 20, -1)
+    sibs[2][40:120, 300:480] = 235
+    cands = [P.unpack(P.pack(P.of_image(s))) for s in sibs]
+    for seed, big in ((5, False), (6, True)):  # a capture smaller and one larger than the grey page kept
+        cap = cv2.cvtColor(_warp(cv2.resize(base, None, fx=2, fy=2) if big else base, seed), cv2.COLOR_GRAY2BGR)
+        own = P.of_image(cap, keep_gray=True)
+        kept = P.StoredCapture.of_image(cap)
+        assert len(kept.png) < P.capture_row_bytes() / 3  # the point: a fraction of a packed capture print
+        again = kept.page_print()
+        assert np.array_equal(again.pts, own.pts) and np.array_equal(again.des, own.des)
+        assert np.array_equal(again.gray, own.gray) and again.size == own.size
+        assert np.array_equal(P.verify_deltas(again, cands), P.verify_deltas(own, cands))
+        assert np.any(P.verify_deltas(again, cands) != 0)
+    legacy = tmp_path / "probes-0001.pages.npy"
+    np.save(legacy, np.stack([P.pack_capture(own)]))
+    (png,) = _read_rows(legacy)
+    assert np.array_equal(P.StoredCapture(png).page_print().des, own.des)
+    with pytest.raises(ValueError, match="at least 8"):
+        P.StoredCapture.of_image(np.zeros((4, 40), np.uint8))
+    with pytest.raises(ValueError, match="keypoints found at"):
+        P.StoredCapture(png, side=640)
