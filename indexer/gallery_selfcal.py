@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from .state import State as _State
 
 
-# Per-probe arrays kept beside the probes file (probes-N.<attr>.npy; manifest key probes_<attr>_file), for a
-# gallery that re-ranks (local maps) or verifies (packed capture prints): attribute -> (ndim, dtype).
+# Per-probe arrays kept beside the probes file (probes-N.<attr>.npy, or .parquet; manifest key
+# probes_<attr>_file): local maps for a gallery that re-ranks; for one that verifies, each capture's grey page
+# (PNG) and the deltas its last measurement verified (by candidate ids).  Attribute -> (ndim, dtype).
 _PROBE_ROWS = {"local": (3, np.float16), "pages": (1, object), "verified": (3, np.float64)}
 _REWRITTEN = ("verified",)  # small, and new after every measurement: written with every generation
 _SUFFIX = {"pages": "parquet"}  # capture pages are PNG bytes of varying length: a Parquet binary column
