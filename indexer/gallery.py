@@ -475,22 +475,23 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
     def _store_bytes(self, store: ExactStore) -> int:
         return sum((self.path / f).stat().st_size for f in store.files)
 
-    def _pages_stats(self) -> dict[str, Any] | None:
-        st, rec = self._s.pages, self._s.verify
+    def _per_exemplar_stats(self, st: Any, rec: dict[str, Any] | None, **extra: Any) -> dict[str, Any] | None:
+        """Size and settings of a per-exemplar store (local maps, page prints), None when there is none."""
         if st is None or rec is None:
             return None
         size = self._store_bytes(st)
         return {"rows": st.rows, "bytes": size, "bytes_per_exemplar": round(size / max(st.rows, 1), 1),
-                "segments": len(st.segments), "keypoints": rec["keypoints"], "side": rec["side"],
-                "weight": rec["weight"]}
+                "segments": len(st.segments), **extra, "weight": rec["weight"]}
+
+    def _pages_stats(self) -> dict[str, Any] | None:
+        rec = self._s.verify
+        return self._per_exemplar_stats(self._s.pages, rec, **({} if rec is None else
+                                        {"keypoints": rec["keypoints"], "side": rec["side"]}))
 
     def _local_stats(self) -> dict[str, Any] | None:
         st, rec = self._s.local, self._s.rerank
-        if st is None or rec is None:
-            return None
-        size = self._store_bytes(st)
-        return {"rows": st.rows, "bytes": size, "bytes_per_exemplar": round(size / max(st.rows, 1), 1),
-                "segments": len(st.segments), "shape": list(st.shape), "k": rec["k"], "weight": rec["weight"]}
+        return self._per_exemplar_stats(st, rec, **({} if st is None or rec is None else
+                                        {"shape": list(st.shape), "k": rec["k"]}))
 
     # ------------------------------------------------------------------ writing
     def add(self, paths: Sequence[str | os.PathLike], label: str | None = None, force: bool = False,

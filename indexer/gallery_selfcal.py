@@ -73,16 +73,18 @@ class SelfCalibrationMixin:
         return self._stored_probes(self._s.manifest.get("self_calibration") or {})
 
     def _probed_labels(self) -> set[str]:
-        return set(self._stored_probes(self._s.manifest.get("self_calibration") or {}).labels.tolist())
+        # labels only: every add asks, and the per-probe files (capture pages, maps) are large
+        return set(self._stored_probes(self._s.manifest.get("self_calibration") or {}, rows=False).labels.tolist())
 
-    def _stored_probes(self, rec: dict[str, Any], dim: int | None = None) -> selfcal.Probes:
+    def _stored_probes(self, rec: dict[str, Any], dim: int | None = None, rows: bool = True) -> selfcal.Probes:
+        """The probes ``rec`` names; with ``rows``, also their per-probe files (_PROBE_ROWS)."""
         dim = self.dim if dim is None else dim
         name = rec.get("probes_file")
         if not name:
             return selfcal.Probes.empty(dim)
         try:
             probes = selfcal.Probes.read(self.path / name, dim)
-            for attr, (ndim, dtype) in _PROBE_ROWS.items():
+            for attr, (ndim, dtype) in (_PROBE_ROWS.items() if rows else ()):
                 file = rec.get(f"probes_{attr}_file")
                 if file:
                     rows = _read_rows(self.path / file)

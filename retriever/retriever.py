@@ -320,24 +320,10 @@ class Retriever:
             raise RetrieverError(f"{len(sources)} sources for {n} feature rows")
         if n == 0:
             return []
-        if self.reranks:
-            if local is None:
-                raise RetrieverError(f"gallery {self.gallery_name} re-ranks by local maps and its thresholds are "
-                                     "for re-ranked scores: pass the queries' maps (local=, from "
-                                     "encoder.encode_batch(x, local=True))")
-            if len(local) != n:
-                raise RetrieverError(f"{len(local)} local maps for {n} feature rows")
-        else:
-            local = None
-        if self.verifies:
-            if pages is None:
-                raise RetrieverError(f"gallery {self.gallery_name} verifies by registration and its thresholds are "
-                                     "for verified scores: pass the queries' page prints (pages=, from "
-                                     "Retriever.page_print(image))")
-            if len(pages) != n:
-                raise RetrieverError(f"{len(pages)} page prints for {n} feature rows")
-        else:
-            pages = None
+        local = self._per_row(local, n, self.reranks, "local maps", "re-ranks by local maps", "re-ranked",
+                              "local=, from encoder.encode_batch(x, local=True)")
+        pages = self._per_row(pages, n, self.verifies, "page prints", "verifies by registration", "verified",
+                              "pages=, from Retriever.page_print(image)")
         feats = np.ascontiguousarray(feats)
         best_ids: list[dict[str, int]] = []
         ranked = self._ranked_labels(feats, best_ids, self.labels if labels is None else labels, local, pages)
@@ -360,6 +346,18 @@ class Retriever:
                               top_k_ids=flat_ids[at:at + len(top)], top_k_sources=flat_src[at:at + len(top)]))
             at += len(top)
         return out
+
+    def _per_row(self, values: Any, n: int, needed: bool, what: str, does: str, scores: str, how: str) -> Any:
+        """Per-query inputs the gallery's scoring needs (local maps, page prints): checked, or None when the
+        gallery does not use them."""
+        if not needed:
+            return None
+        if values is None:
+            raise RetrieverError(f"gallery {self.gallery_name} {does} and its thresholds are for {scores} scores: "
+                                 f"pass the queries' {what} ({how})")
+        if len(values) != n:
+            raise RetrieverError(f"{len(values)} {what} for {n} feature rows")
+        return values
 
     def _ranked_labels(self, feats: np.ndarray, best_ids: list[dict[str, int]] | None = None,
                        labels: Sequence[str] | None = None, local: np.ndarray | None = None,
