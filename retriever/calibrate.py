@@ -24,7 +24,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -36,8 +37,8 @@ from . import openset as O
 from .errors import CalibrationError
 from .thresholds import scoring_for, scoring_of
 
-__all__ = ["CalibrationError", "UNKNOWN_DIR", "calibrate_gallery", "calibration_from_scores", "scan_labelled_dir",
-           "score_against_gallery"]
+__all__ = ["CalibrationError", "UNKNOWN_DIR", "EncodedBlock", "GalleryScorer", "calibrate_gallery",
+           "calibration_from_scores", "encode_pages", "iter_encoded", "scan_labelled_dir", "score_against_gallery"]
 
 UNKNOWN_DIR = "unknown"
 # Bound on the (queries x gallery items) search results held at once.
@@ -92,61 +93,87 @@ def scan_labelled_dir(labelled_dir: str | os.PathLike) -> tuple[list[tuple[Path,
     return known, unknown
 
 
-def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, local: bool = False,
-                 prints: dict[str, Any] | None = None) -> tuple[np.ndarray, list[int], np.ndarray | None, list | None]:
-    """Features of every page of ``paths``, per row the index of its path, (``local``) the pages'
-    local maps for a gallery that re-ranks (else None), and (``prints``: a verifying gallery's
-    manifest ``pages`` record) the pages' prints, made as the retriever makes them (else None).
+@dataclass
+class EncodedBlock:
+    """One batch of encoded pages: per row the index of its path, features, and what the gallery's
+    scoring needs besides (local maps for one that re-ranks, page prints for one that verifies)."""
+    owners: list[int]
+    feats: np.ndarray
+    maps: np.ndarray | None
+    prints: list | None
 
-    Reads every file even after one fails, then raises :class:`CalibrationError` listing each
-    unreadable file or page: a calibration needs all of its captures, and the user fixes them in one go.
+
+def iter_encoded(encoder: Any, paths: Sequence[Path], batch_size: int = 32, local: bool = False,
+                 prints: dict[str, Any] | None = None) -> Iterator[EncodedBlock]:
+    """Every page of ``paths`` encoded, a batch at a time, so a caller that scores each block and lets it
+    go holds one batch of page prints (~250 KB each), not every capture's.
+
+    ``local``: the pages' local maps too; ``prints`` (a verifying gallery's manifest ``pages`` record):
+    their prints, made as the retriever makes them.  Once a file or page fails, no more blocks come, but
+    every file is still read; then :class:`CalibrationError` lists each unreadable file or page: a
+    calibration needs all of its captures, and the user fixes them in one go.
     """
     from encoders.decode import DecodeError
+    from encoders.local import Encoded
     from encoders.pages import iter_pages
     from encoders.preprocess import preprocess
 
-    from encoders.local import Encoded
-
-    out = Encoded(encoder, local)
     owners: list[int] = []
     buf: list[np.ndarray] = []
+    made: list[Any] = []
     bad: list[str] = []
-    made: list[Any] | None = None if prints is None else []
     target = tuple(encoder.input_size)
     if prints is not None:  # decoded as Retriever.decode_size decodes for a verifying gallery
         from encoders import pageprint
 
         target = pageprint.decode_hw(target, int(prints["side"]))
 
-    def flush() -> None:
+    def block() -> EncodedBlock:
+        out = Encoded(encoder, local)
         out.add(np.stack(buf))
-        buf.clear()
+        feats, maps = out.result()
+        done = EncodedBlock(list(owners), feats, maps, list(made) if prints is not None else None)
+        owners.clear(), buf.clear(), made.clear()
+        return done
 
     for i, path in enumerate(paths):
         for page, img in iter_pages(str(path), target):
             if isinstance(img, DecodeError):
                 bad.append(str(img))
                 continue
-            if made is not None:
+            if prints is not None:
                 try:
                     pp = pageprint.of_image(img, int(prints["keypoints"]), keep_gray=True, side=int(prints["side"]))
                 except ValueError as exc:  # a page too small to print
                     bad.append(f"{path} (page {page}): {exc}")
                     continue
+            if bad:  # once one capture is bad nothing is scored: keep reading, stop encoding
+                continue
             owners.append(i)
-            if not bad:  # once one capture is bad nothing is scored: keep reading, stop encoding
-                buf.append(preprocess(img, encoder.contract))
-                if made is not None:
-                    made.append(pp)
-                if len(buf) >= batch_size:
-                    flush()
+            buf.append(preprocess(img, encoder.contract))
+            if prints is not None:
+                made.append(pp)
+            if len(buf) >= batch_size:
+                yield block()
     if bad:
         shown = "\n".join(f"  - {b}" for b in bad[:20]) + (f"\n  ... ({len(bad)} in all)" if len(bad) > 20 else "")
         raise CalibrationError(f"cannot read {len(bad)} capture(s) or page(s); nothing was measured:\n{shown}")
     if buf:
-        flush()
-    feats, maps = out.result()
-    return feats, owners, maps, made
+        yield block()
+
+
+def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, local: bool = False,
+                 prints: dict[str, Any] | None = None) -> tuple[np.ndarray, list[int], np.ndarray | None, list | None]:
+    """:func:`iter_encoded` gathered: (features, per row the index of its path, local maps or None,
+    page prints or None) of every page."""
+    blocks = list(iter_encoded(encoder, paths, batch_size, local, prints))
+    dim = int(encoder.dim)
+    feats = np.concatenate([b.feats for b in blocks]) if blocks else np.zeros((0, dim), np.float32)
+    maps = None
+    if local:
+        maps = np.concatenate([b.maps for b in blocks]) if blocks else np.zeros((0, *encoder.local_shape), np.float16)
+    made = None if prints is None else [p for b in blocks for p in b.prints]
+    return feats, [o for b in blocks for o in b.owners], maps, made
 
 
 def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: np.ndarray,
@@ -189,55 +216,78 @@ def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: n
     return wanted
 
 
+class GalleryScorer:
+    """Per-type best scores of captures, from the gallery's own search (what the retriever sees),
+    gathered block by block: a caller may feed captures as it encodes them and let each block go.
+
+    Searches each capture against all gallery items (k = count) in blocks of at most ``max_block``
+    results; a type an approximate index does not return scores -inf (the retriever could not return it
+    either).  ``local``: the captures' local maps, for a gallery that re-ranks (its search then re-scores
+    the top candidates); ``pages``: their page prints, for a gallery that verifies.
+    """
+
+    def __init__(self, gallery: _GalleryLike, types: Sequence[str], max_block: int = MAX_BLOCK) -> None:
+        self.gallery = gallery
+        self.types = np.asarray(sorted(types))
+        self.count = int(gallery.manifest["count"])
+        self.step = max(1, max_block // max(1, self.count))
+        self._acc = M.ScoreAccumulator(self.types, n_exemplars=self.count, unknown_as_negatives=True)
+        self._loo: list[np.ndarray] = []  # (m, 2) best and second other type, searched without the own type
+
+    def _type_scores(self, feats: np.ndarray, local: np.ndarray | None, pages: Sequence[Any] | None):
+        for i in range(0, len(feats), self.step):
+            kw: dict[str, Any] = {} if local is None else {"local": local[i:i + self.step]}
+            if pages is not None:
+                kw["pages"] = pages[i:i + self.step]
+            scores, ids = self.gallery.search(feats[i:i + self.step], self.count, **kw)
+            valid = ids >= 0
+            rows = np.nonzero(valid)[0]
+            labels = np.asarray(self.gallery.labels_of(ids[valid])).astype(str)
+            out = np.full((len(scores), len(self.types)), -np.inf, dtype=np.float32)
+            np.maximum.at(out, (rows, np.searchsorted(self.types, labels)), scores[valid].astype(np.float32))
+            yield i, out
+
+    def add_known(self, feats: np.ndarray, labels: Sequence[str], local: np.ndarray | None = None,
+                  pages: Sequence[Any] | None = None) -> None:
+        """Captures of registered types, ``labels`` their gallery labels."""
+        feats = np.asarray(feats, dtype=np.float32)
+        kl = np.asarray(labels).astype(str)
+        true_idx = np.searchsorted(self.types, kl)
+        for i, block in self._type_scores(feats, local, pages):
+            self._acc.add_known(block, true_idx[i:i + len(block)])
+        if local is not None and len(self.types) >= 2 and len(feats):
+            # leave one type out by searching without it: with re-ranking, the own type's exemplar among the
+            # candidates would move the others' scores, so dropping it from this ranking is not the same
+            left = O.ranked_labels(self.gallery, feats, 2, self.count, len(self.types), local=local,
+                                   exclude=[str(x) for x in kl], pages=pages)
+            self._loo.append(np.asarray([[r[0][1] if r else np.nan, r[1][1] if len(r) > 1 else np.nan]
+                                         for r in left], dtype=np.float32).reshape(-1, 2))
+
+    def add_unknown(self, feats: np.ndarray, local: np.ndarray | None = None,
+                    pages: Sequence[Any] | None = None) -> None:
+        """Captures of types not in the gallery."""
+        for _, block in self._type_scores(np.asarray(feats, dtype=np.float32), local, pages):
+            self._acc.add_unknown(block)
+
+    def finish(self) -> M.ScoreSets:
+        sets = self._acc.finish()
+        if self._loo:
+            loo = np.concatenate(self._loo)
+            sets.known_loo_best, sets.known_loo_second = loo[:, 0].copy(), loo[:, 1].copy()
+        return sets
+
+
 def score_against_gallery(gallery: _GalleryLike, types: Sequence[str], known_feats: np.ndarray,
                           known_labels: Sequence[str], unknown_feats: np.ndarray | None = None,
                           max_block: int = MAX_BLOCK, known_local: np.ndarray | None = None,
                           unknown_local: np.ndarray | None = None, known_pages: Sequence[Any] | None = None,
                           unknown_pages: Sequence[Any] | None = None) -> M.ScoreSets:
-    """Per-type best scores of every capture, from the gallery's own search (what the retriever sees).
-
-    Searches each capture against all gallery items (k = count) in blocks; a type an approximate
-    index does not return scores -inf (the retriever could not return it either).  ``*_local``: the
-    captures' local maps, for a gallery that re-ranks (its search then re-scores the top candidates).
-    ``*_pages``: their page prints, for a gallery that verifies (its search then verifies them).
-    """
-    types = np.asarray(sorted(types))
-    count = int(gallery.manifest["count"])
-    acc = M.ScoreAccumulator(types, n_exemplars=count, unknown_as_negatives=True)
-    step = max(1, max_block // max(1, count))
-
-    def blocks(feats: np.ndarray, local: np.ndarray | None, pages: Sequence[Any] | None):
-        feats = np.asarray(feats, dtype=np.float32)
-        for i in range(0, len(feats), step):
-            kw: dict[str, Any] = {} if local is None else {"local": local[i:i + step]}
-            if pages is not None:
-                kw["pages"] = pages[i:i + step]
-            scores, ids = gallery.search(feats[i:i + step], count, **kw)
-            m = len(scores)
-            valid = ids >= 0
-            rows = np.nonzero(valid)[0]
-            labels = np.asarray(gallery.labels_of(ids[valid])).astype(str)
-            tidx = np.searchsorted(types, labels)
-            out = np.full((m, len(types)), -np.inf, dtype=np.float32)
-            np.maximum.at(out, (rows, tidx), scores[valid].astype(np.float32))
-            yield i, out
-
-    kl = np.asarray(known_labels).astype(str)
-    true_idx = np.searchsorted(types, kl)
-    for i, block in blocks(known_feats, known_local, known_pages):
-        acc.add_known(block, true_idx[i:i + len(block)])
+    """:class:`GalleryScorer` over captures held in memory at once."""
+    scorer = GalleryScorer(gallery, types, max_block)
+    scorer.add_known(known_feats, known_labels, known_local, known_pages)
     if unknown_feats is not None and len(unknown_feats):
-        for _, block in blocks(unknown_feats, unknown_local, unknown_pages):
-            acc.add_unknown(block)
-    sets = acc.finish()
-    if known_local is not None and len(types) >= 2 and len(known_feats):
-        # leave one type out by searching without it: with re-ranking, the own type's exemplar among the
-        # candidates would move the others' scores, so dropping it from this ranking is not the same
-        left = O.ranked_labels(gallery, np.asarray(known_feats, dtype=np.float32), 2, count, len(types),
-                               local=known_local, exclude=[str(x) for x in kl], pages=known_pages)
-        sets.known_loo_best = np.asarray([r[0][1] if r else np.nan for r in left], dtype=np.float32)
-        sets.known_loo_second = np.asarray([r[1][1] if len(r) > 1 else np.nan for r in left], dtype=np.float32)
-    return sets
+        scorer.add_unknown(unknown_feats, unknown_local, unknown_pages)
+    return scorer.finish()
 
 
 def open_set_from_scores(sets: M.ScoreSets, source: str, fpirs: Sequence[float] = O.DEFAULT_FPIRS
@@ -314,13 +364,13 @@ def calibration_from_scores(sets: M.ScoreSets, fprs: Sequence[float], source: st
 
 
 def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
-                      fprs: Sequence[float] | None = None) -> dict[str, Any]:
+                      fprs: Sequence[float] | None = None, batch_size: int = 32) -> dict[str, Any]:
     """Measure the TPR@FPR table of ``gallery_path`` on ``labelled_dir`` and store it in its manifest.
 
     ``fprs=None`` measures the default rows (1e-5 .. 1e-1) that the data allows and lists the
     others under ``not_measurable``; explicit ``fprs`` are all required, else CalibrationError.
     Returns the stored record (``table``, ``source``, ``n_pos``, ``n_neg``, ``register_size``,
-    ``table_markdown``, ...).
+    ``table_markdown``, ...).  ``batch_size``: captures encoded, and then scored, at a time.
     """
     from indexer.gallery import Gallery
 
@@ -332,17 +382,24 @@ def calibrate_gallery(gallery_path: str, labelled_dir: str, encoder: Any,
     wanted = _check_data(str(labelled_dir), [lab for _, lab in known], len(unknown), types,
                          None if fprs is None else list(fprs))
     scoring = scoring_for(encoder, g)
-    feats, owners, maps, prints = encode_pages(  # one pass: every bad file named
-        encoder, [p for p, _ in known] + unknown, local=scoring in ("reranked", "verified"),
-        prints=g.manifest["pages"] if scoring == "verified" else None)
-    is_known = np.asarray(owners, dtype=np.int64) < len(known)
-    uf = feats[~is_known] if unknown else None
-    pick = (lambda rows, mask: None if rows is None else [x for x, m in zip(rows, mask) if m])  # noqa: E731
-    sets = score_against_gallery(g, types, feats[is_known], [known[i][1] for i in owners if i < len(known)], uf,
-                                 known_local=None if maps is None else maps[is_known],
-                                 unknown_local=None if maps is None or not unknown else maps[~is_known],
-                                 known_pages=pick(prints, is_known),
-                                 unknown_pages=pick(prints, ~is_known) if unknown else None)
+    # captures are scored block by block as they are encoded: a verifying gallery's prints (~250 KB a page)
+    # are let go after their block, so memory does not grow with the number of captures
+    scorer = GalleryScorer(g, types)
+    paths = [p for p, _ in known] + unknown
+    for b in iter_encoded(encoder, paths, batch_size, local=scoring in ("reranked", "verified"),
+                          prints=g.manifest["pages"] if scoring == "verified" else None):
+        is_known = np.asarray(b.owners, dtype=np.int64) < len(known)
+        for mask, kind in ((is_known, "known"), (~is_known, "unknown")):
+            if not mask.any():
+                continue
+            local = None if b.maps is None else b.maps[mask]
+            pages = None if b.prints is None else [x for x, m in zip(b.prints, mask) if m]
+            if kind == "known":
+                scorer.add_known(b.feats[mask], [known[i][1] for i, m in zip(b.owners, mask) if m], local, pages)
+            else:
+                scorer.add_unknown(b.feats[mask], local, pages)
+        del b
+    sets = scorer.finish()
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     record = calibration_from_scores(sets, wanted, f"user calibration {Path(labelled_dir).resolve()} {date}")
     record["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}

@@ -245,6 +245,61 @@ def test_a_user_calibration_of_a_verifying_gallery_is_on_verified_scores(tmp_pat
     assert Gallery.open(g.path).calibration["created_at"] == rec["created_at"]
 
 
+def test_a_user_calibration_holds_one_batch_of_prints_at_a_time(tmp_path, local_encoder, monkeypatch):
+    """Captures are scored as they are encoded: a verifying gallery's calibration keeps at most one batch of
+    page prints alive (~250 KB each), and measures what scoring them all at once measures."""
+    import gc
+    import weakref
+
+    import cv2
+
+    from encoders import pageprint
+    from indexer.gallery import Gallery
+    from retriever import calibrate as C
+    from test_pageprint import _warp
+
+    monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "0")
+    root, _ = _sibling_register(tmp_path / "register")
+    labelled = tmp_path / "labelled"
+    for lab in ("form-base", "form-block", "form-blank", "form-marks", "unknown"):
+        (labelled / lab).mkdir(parents=True)
+        page = cv2.imread(str(root / ("form-base" if lab == "unknown" else lab) / "specimen.png"), cv2.IMREAD_GRAYSCALE)
+        for seed in (5, 6, 7):
+            img = _warp(page, seed)
+            if lab == "unknown":
+                img = cv2.rectangle(img.copy(), (10 + 20 * seed, 40), (60 + 20 * seed, 90), 0, -1)
+            cv2.imwrite(str(labelled / lab / f"{seed}.jpg"), cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    g = Gallery.build(root, tmp_path / "g", local_encoder, verify=True, force=True)
+
+    refs: list[weakref.ref] = []
+    made = pageprint.of_image
+
+    def tracked(*a, **kw):
+        p = made(*a, **kw)
+        refs.append(weakref.ref(p))
+        return p
+
+    most = []
+    search = Gallery.search
+
+    def counting(self, *a, **kw):
+        gc.collect()
+        most.append(sum(r() is not None for r in refs))
+        return search(self, *a, **kw)
+
+    monkeypatch.setattr(pageprint, "of_image", tracked)
+    monkeypatch.setattr(Gallery, "search", counting)
+    small = C.calibrate_gallery(str(g.path), str(labelled), local_encoder, batch_size=4)
+    assert most and max(most) <= 4  # 15 captures, never more than one batch of prints alive
+    most.clear()
+    whole = C.calibrate_gallery(str(g.path), str(labelled), local_encoder, batch_size=64)
+    assert max(most) == 15
+    for key in ("table", "n_pos", "n_neg", "auroc", "top1_accuracy", "identification"):
+        assert small[key] == whole[key], key
+    assert small["open_set"]["table"] == whole["open_set"]["table"]
+    assert small["n_unknown_queries"] == 3 and small["open_set"]["n_leave_one_out"] == 12
+
+
 def test_a_write_re_verifies_only_the_probes_whose_candidates_changed(tmp_path, local_encoder, monkeypatch):
     """Self-calibration remembers each probe's verified deltas by candidate ids: a write verifies again only
     probes whose candidates changed, and measures exactly what verifying every probe afresh measures."""
