@@ -5,6 +5,7 @@ this module stores the probes beside each generation and calls it from the commi
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -25,22 +26,64 @@ if TYPE_CHECKING:
     from .state import State as _State
 
 
-# Per-probe arrays kept beside the probes file (probes-N.<attr>.npy, or .parquet; manifest key
-# probes_<attr>_file): local maps for a gallery that re-ranks; for one that verifies, each capture's grey page
-# (PNG) and the deltas its last measurement verified (by candidate ids).  Attribute -> (ndim, dtype).
+# Per-probe arrays kept beside the probes file: local maps for a gallery that re-ranks; for one that verifies,
+# each capture's grey page (PNG) and the deltas its last measurement verified (by candidate ids).
+# Attribute -> (ndim, dtype).
 _PROBE_ROWS = {"local": (3, np.float16), "pages": (1, object), "verified": (3, np.float64)}
-_REWRITTEN = ("verified",)  # small, and new after every measurement: written with every generation
-_SUFFIX = {"pages": "parquet"}  # capture pages are PNG bytes of varying length: a Parquet binary column
+# Maps and pages never change once made: they are kept in append-only segments (manifest key
+# probes_<attr>_segments, a list of {"file", "rows"}; each file holds its probes' item ids beside their rows),
+# so a write stores only the new probes' rows, not every probe's again (39 MB of pages at 300 types).
+# The remembered deltas are small and new after every measurement: probes-N.verified.npy, every generation.
+_SEGMENTED = ("local", "pages")
+MAX_PROBE_SEGMENTS = 16  # more, or more dead rows than live ones: the live rows are written as one segment
 
 
 def _write_rows(fh: Any, rows: np.ndarray) -> None:
-    if rows.dtype == object:
-        pq.write_table(pa.table({"png": pa.array(list(rows), pa.binary())}), fh)
+    np.save(fh, rows, allow_pickle=False)
+
+
+def _write_segment(fh: Any, attr: str, item_ids: np.ndarray, rows: np.ndarray) -> None:
+    if attr == "pages":
+        col, meta = pa.array(list(rows), pa.binary()), {}
     else:
-        np.save(fh, rows, allow_pickle=False)
+        rows = np.ascontiguousarray(rows, dtype=_PROBE_ROWS[attr][1])
+        col = pa.array([r.tobytes() for r in rows], pa.binary())
+        meta = {b"shape": json.dumps(list(rows.shape[1:])).encode()}
+    pq.write_table(pa.table({"item_id": pa.array(np.asarray(item_ids, np.int64), pa.int64()), attr: col},
+                            metadata=meta), fh)
+
+
+def _read_segments(root: Path, attr: str, segments: list[dict[str, Any]], item_ids: np.ndarray) -> np.ndarray:
+    """The rows of ``item_ids``' probes, in their order, from ``segments`` (which may hold dead probes' rows)."""
+    want = set(np.asarray(item_ids).tolist())
+    ids, parts, shape = [], [], None
+    for seg in segments:
+        t = pq.read_table(root / seg["file"])
+        if t.schema.names != ["item_id", attr] or len(t) != int(seg["rows"]):
+            raise ValueError(f"{seg['file']}: not a probe {attr} segment of {seg['rows']} rows "
+                             f"(columns {t.schema.names}, {len(t)} rows)")
+        seg_ids = t.column("item_id").to_numpy()
+        keep = np.flatnonzero(np.isin(seg_ids, list(want)))
+        ids.append(seg_ids[keep])
+        vals = t.column(attr).take(pa.array(keep)).to_pylist()
+        if attr == "pages":
+            out = np.empty(len(vals), dtype=object)
+            out[:] = vals
+        else:
+            shape = tuple(json.loads((t.schema.metadata or {}).get(b"shape", b"null")) or ())
+            out = np.frombuffer(b"".join(vals), dtype=_PROBE_ROWS[attr][1]).reshape(len(vals), *shape)
+        parts.append(out)
+    got = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    if not np.array_equal(got, np.asarray(item_ids, np.int64)):
+        raise ValueError(f"its {attr} segments hold rows for {len(got)} of the {len(item_ids)} probes, or in another "
+                         "order")
+    if not parts:
+        return np.empty(0, dtype=object) if attr == "pages" else np.zeros((0, *(shape or ())), _PROBE_ROWS[attr][1])
+    return np.concatenate(parts)
 
 
 def _read_rows(path: Path) -> np.ndarray:
+    """A per-probe file of one generation, as written before maps and pages were kept in segments."""
     if path.suffix == ".parquet":
         t = pq.read_table(path)
         if t.schema.names != ["png"]:
@@ -85,12 +128,17 @@ class SelfCalibrationMixin:
         try:
             probes = selfcal.Probes.read(self.path / name, dim)
             for attr, (ndim, dtype) in (_PROBE_ROWS.items() if rows else ()):
-                file = rec.get(f"probes_{attr}_file")
-                if file:
-                    rows = _read_rows(self.path / file)
-                    if rows.ndim != ndim or len(rows) != len(probes) or rows.dtype != dtype:
-                        raise ValueError(f"{file} holds {rows.shape} {rows.dtype} rows for {len(probes)} probes")
-                    setattr(probes, attr, rows)
+                file, segs = rec.get(f"probes_{attr}_file"), rec.get(f"probes_{attr}_segments")
+                if segs:
+                    vals = _read_segments(self.path, attr, segs, probes.item_ids)
+                elif file:
+                    vals = _read_rows(self.path / file)
+                else:
+                    continue
+                if vals.ndim != ndim or len(vals) != len(probes) or vals.dtype != dtype:
+                    raise ValueError(f"{file or attr + ' segments'} hold {vals.shape} {vals.dtype} rows for "
+                                     f"{len(probes)} probes")
+                setattr(probes, attr, vals)
             return probes
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise GalleryCorruptError(f"{self.path}: self-calibration probes {name} unreadable ({exc}); "
@@ -126,18 +174,21 @@ class SelfCalibrationMixin:
         new["probes_file"] = rec.get("probes_file")
         for attr in _PROBE_ROWS:
             new[f"probes_{attr}_file"] = rec.get(f"probes_{attr}_file")
+        for attr in _SEGMENTED:
+            new[f"probes_{attr}_segments"] = rec.get(f"probes_{attr}_segments")
         if changed:
             name = f"probes-{gen:04d}.parquet"
             atomic_write(self.path / name, probes.write, sync_dir=False)
             new["probes_file"] = name
-        for attr, (_, dtype) in _PROBE_ROWS.items():
-            if changed or attr in _REWRITTEN:
+            for attr in _SEGMENTED:
                 new[f"probes_{attr}_file"] = None
-                if getattr(probes, attr) is not None:
-                    new[f"probes_{attr}_file"] = f"probes-{gen:04d}.{attr}.{_SUFFIX.get(attr, 'npy')}"
-                    rows = np.asarray(getattr(probes, attr), dtype=dtype)
-                    atomic_write(self.path / new[f"probes_{attr}_file"],
-                                 lambda fh, rows=rows: _write_rows(fh, rows), sync_dir=False)
+                new[f"probes_{attr}_segments"] = self._probe_segments(gen, attr, rec, probes, n_kept=len(probes) - (
+                    len(added.live(state.ids)) if added is not None and len(added) else 0))
+        rows = probes.verified
+        new["probes_verified_file"] = None if rows is None else f"probes-{gen:04d}.verified.npy"
+        if rows is not None:
+            atomic_write(self.path / new["probes_verified_file"],
+                         lambda fh, rows=np.asarray(rows, np.float64): _write_rows(fh, rows), sync_dir=False)
         new["probe_seconds"] = round(added.seconds, 3) if added is not None else 0.0
         if result is not None:
             if added is not None and added.problems:
@@ -149,6 +200,27 @@ class SelfCalibrationMixin:
                    f" ({new.get('reason')})")
                 + f"; +{new['probe_seconds'] + float(new.get('seconds') or 0):.1f} s")
         return new
+
+    def _probe_segments(self, gen: int, attr: str, rec: dict[str, Any], probes: selfcal.Probes,
+                        n_kept: int) -> list[dict[str, Any]] | None:
+        """The segments holding ``probes``' ``attr`` rows: the old generation's (its first ``n_kept`` probes are
+        the old ones still live), plus one for the probes added; or all rows as one segment, when the old ones
+        were kept in a single file (an older gallery), when there are too many segments, or more dead rows
+        than live ones."""
+        rows = getattr(probes, attr)
+        if rows is None or not len(probes):
+            return None
+        old = list(rec.get(f"probes_{attr}_segments") or []) if not rec.get(f"probes_{attr}_file") else []
+        held = sum(int(s["rows"]) for s in old)
+        start = n_kept if (old or not n_kept) else 0  # rows kept in an older single file: all stored anew
+        if start and (len(old) + 1 > MAX_PROBE_SEGMENTS or held + len(probes) - n_kept > 2 * len(probes)):
+            old, start = [], 0
+        if start == len(probes):
+            return old
+        name = f"probes-{gen:04d}.{attr}.parquet"
+        ids, part = probes.item_ids[start:], rows[start:]
+        atomic_write(self.path / name, lambda fh: _write_segment(fh, attr, ids, part), sync_dir=False)
+        return old + [{"file": name, "rows": int(len(ids))}]
 
     def set_self_calibration(self, enable: bool = True, settings: selfcal.Settings | None = None,
                              encoder: Any = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:

@@ -22,14 +22,16 @@ from encoders.runtime import file_sha256  # noqa: F401  (re-exported: the one fi
 
 from .errors import GalleryCorruptError
 
-# The self-calibration record's files: probes, and per-probe local maps, capture prints and remembered deltas.
+# The self-calibration record's files: probes, and per-probe local maps, capture pages and remembered deltas
+# (maps and pages, written before they were kept in segments); and its lists of segments of maps and pages.
 PROBE_FILE_KEYS = ("probes_file", "probes_local_file", "probes_pages_file", "probes_verified_file")
+PROBE_SEGMENT_KEYS = ("probes_local_segments", "probes_pages_segments")
 
 __all__ = ["Integrity", "file_sha256", "validate_manifest"]
 
 # Generation files are plain names in the gallery directory: no separators, no "..", no absolute paths.
 GENERATION_FILE = re.compile(r"^(index-\d+\.faiss|items-\d+\.parquet|(exact|local|pages)-\d+(\.ids)?\.npy|probes-\d+\.parquet"
-                        r"|probes-\d+\.(local|pages|verified)\.npy|probes-\d+\.pages\.parquet)$")
+                        r"|probes-\d+\.(local|pages|verified)\.npy|probes-\d+\.(local|pages)\.parquet)$")
 
 
 def _int(m: dict[str, Any], key: str, where: str, lo: int = 0, required: bool = True) -> None:
@@ -119,6 +121,16 @@ def validate_manifest(m: Any, where: str, nested: bool = False) -> None:
         for key in PROBE_FILE_KEYS:
             if sc.get(key) is not None:
                 _name(sc[key], f"self_calibration.{key}", where)
+        for key in PROBE_SEGMENT_KEYS:
+            segs = sc.get(key)
+            if segs is None:
+                continue
+            if not isinstance(segs, list) or not all(isinstance(x, dict) and isinstance(x.get("rows"), int)
+                                                     and x["rows"] >= 0 for x in segs):
+                raise GalleryCorruptError(f"{where}: manifest 'self_calibration.{key}' must be a list of "
+                                          f"{{file, rows}}, not {segs!r}")
+            for x in segs:
+                _name(x.get("file"), f"self_calibration.{key}", where)
         if not isinstance(sc.get("table", []), list):
             raise GalleryCorruptError(f"{where}: manifest 'self_calibration.table' must be a list")
     for key in ("calibration", "index", "index_params"):

@@ -21,7 +21,7 @@ from . import items as items_mod
 from . import specs
 from .errors import GalleryCorruptError, GalleryError, NotAGalleryError
 from .exact import ExactStore, LocalStore, PagePrintStore
-from .integrity import GENERATION_FILE, PROBE_FILE_KEYS, Integrity, validate_manifest
+from .integrity import GENERATION_FILE, PROBE_FILE_KEYS, PROBE_SEGMENT_KEYS, Integrity, validate_manifest
 
 FORMAT_VERSION = 2  # newest understood; a gallery a version-1 reader can serve (flat, no extras) is written as 1
 MANIFEST = "manifest.json"
@@ -95,6 +95,8 @@ def generation_files(m: dict[str, Any]) -> list[str]:
     for key in PROBE_FILE_KEYS:
         if sc.get(key):
             out.append(sc[key])
+    for key in PROBE_SEGMENT_KEYS:
+        out += [seg["file"] for seg in sc.get(key) or []]
     return out
 
 

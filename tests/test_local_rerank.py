@@ -244,14 +244,14 @@ def test_self_calibration_of_a_reranking_gallery_scores_its_probes_the_same_way(
 
     g = Gallery.build(_register(tmp_path), tmp_path / "g", local_encoder, self_calibrate=True)
     rec = g.self_calibration
-    assert rec["scoring"] == "reranked" and rec["probes_local_file"]
+    assert rec["scoring"] == "reranked" and rec["probes_local_segments"]
     probes = g.probes()
     assert probes.local is not None and probes.local.shape == (len(probes), *local_encoder.local_shape)
     from retriever import Retriever
 
     assert Retriever(g, local_encoder).operating_point.kind == "fpir"  # its own table, same scoring
     g.add_vectors(probes.feats[:1], ["imported"])  # re-ranking off: re-measured on the cosine
-    assert g.self_calibration["scoring"] == "cosine" and not g.self_calibration.get("probes_local_file")
+    assert g.self_calibration["scoring"] == "cosine" and not g.self_calibration.get("probes_local_segments")
 
 
 def test_bulk_run_and_service_answer_as_the_retriever_does(tmp_path, local_encoder):
