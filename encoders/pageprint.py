@@ -17,7 +17,9 @@ Needs only OpenCV (SIFT is in the main package since 4.4).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -50,8 +52,18 @@ class PagePrint:
     memo: dict[tuple[int, ...], np.ndarray] | None = None
 
 
-_sift: dict[int, object] = {}
-_clahe = cv2.createCLAHE(2.0, (8, 8))
+# OpenCV's CLAHE keeps working buffers in its object, so one instance used by two threads at once gives
+# wrong pages (measured: 2-3 of 40 captures printed concurrently got other keypoints, deltas up to 0.08
+# off). The bulk engine, the service and a shared Retriever print pages from several threads: each thread
+# has its own CLAHE, SIFT and matcher.
+_local = threading.local()
+
+
+def _tools() -> Any:
+    t = _local
+    if not hasattr(t, "clahe"):
+        t.clahe, t.sift, t.matcher = cv2.createCLAHE(2.0, (8, 8)), {}, cv2.BFMatcher(cv2.NORM_L2)
+    return t
 
 
 def _normalised(gray: np.ndarray, sigma: float) -> np.ndarray:
@@ -80,10 +92,11 @@ def of_image(bgr_or_gray: np.ndarray, keypoints: int = KEYPOINTS, keep_gray: boo
     if g.dtype != np.uint8 or min(g.shape) < 8:
         raise ValueError(f"a page print needs a uint8 image of at least 8 x 8 pixels, got {g.dtype} {g.shape}")
     small = _shrunk(g, int(side or SIDE))
-    sift = _sift.get(keypoints)
+    tools = _tools()
+    sift = tools.sift.get(keypoints)
     if sift is None:
-        sift = _sift[keypoints] = cv2.SIFT_create(nfeatures=keypoints)
-    kp, des = sift.detectAndCompute(_clahe.apply(small), None)
+        sift = tools.sift[keypoints] = cv2.SIFT_create(nfeatures=keypoints)
+    kp, des = sift.detectAndCompute(tools.clahe.apply(small), None)
     kp, des = kp[:keypoints], (des[:keypoints] if des is not None else np.zeros((0, 128), np.float32))
     pts = np.float32([k.pt for k in kp]).reshape(-1, 2)
     grid = _grid(cv2.resize(g, (COMPARE, COMPARE), interpolation=cv2.INTER_AREA))
@@ -216,14 +229,14 @@ def as_print(q: "PagePrint | StoredCapture") -> PagePrint:
     return q.page_print() if isinstance(q, StoredCapture) else q
 
 
-_matcher = cv2.BFMatcher(cv2.NORM_L2)  # exact: FLANN's randomised trees made verdicts depend on call order
 
 
 def homography(q: PagePrint, r: PagePrint, ratio: float = RATIO) -> tuple[np.ndarray | None, int]:
     """Capture -> exemplar homography (SIDE-frame coordinates) and its inlier count."""
     if len(q.des) < 8 or len(r.des) < 8:
         return None, 0
-    pairs = _matcher.knnMatch(q.des.astype(np.float32), r.des.astype(np.float32), k=2)
+    # brute force is exact: FLANN's randomised trees made verdicts depend on call order
+    pairs = _tools().matcher.knnMatch(q.des.astype(np.float32), r.des.astype(np.float32), k=2)
     good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < ratio * m[1].distance]
     if len(good) < 10:
         return None, 0
