@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 __all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "decode_hw", "memo_tag", "StoredCapture",
-           "as_print", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "verify_deltas"]
+           "as_print", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "aligned", "verify_deltas"]
 
 SIDE = 320           # keypoints are found on the page shrunk to this longest side (blurred captures
                      # register more often there than at 640: 96 % against 88 % of a val sample)
@@ -245,6 +245,34 @@ def homography(q: PagePrint, r: PagePrint, ratio: float = RATIO) -> tuple[np.nda
     return (None, 0) if H is None else (H, int(mask.sum()))
 
 
+def aligned(query: PagePrint, cands: list[PagePrint], min_inliers: int = MIN_INLIERS, tries: int = 2,
+            ratio: float = RATIO) -> tuple[np.ndarray, np.ndarray] | None:
+    """The capture registered onto the first of ``cands[:tries]`` it registers onto (siblings share one
+    frame: one registration serves all), as a normalised GRID x GRID page like the exemplars' ``grid``,
+    and the (GRID, GRID) float32 mask of where the capture covers the frame; None if it registers onto none."""
+    if query.gray is None:
+        raise ValueError("the capture's page print has no grey page (make it with keep_gray=True)")
+    H = ref = None
+    for c in cands[:tries]:
+        H, inl = homography(query, c, ratio)
+        if H is not None and inl >= min_inliers:
+            ref = c
+            break
+        H = None
+    if H is None or ref is None:
+        return None
+    h, w = ref.size
+    (qh, qw), (gh, gw) = query.size, query.gray.shape[:2]
+    # grey page -> the capture's keypoint frame -> the exemplar's keypoint frame -> the squashed compare frame
+    to_compare = np.diag([COMPARE / w, COMPARE / h, 1.0]) @ H @ np.diag([qw / gw, qh / gh, 1.0])
+    warped = cv2.warpPerspective(query.gray, to_compare, (COMPARE, COMPARE), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE)
+    seen = cv2.warpPerspective(np.full(query.gray.shape, 255, np.uint8), to_compare, (COMPARE, COMPARE),
+                               flags=cv2.INTER_NEAREST)
+    seen = (cv2.resize(seen, (GRID, GRID), interpolation=cv2.INTER_AREA) > 250).astype(np.float32)
+    return _grid(warped), seen
+
+
 def verify_deltas(query: PagePrint, cands: list[PagePrint], min_inliers: int = MIN_INLIERS,
                   tries: int = 2, ratio: float = RATIO) -> np.ndarray:
     """(k,) float32: each candidate's agreement with the capture registered onto it, where the
@@ -256,25 +284,10 @@ def verify_deltas(query: PagePrint, cands: list[PagePrint], min_inliers: int = M
         raise ValueError("the capture's page print has no grey page (make it with keep_gray=True)")
     if k < 2:
         return np.zeros(k, np.float32)
-    H = ref = None
-    for c in cands[:tries]:
-        H, inl = homography(query, c, ratio)
-        if H is not None and inl >= min_inliers:
-            ref = c
-            break
-        H = None
-    if H is None or ref is None:
+    got = aligned(query, cands, min_inliers, tries, ratio)
+    if got is None:
         return np.zeros(k, np.float32)
-    h, w = ref.size
-    (qh, qw), (gh, gw) = query.size, query.gray.shape[:2]
-    # grey page -> the capture's keypoint frame -> the exemplar's keypoint frame -> the squashed compare frame
-    to_compare = np.diag([COMPARE / w, COMPARE / h, 1.0]) @ H @ np.diag([qw / gw, qh / gh, 1.0])
-    warped = cv2.warpPerspective(query.gray, to_compare, (COMPARE, COMPARE), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE)
-    seen = cv2.warpPerspective(np.full(query.gray.shape, 255, np.uint8), to_compare, (COMPARE, COMPARE),
-                               flags=cv2.INTER_NEAREST)
-    qg = _grid(warped)
-    seen = (cv2.resize(seen, (GRID, GRID), interpolation=cv2.INTER_AREA) > 250).astype(np.float32)
+    qg, seen = got
     cg = np.stack([c.grid for c in cands]).astype(np.float32)
     where = np.zeros((GRID, GRID), np.float32)
     for i in range(k):
