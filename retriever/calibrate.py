@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -38,7 +38,7 @@ from .errors import CalibrationError
 from .thresholds import scoring_for, scoring_of
 
 __all__ = ["CalibrationError", "UNKNOWN_DIR", "EncodedBlock", "GalleryScorer", "calibrate_gallery",
-           "calibration_from_scores", "encode_pages", "iter_encoded", "scan_labelled_dir", "score_against_gallery"]
+           "calibration_from_scores", "iter_encoded", "scan_labelled_dir", "score_against_gallery"]
 
 UNKNOWN_DIR = "unknown"
 # Bound on the (queries x gallery items) search results held at once.
@@ -133,7 +133,9 @@ def iter_encoded(encoder: Any, paths: Sequence[Path], batch_size: int = 32, loca
         out.add(np.stack(buf))
         feats, maps = out.result()
         done = EncodedBlock(list(owners), feats, maps, list(made) if prints is not None else None)
-        owners.clear(), buf.clear(), made.clear()
+        owners.clear()
+        buf.clear()
+        made.clear()
         return done
 
     for i, path in enumerate(paths):
@@ -160,20 +162,6 @@ def iter_encoded(encoder: Any, paths: Sequence[Path], batch_size: int = 32, loca
         raise CalibrationError(f"cannot read {len(bad)} capture(s) or page(s); nothing was measured:\n{shown}")
     if buf:
         yield block()
-
-
-def encode_pages(encoder: Any, paths: Sequence[Path], batch_size: int = 32, local: bool = False,
-                 prints: dict[str, Any] | None = None) -> tuple[np.ndarray, list[int], np.ndarray | None, list | None]:
-    """:func:`iter_encoded` gathered: (features, per row the index of its path, local maps or None,
-    page prints or None) of every page."""
-    blocks = list(iter_encoded(encoder, paths, batch_size, local, prints))
-    dim = int(encoder.dim)
-    feats = np.concatenate([b.feats for b in blocks]) if blocks else np.zeros((0, dim), np.float32)
-    maps = None
-    if local:
-        maps = np.concatenate([b.maps for b in blocks]) if blocks else np.zeros((0, *encoder.local_shape), np.float16)
-    made = None if prints is None else [p for b in blocks for p in b.prints]
-    return feats, [o for b in blocks for o in b.owners], maps, made
 
 
 def _check_data(root: str, known_labels: Sequence[str], n_unknown: int, types: np.ndarray,
