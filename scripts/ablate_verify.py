@@ -79,12 +79,23 @@ def main() -> int:
     ap.add_argument("--ratio", type=float, default=P.RATIO, help="Lowe's ratio test on keypoint matches")
     ap.add_argument("--cache", type=Path, default=Path("~/.cache/docretriever/verify-proto").expanduser())
     ap.add_argument("--limit", type=int, default=0, help="first N queries only (quick looks)")
+    ap.add_argument("--verifier", type=Path, default=None,
+                    help="a learned comparison (scripts/train_verifier.py best.pt) in place of the fixed rule")
     ap.add_argument("--gate", type=float, default=None,
                     help="verify only queries whose best two re-ranked scores are closer than this")
     a = ap.parse_args()
     import encoders
 
     enc = encoders.load(a.model)
+    learned = None
+    if a.verifier is not None:
+        import torch
+
+        from train_verifier import learned_deltas, load_verifier
+
+        torch.set_num_threads(1)
+        learned = load_verifier(a.verifier)
+        print(f"comparison: learned ({a.verifier})")
     sess = A.session_with_map(str(enc.path), A.MAP_OUTPUTS["b3"])
     mus = a.mu or [0.0, 0.5, 1.0, 2.0, 4.0]
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
@@ -125,6 +136,9 @@ def main() -> int:
                     if a.gate is not None and sc[n, cand[0]] - sc[n, cand[1]] >= a.gate:
                         continue
                     tried += 1
+                    if learned is not None:
+                        d[n, cand] = learned_deltas(learned, v_[rows[n]], [rv[cols[j]] for j in cand])
+                        continue
                     d[n, cand] = P.verify_deltas(v_[rows[n]], [rv[cols[j]] for j in cand], a.min_inliers,
                                                  ratio=a.ratio)
                 out += [sc, d]
