@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["SIDE", "GRID", "WEIGHT", "capture_row_bytes", "decode_hw", "memo_tag", "StoredCapture",
+__all__ = ["SIDE", "GRID", "WEIGHT", "RULE", "LEARNED", "COMPARISON", "WEIGHTS", "capture_row_bytes", "check_comparison", "comparison_of",
+           "decode_hw", "memo_tag", "StoredCapture",
            "as_print", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "aligned", "verify_deltas"]
 
 SIDE = 320           # keypoints are found on the page shrunk to this longest side (blurred captures
@@ -35,8 +37,18 @@ GRID = 96            # ... and compared at GRID x GRID
 KEYPOINTS = 1000
 MIN_INLIERS = 10
 RATIO = 0.9          # Lowe's ratio test on descriptor matches
-WEIGHT = 2.0         # mu: a candidate's score moves by WEIGHT x its delta (chosen on val at these settings)
 VERIFY_VERSION = 1   # bump when verify_deltas changes what it returns: remembered deltas (memo) then lapse
+# How the registered capture is compared with each candidate.  "rule": a fixed rule (agreement where the
+# candidates differ), what galleries built before 2026-12-04 use.  The learned comparison: a small CNN
+# (encoders/default/docretriever-verifier.onnx, scripts/train_verifier.py) trained on sibling sets of training
+# families, listwise and with the own type left out (so an unregistered sibling lifts none of its siblings):
+# test-lookalike TPR@1e-4 0.236 -> 0.563, DIR@FPIR1e-2 0.293 -> 0.391; test unchanged (scripts/results/verifier/).
+RULE = "rule"
+LEARNED = "docretriever-verifier-1"
+COMPARISON = LEARNED  # what a gallery built now verifies with (its manifest records it)
+WEIGHTS = {RULE: 2.0, LEARNED: 0.1}  # mu per comparison: a candidate's score moves by mu x its delta (chosen on val)
+WEIGHT = WEIGHTS[COMPARISON]
+VERIFIER_FILE = Path(__file__).resolve().parent / "default" / "docretriever-verifier.onnx"
 _HEADER = 6          # n keypoints, height, width: three uint16
 
 
@@ -110,9 +122,23 @@ def decode_hw(input_hw: tuple[int, int], side: int = SIDE) -> tuple[int, int]:
     return max(int(input_hw[0]), 2 * int(side)), max(int(input_hw[1]), 2 * int(side))
 
 
-def memo_tag() -> str:
-    """What remembered deltas depend on besides the prints: the verification's settings and version."""
-    return f"v{VERIFY_VERSION}-{SIDE}-{GRAY_SIDE}-{COMPARE}-{GRID}-{MIN_INLIERS}-{RATIO:g}"
+def memo_tag(comparison: str = RULE) -> str:
+    """What remembered deltas depend on besides the prints: the verification's settings, version and comparison."""
+    tag = f"v{VERIFY_VERSION}-{SIDE}-{GRAY_SIDE}-{COMPARE}-{GRID}-{MIN_INLIERS}-{RATIO:g}"
+    return tag if comparison == RULE else f"{tag}-{comparison}"
+
+
+def comparison_of(record: dict[str, Any] | None) -> str:
+    """The comparison a verifying gallery's manifest record names (one built before it was recorded: RULE)."""
+    return check_comparison(str((record or {}).get("comparison", RULE)))
+
+
+def check_comparison(name: str) -> str:
+    """``name`` if this docretriever knows that comparison, else a ValueError saying what it knows."""
+    if name not in WEIGHTS:
+        raise ValueError(f"verification by comparison {name!r} is unknown to this docretriever (it knows "
+                         f"{', '.join(sorted(WEIGHTS))}): the gallery was built by a newer version")
+    return name
 
 
 def row_bytes(keypoints: int = KEYPOINTS) -> int:
@@ -273,13 +299,39 @@ def aligned(query: PagePrint, cands: list[PagePrint], min_inliers: int = MIN_INL
     return _grid(warped), seen
 
 
+_verifier: dict[str, Any] = {}
+_verifier_lock = threading.Lock()
+
+
+def _learned_session() -> Any:
+    """The learned comparison's ONNX Runtime session, made once per process (its runs are thread-safe)."""
+    with _verifier_lock:
+        sess = _verifier.get(LEARNED)
+        if sess is None:
+            import onnxruntime as ort
+
+            if not VERIFIER_FILE.is_file():
+                raise FileNotFoundError(f"{VERIFIER_FILE}: the learned verification model is missing from the install")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1  # one query's five candidates: threads cost more than they save
+            opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(str(VERIFIER_FILE), opts, providers=["CPUExecutionProvider"])
+            name = sess.get_modelmeta().custom_metadata_map.get("name")
+            if name != LEARNED:
+                raise ValueError(f"{VERIFIER_FILE} is {name!r}, not the {LEARNED!r} this docretriever was measured with")
+            _verifier[LEARNED] = sess
+        return sess
+
+
 def verify_deltas(query: PagePrint, cands: list[PagePrint], min_inliers: int = MIN_INLIERS,
-                  tries: int = 2, ratio: float = RATIO) -> np.ndarray:
-    """(k,) float32: each candidate's agreement with the capture registered onto it, where the
-    candidates differ from one another, minus the candidates' mean; all 0 when the capture registers
-    onto none of the first ``tries`` candidates (siblings share one frame: one registration serves all).
-    ``query`` must keep its grey page (``of_image(..., keep_gray=True)``)."""
+                  tries: int = 2, ratio: float = RATIO, comparison: str = RULE) -> np.ndarray:
+    """(k,) float32: each candidate's agreement with the capture registered onto it, minus the candidates'
+    mean; all 0 when the capture registers onto none of the first ``tries`` candidates (siblings share one
+    frame: one registration serves all).  ``comparison``: RULE (agreement where the candidates differ from
+    one another) or LEARNED (the learned model's scores).  ``query`` must keep its grey page
+    (``of_image(..., keep_gray=True)``)."""
     k = len(cands)
+    check_comparison(comparison)
     if query.gray is None:
         raise ValueError("the capture's page print has no grey page (make it with keep_gray=True)")
     if k < 2:
@@ -289,6 +341,10 @@ def verify_deltas(query: PagePrint, cands: list[PagePrint], min_inliers: int = M
         return np.zeros(k, np.float32)
     qg, seen = got
     cg = np.stack([c.grid for c in cands]).astype(np.float32)
+    if comparison == LEARNED:
+        s = _learned_session().run(None, {"qg": qg[None].astype(np.float32), "cg": cg[None], "seen": seen[None],
+                                          "valid": np.ones((1, k), bool)})[0][0]
+        return (s - s.mean()).astype(np.float32)
     where = np.zeros((GRID, GRID), np.float32)
     for i in range(k):
         for j in range(i + 1, k):

@@ -879,11 +879,13 @@ def _local_record(encoder: Any) -> dict[str, Any]:
 
 
 def _pages_record(encoder: Any) -> dict[str, Any]:
-    """The manifest's verification record: page-print settings, the weight mu and the candidates verified."""
+    """The manifest's verification record: page-print settings, the comparison and its weight mu, and the
+    candidates verified."""
     from encoders import pageprint
 
     return {"keypoints": pageprint.KEYPOINTS, "side": pageprint.SIDE, "row_bytes": pageprint.row_bytes(),
-            "weight": pageprint.WEIGHT, "k": int(encoder.contract.local.k), "segments": []}
+            "comparison": pageprint.COMPARISON, "weight": pageprint.WEIGHT, "k": int(encoder.contract.local.k),
+            "segments": []}
 
 
 def _print_settings(rec: dict[str, Any] | None) -> tuple[int, int] | None:

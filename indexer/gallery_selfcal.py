@@ -162,7 +162,7 @@ class SelfCalibrationMixin:
             changed = True
         from encoders import pageprint
 
-        if probes.verified is not None and (probes.pages is None or rec.get("verify_memo") != pageprint.memo_tag()):
+        if probes.verified is not None and (probes.pages is None or rec.get("verify_memo") != pageprint.memo_tag(pageprint.comparison_of(state.verify))):
             probes.verified = None  # remembered under other verification settings: verify afresh
         n_labels = len(set(state.labels.tolist()))
         try:

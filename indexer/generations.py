@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
+from encoders import pageprint
+
 from . import index as idx
 from . import items as items_mod
 from . import specs
 from .atomic import TMP_PREFIX, atomic_write, atomic_write_json, crash_point, fsync_dir
 from .errors import GalleryCorruptError, GalleryError, GalleryLockedError
 from .exact import ExactStore, LocalStore, PagePrintStore
-from .rerank import rerank_top, verify_top
 from .integrity import Integrity, checksums_for
+from .rerank import rerank_top, verify_top
 from .state import (_GEN_FILE, FORMAT_VERSION, MANIFEST, State as _State, generation_files as _generation_files,
                     load_state as _load_state, open_exact as _open_exact, open_local as _open_local,
                     open_pages as _open_pages,
@@ -283,7 +285,7 @@ def _search_state(s: _State, q: np.ndarray, k: int, params: Any, labels: Any = N
             if len(pages) != n:
                 raise GalleryError(f"gallery {name}: {len(pages)} page prints for {n} queries")
             scores, ids = verify_top(scores, ids, pages, s.pages.get, int(ver["k"]), float(ver["weight"]),
-                                     int(ver["keypoints"]))
+                                     int(ver["keypoints"]), pageprint.comparison_of(ver))
     keep = min(k, count)
     return scores[:, :keep], ids[:, :keep]
 

@@ -66,7 +66,7 @@ def _local_record_ok(rec: Any) -> bool:
 
 def _pages_record_ok(rec: Any) -> bool:
     """The verification record's shape: {"keypoints": int > 0, "side": int > 0, "row_bytes": int > 0,
-    "weight": number >= 0, "k": int >= 2, "segments": [...]}."""
+    "weight": number >= 0, "k": int >= 2, "segments": [...]}, and optionally "comparison": a name."""
     def positive_int(x: Any) -> bool:
         return isinstance(x, int) and not isinstance(x, bool) and x > 0
 
@@ -74,6 +74,7 @@ def _pages_record_ok(rec: Any) -> bool:
         return False
     segs, w = rec.get("segments"), rec.get("weight")
     return (isinstance(segs, list) and all(isinstance(x, dict) for x in segs)
+            and isinstance(rec.get("comparison", ""), str)
             and all(positive_int(rec.get(key)) for key in ("keypoints", "side", "row_bytes", "k")) and rec["k"] >= 2
             and isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0)
 

@@ -76,7 +76,7 @@ def rerank_top(scores: np.ndarray, ids: np.ndarray, query_maps: np.ndarray,
 
 
 def verify_top(scores: np.ndarray, ids: np.ndarray, prints: Sequence[object], rows_of: Callable[[np.ndarray], np.ndarray],
-               k: int, weight: float, keypoints: int) -> tuple[np.ndarray, np.ndarray]:
+               k: int, weight: float, keypoints: int, comparison: str = "rule") -> tuple[np.ndarray, np.ndarray]:
     """A (re-ranked) search result whose first ``k`` columns are verified by registration
     (encoders.pageprint.verify_deltas): each candidate's score moves by ``weight`` x its delta, and
     each row is re-sorted as a whole.  ``prints``: the queries' page prints (with their grey pages);
@@ -99,7 +99,7 @@ def verify_top(scores: np.ndarray, ids: np.ndarray, prints: Sequence[object], ro
         delta = None if memo is None else memo.get(key)
         if delta is None:
             cands = [pageprint.unpack(row, keypoints) for row in rows_of(head[cols])]
-            delta = pageprint.verify_deltas(pageprint.as_print(prints[r]), cands)
+            delta = pageprint.verify_deltas(pageprint.as_print(prints[r]), cands, comparison=comparison)
             if memo is not None:
                 memo[key] = delta
         scores[r, cols] += np.float32(weight) * delta

@@ -319,7 +319,7 @@ def measure(gallery: Any, probes: Probes, count: int, n_labels: int, settings: S
                                exclude=own, pages=pages) if local is not None else None
     if pages is not None:  # what a later write need not verify again
         probes.verified = _memo_rows([p.memo for p in pages], k)
-        rec["verify_memo"] = pageprint.memo_tag()
+        rec["verify_memo"] = pageprint.memo_tag(pageprint.comparison_of(rec_pages))
     scores = O.scores_from_ranked(ranked, own, leave_own_out=True, left_out=left_out)
     rows = O.dir_table(scores, rule, fpirs)
     measured = [r for r in rows if r["measurable"]]

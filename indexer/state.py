@@ -117,6 +117,12 @@ def open_pages(path: Path, m: dict[str, Any]) -> PagePrintStore | None:
     rec = m.get("pages")
     if not rec:
         return None
+    from encoders import pageprint
+
+    try:
+        pageprint.comparison_of(rec)
+    except ValueError as exc:
+        raise GalleryError(f"{path}: {exc}") from None
     return PagePrintStore.open(path, rec.get("segments") or [], (int(rec["row_bytes"]),))
 
 

@@ -109,6 +109,28 @@ def learned_deltas(model: Verifier, query, cands: list) -> np.ndarray:
     return (s - s.mean()).astype(np.float32)
 
 
+def export_onnx(ckpt: str | os.PathLike, out: str | os.PathLike, name: str = "docretriever-verifier-1") -> None:
+    """The checkpoint as ONNX (inputs qg (1, G, G), cg (1, K, G, G), seen (1, G, G), valid (1, K) bool; output
+    scores (1, K)), with its name and the training it came from in the metadata: what encoders/pageprint runs."""
+    import onnx
+
+    model = load_verifier(ckpt)
+    g = 96
+    args = (torch.zeros(1, g, g), torch.zeros(1, 5, g, g), torch.ones(1, g, g), torch.ones(1, 5, dtype=torch.bool))
+    tmp = Path(str(out) + ".tmp")
+    torch.onnx.export(model, args, str(tmp), input_names=["qg", "cg", "seen", "valid"], output_names=["scores"],
+                      dynamic_axes={"cg": {1: "k"}, "valid": {1: "k"}, "scores": {1: "k"}}, opset_version=17,
+                      dynamo=False)
+    m = onnx.load(str(tmp))
+    st = torch.load(ckpt, weights_only=False)
+    meta = {"name": name, "grid": str(g), "widths": ",".join(map(str, st["widths"])), "epoch": str(st["epoch"]),
+            "held_out": json.dumps(st["metrics"])}
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.save(m, str(tmp))
+    os.replace(tmp, out)
+
+
 def load(data: Path) -> dict[str, np.ndarray]:
     parts = [dict(np.load(p)) for p in sorted(data.glob("shard-*.npz"))]
     if not parts:
@@ -209,7 +231,13 @@ def main() -> int:
     ap.add_argument("--widths", default="8,16,32,32")
     ap.add_argument("--held-out", type=float, default=0.1, help="share of sibling sets kept for model selection")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--export", type=Path, default=None, metavar="ONNX",
+                    help="only export OUT/best.pt to this ONNX file (encoders/default/docretriever-verifier.onnx)")
     a = ap.parse_args()
+    if a.export is not None:
+        export_onnx(a.out / "best.pt", a.export)
+        print(f"wrote {a.export}")
+        return 0
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     a.out.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,8 @@ def test_a_verifying_search_moves_the_reranked_top_by_registration(tmp_path, loc
     rs, ri = g.search(feats, 4, local=maps)                  # re-ranked, as before
     vs, vi = g.search(feats, 4, local=maps, pages=prints)    # then verified
     rec = g.manifest["pages"]
-    es, ei = verify_top(rs, ri, prints, g._s.pages.get, rec["k"], rec["weight"], rec["keypoints"])
+    assert rec["comparison"] == pageprint.LEARNED  # a gallery built now verifies with the learned comparison
+    es, ei = verify_top(rs, ri, prints, g._s.pages.get, rec["k"], rec["weight"], rec["keypoints"], rec["comparison"])
     assert np.array_equal(vi, ei) and np.allclose(vs, es, atol=1e-6)
     assert not np.allclose(vs, rs)  # registration moved the scores
     assert list(g.labels_of(vi[:, 0])) == labels  # each capture is verified as its own type
@@ -318,7 +319,7 @@ def test_a_write_re_verifies_only_the_probes_whose_candidates_changed(tmp_path, 
     make_register(root, {f"other-{i}": 1 for i in range(8)})  # types a new sibling does not come near
     g = Gallery.build(root, tmp_path / "a", local_encoder, verify=True, force=True)
     sc = g.self_calibration
-    assert sc["probes_verified_file"] and sc["verify_memo"] == pageprint.memo_tag()
+    assert sc["probes_verified_file"] and sc["verify_memo"] == pageprint.memo_tag(pageprint.LEARNED)
     assert len(g.probes().verified) == sc["probes"]
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     new = tmp_path / "new.png"  # a fifth sibling: another block, registered as a new type
@@ -337,7 +338,7 @@ def test_a_write_re_verifies_only_the_probes_whose_candidates_changed(tmp_path, 
     Gallery.open(tmp_path / "a", encoder=local_encoder).add([new], label="form-top")
     with_memo = len(calls)
     calls.clear()
-    monkeypatch.setattr(pageprint, "memo_tag", lambda: "another verification")  # what was remembered lapses
+    monkeypatch.setattr(pageprint, "memo_tag", lambda comparison: "another verification")  # remembered deltas lapse
     Gallery.open(tmp_path / "b", encoder=local_encoder).add([new], label="form-top")
     afresh = len(calls)
     a, b = (Gallery.open(tmp_path / x).self_calibration for x in "ab")
@@ -418,3 +419,38 @@ def test_probe_pages_and_maps_are_appended_not_rewritten(tmp_path, local_encoder
     (g.path / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(GalleryCorruptError, match=seg["file"]):
         Gallery.open(g.path).probes()
+
+
+def test_a_gallery_verifies_with_the_comparison_its_manifest_names(tmp_path, local_encoder, monkeypatch):
+    """A gallery built before the comparison was recorded keeps the rule (and its weight) its thresholds were
+    measured with; one that names a comparison this version does not know is refused when opened."""
+    import json
+
+    import pytest
+
+    from encoders import pageprint
+    from indexer.errors import GalleryError
+    from indexer.gallery import Gallery
+    from indexer.rerank import verify_top
+
+    monkeypatch.setenv("DOCRETRIEVER_SELF_CALIBRATE", "0")
+    root, captures = _sibling_register(tmp_path / "register")
+    g = Gallery.build(root, tmp_path / "g", local_encoder, verify=True, force=True)
+    imgs = list(captures.values())
+    feats, maps = local_encoder.encode_batch(np.stack([local_encoder.preprocess(i) for i in imgs]), local=True)
+    prints = [pageprint.of_image(i, keep_gray=True) for i in imgs]
+    rs, ri = g.search(feats, 4, local=maps)
+    learned = g.search(feats, 4, local=maps, pages=prints)
+    m = json.loads((g.path / "manifest.json").read_text())
+    del m["pages"]["comparison"]
+    m["pages"]["weight"] = pageprint.WEIGHTS[pageprint.RULE]
+    (g.path / "manifest.json").write_text(json.dumps(m))
+    older = Gallery.open(g.path)
+    vs, vi = older.search(feats, 4, local=maps, pages=prints)
+    es, ei = verify_top(rs, ri, prints, older._s.pages.get, 5, pageprint.WEIGHTS[pageprint.RULE], pageprint.KEYPOINTS,
+                        pageprint.RULE)
+    assert np.array_equal(vi, ei) and np.allclose(vs, es, atol=1e-6) and not np.allclose(vs, learned[0])
+    m["pages"]["comparison"] = "docretriever-verifier-99"
+    (g.path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(GalleryError, match="docretriever-verifier-99.*unknown"):
+        Gallery.open(g.path)

@@ -54,7 +54,8 @@ def _warp(page: np.ndarray, seed: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def test_a_capture_registered_onto_siblings_picks_its_own_type() -> None:
+@pytest.mark.parametrize("comparison", [P.RULE, P.LEARNED])
+def test_a_capture_registered_onto_siblings_picks_its_own_type(comparison: str) -> None:
     base = _page(3)
     sibs = [base.copy() for _ in range(5)]
     cv2.rectangle(sibs[1], (60, 560), (200, 640), 20, -1)          # a block added
@@ -69,9 +70,10 @@ def test_a_capture_registered_onto_siblings_picks_its_own_type() -> None:
         for seed in range(2):
             q = P.of_image(_warp(sibs[j], seed), keep_gray=True)
             order = np.roll(np.arange(len(sibs)), seed + j)        # candidates in another order each time
-            d = P.verify_deltas(q, [prints[i] for i in order])
+            d = P.verify_deltas(q, [prints[i] for i in order], comparison=comparison)
             assert d.shape == (len(sibs),) and abs(float(d.sum())) < 1e-4
-            assert np.array_equal(d, P.verify_deltas(q, [prints[i] for i in order]))  # the same verdict every call
+            again = P.verify_deltas(q, [prints[i] for i in order], comparison=comparison)
+            assert np.array_equal(d, again)  # the same verdict every call
             if np.any(d != 0):
                 aligned += 1
                 hits += int(order[int(np.argmax(d))] == j)
@@ -143,3 +145,38 @@ def test_pages_printed_by_several_threads_at_once_are_the_pages_printed_one_by_o
         for (p, d), a, ad in zip(together, alone, alone_d):
             assert np.array_equal(p.pts, a.pts) and np.array_equal(p.des, a.des)
             assert np.array_equal(d, ad)
+
+
+def test_the_learned_comparison_is_the_trained_model_and_an_unknown_one_is_refused(tmp_path) -> None:
+    """The shipped ONNX file is the model scripts/train_verifier.py exports (same scores as its torch
+    module); remembered deltas are tagged with the comparison; a comparison this version does not know is
+    refused, saying which it knows."""
+    torch = pytest.importorskip("torch", reason="exporting the learned comparison needs the train extra")
+    import sys
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import train_verifier as T
+
+    meta = ort.InferenceSession(str(P.VERIFIER_FILE), providers=["CPUExecutionProvider"]).get_modelmeta()
+    assert meta.custom_metadata_map["name"] == P.LEARNED and int(meta.custom_metadata_map["grid"]) == P.GRID
+    torch.manual_seed(0)
+    model = T.Verifier(tuple(int(x) for x in meta.custom_metadata_map["widths"].split(",")))
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": model.state_dict(), "widths": (8, 16, 32, 32), "epoch": 0, "metrics": {}}, ckpt)
+    T.export_onnx(ckpt, tmp_path / "v.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "v.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for k in (2, 5):
+        qg, cg = rng.normal(size=(1, P.GRID, P.GRID)).astype(np.float32), rng.normal(size=(1, k, P.GRID, P.GRID))
+        seen, valid = np.ones((1, P.GRID, P.GRID), np.float32), np.ones((1, k), bool)
+        got = sess.run(None, {"qg": qg, "cg": cg.astype(np.float32), "seen": seen, "valid": valid})[0]
+        want = model.eval()(*(torch.from_numpy(x) for x in (qg, cg.astype(np.float32), seen, valid))).detach().numpy()
+        assert np.allclose(got, want, atol=1e-4)
+    assert P.memo_tag(P.RULE) != P.memo_tag(P.LEARNED)
+    assert P.comparison_of({}) == P.RULE and P.comparison_of({"comparison": P.LEARNED}) == P.LEARNED
+    q = P.of_image(_warp(_page(3), 1), keep_gray=True)
+    with pytest.raises(ValueError, match="unknown to this docretriever"):
+        P.verify_deltas(q, [P.of_image(_page(3))] * 2, comparison="verifier-from-the-future")
