@@ -437,7 +437,8 @@ def stats(gallery: Path, as_json: bool, model: str | None) -> None:
         ("re-ranking", (lambda lo: f"top {lo['k']} by local maps (weight {lo['weight']}); {lo['rows']} maps of "
                         f"{lo['shape'][0]}x{lo['shape'][1]}, {lo['bytes']} bytes ({lo['bytes_per_exemplar']} per "
                         f"exemplar, memory-mapped)" if lo else "off (cosine alone)")(s["local_store"])),
-        ("verification", (lambda pg: f"top candidates verified by registration (weight {pg['weight']}); {pg['rows']} "
+        ("verification", (lambda pg: f"top candidates verified by registration ({pg['comparison']} comparison, weight "
+                                           f"{pg['weight']}); {pg['rows']} "
                           f"page prints, {pg['bytes']} bytes ({pg['bytes_per_exemplar']} per exemplar)" if pg else
                           "off")(s["pages_store"])),
         ("memory-mapped index", s["memory_mapped"]),

@@ -485,8 +485,11 @@ class Gallery(GenerationsMixin, SelfCalibrationMixin, NearDuplicatesMixin):
 
     def _pages_stats(self) -> dict[str, Any] | None:
         rec = self._s.verify
+        from encoders import pageprint
+
         return self._per_exemplar_stats(self._s.pages, rec, **({} if rec is None else
-                                        {"keypoints": rec["keypoints"], "side": rec["side"]}))
+                                        {"keypoints": rec["keypoints"], "side": rec["side"],
+                                         "comparison": pageprint.comparison_of(rec)}))
 
     def _local_stats(self) -> dict[str, Any] | None:
         st, rec = self._s.local, self._s.rerank

@@ -24,7 +24,7 @@ def test_page_prints_follow_every_write(tmp_path, local_encoder):
     rec = g.manifest["pages"]
     assert g.verifies and rec["row_bytes"] == pageprint.row_bytes() and rec["weight"] == pageprint.WEIGHT
     st = g.stats()["pages_store"]
-    assert st["rows"] == g.count == 6
+    assert st["rows"] == g.count == 6 and st["comparison"] == pageprint.LEARNED
     rows = g._s.pages.get(g.vectors()[0])
     assert rows.shape == (6, pageprint.row_bytes()) and all(len(pageprint.unpack(r).pts) > 0 for r in rows)
     extra = write_image(tmp_path / "new" / "form-g.png", "form-g")
