@@ -3,17 +3,18 @@
 Why: siblings differ in one element, and a capture is tilted, cropped and seen in perspective, so
 comparing feature maps cell by cell at fixed positions (encoders.local) compares the one region
 that matters with a neighbour of itself.  Registering the capture onto each candidate exemplar
-(SIFT keypoints, a MAGSAC homography) and comparing the two where the candidates differ from one
-another tells them apart better: on the benchmark's test split, on top of the default model's
-re-ranking, DIR@FPIR1e-2 0.718 -> 0.811 on the mixed register and 0.674 -> 0.785 on dense ones, TPR@1e-4
-0.862 -> 0.910 (scripts/ablate_verify.py, scripts/results/verify/).  It costs several times the encoder
-per query (SIFT on the page, ~20 ms), so it is meant as an opt-in.
+(SIFT keypoints, a MAGSAC homography) and comparing the aligned pages tells them apart better.  The
+comparison is a small learned model (galleries built before 2026-12-04: a fixed rule, agreement where the
+candidates differ from one another).  On the benchmark's test split, on top of the default model's
+re-ranking: look-alike registers TPR@1e-4 0.144 -> 0.563 and DIR@FPIR1e-2 0.223 -> 0.391 (the rule: 0.236,
+0.293); the ordinary split TPR@1e-4 0.862 -> 0.925, DIR 0.718 -> 0.808 (scripts/ablate_verify.py,
+scripts/results/verify/, scripts/results/verifier/).  It costs several times the encoder per query (SIFT on
+the page, ~20 ms), so it is meant as an opt-in.  Needs OpenCV and ONNX Runtime.
 
 An exemplar's print is one fixed-size uint8 row (:func:`pack`), so a gallery can keep prints the way
 it keeps exact vectors and local maps: keypoints and descriptors, the page's size, and the page
 itself, contrast-normalised and squashed to ``GRID`` x ``GRID``.  A capture's print (:func:`of_image`
 with ``keep_gray``) also keeps the grey page it was made from, which is warped onto the candidates.
-Needs only OpenCV (SIFT is in the main package since 4.4).
 """
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["SIDE", "GRID", "WEIGHT", "RULE", "LEARNED", "COMPARISON", "WEIGHTS", "capture_row_bytes", "check_comparison", "comparison_of",
-           "decode_hw", "memo_tag", "StoredCapture",
-           "as_print", "pack_capture", "unpack_capture", "PagePrint", "of_image", "pack", "unpack", "row_bytes", "aligned", "verify_deltas"]
+__all__ = ["SIDE", "GRID", "WEIGHT", "RULE", "LEARNED", "COMPARISON", "WEIGHTS", "PagePrint", "StoredCapture",
+           "aligned", "as_print", "capture_row_bytes", "check_comparison", "comparison_of", "decode_hw", "memo_tag",
+           "of_image", "pack", "pack_capture", "row_bytes", "unpack", "unpack_capture", "verify_deltas"]
 
 SIDE = 320           # keypoints are found on the page shrunk to this longest side (blurred captures
                      # register more often there than at 640: 96 % against 88 % of a val sample)
