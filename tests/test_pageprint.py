@@ -120,7 +120,8 @@ def test_a_capture_kept_as_its_grey_page_verifies_exactly_as_its_print(tmp_path)
         P.StoredCapture(png, side=640)
 
 
-def test_pages_printed_by_several_threads_at_once_are_the_pages_printed_one_by_one() -> None:
+@pytest.mark.parametrize("comparison", [P.RULE, P.LEARNED])
+def test_pages_printed_by_several_threads_at_once_are_the_pages_printed_one_by_one(comparison: str) -> None:
     """The bulk engine, the service and a shared Retriever print pages from several threads: each print and
     each verdict must be what one thread alone gives (OpenCV's CLAHE object keeps working buffers; one
     shared instance gave 19 of 300 concurrent prints other keypoints, and deltas up to 0.08 off)."""
@@ -130,14 +131,14 @@ def test_pages_printed_by_several_threads_at_once_are_the_pages_printed_one_by_o
     imgs = [cv2.cvtColor(_warp(_page(i % 5), seed=i), cv2.COLOR_GRAY2BGR) for i in range(48)]
     cands = [P.unpack(P.pack(P.of_image(_page(j)))) for j in range(3)]
     alone = [P.of_image(im, keep_gray=True) for im in imgs]
-    alone_d = [P.verify_deltas(p, cands) for p in alone]
+    alone_d = [P.verify_deltas(p, cands, comparison=comparison) for p in alone]
     gate = threading.Barrier(4)
 
     def job(i: int) -> tuple[P.PagePrint, np.ndarray]:
         if i < 4:
             gate.wait(timeout=30)  # the four threads start together
         p = P.of_image(imgs[i], keep_gray=True)
-        return p, P.verify_deltas(p, cands)
+        return p, P.verify_deltas(p, cands, comparison=comparison)
 
     for _ in range(3):
         with ThreadPoolExecutor(4) as pool:
