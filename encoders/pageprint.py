@@ -21,13 +21,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 __all__ = ["SIDE", "GRID", "WEIGHT", "RULE", "LEARNED", "COMPARISON", "WEIGHTS", "PagePrint", "StoredCapture",
-           "aligned", "as_print", "capture_row_bytes", "check_comparison", "comparison_of", "decode_hw", "memo_tag",
+           "aligned", "as_print", "capture_row_bytes", "compare", "check_comparison", "comparison_of", "decode_hw", "memo_tag",
            "of_image", "pack", "pack_capture", "row_bytes", "unpack", "unpack_capture", "verify_deltas"]
 
 SIDE = 320           # keypoints are found on the page shrunk to this longest side (blurred captures
@@ -340,11 +340,21 @@ def verify_deltas(query: PagePrint, cands: list[PagePrint], min_inliers: int = M
     got = aligned(query, cands, min_inliers, tries, ratio)
     if got is None:
         return np.zeros(k, np.float32)
-    qg, seen = got
-    cg = np.stack([c.grid for c in cands]).astype(np.float32)
+    return compare(got[0], got[1], np.stack([c.grid for c in cands]), comparison)
+
+
+def compare(qg: np.ndarray, seen: np.ndarray, cg: np.ndarray, comparison: str = RULE,
+            score: Callable[..., np.ndarray] | None = None) -> np.ndarray:
+    """(k,) float32 centred deltas of the registered capture ``qg`` (with its coverage ``seen``) against the
+    candidates' grids ``cg`` (k, GRID, GRID).  ``score``: for LEARNED, another scorer with the ONNX model's
+    inputs and output (a torch module in training); by default the shipped model."""
+    check_comparison(comparison)
+    cg = np.asarray(cg, dtype=np.float32)
+    k = len(cg)
     if comparison == LEARNED:
-        s = _learned_session().run(None, {"qg": qg[None].astype(np.float32), "cg": cg[None], "seen": seen[None],
-                                          "valid": np.ones((1, k), bool)})[0][0]
+        feeds = {"qg": qg[None].astype(np.float32), "cg": cg[None], "seen": seen[None].astype(np.float32),
+                 "valid": np.ones((1, k), bool)}
+        s = (score(**feeds) if score is not None else _learned_session().run(None, feeds)[0])[0]
         return (s - s.mean()).astype(np.float32)
     where = np.zeros((GRID, GRID), np.float32)
     for i in range(k):

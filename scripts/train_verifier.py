@@ -93,20 +93,18 @@ def load_verifier(path: str | os.PathLike) -> Verifier:
 
 
 def learned_deltas(model: Verifier, query, cands: list) -> np.ndarray:
-    """encoders.pageprint.verify_deltas with the learned comparison: the same registration, then the
-    model's candidate scores, centred; all 0 when the capture registers onto none of the first two."""
+    """encoders.pageprint.verify_deltas with this checkpoint as the learned comparison (the same registration
+    and centring; all 0 when the capture registers onto none of the first two)."""
     from encoders import pageprint as P
 
-    k = len(cands)
-    got = P.aligned(query, cands) if k >= 2 else None
+    def score(**feeds: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(*(torch.from_numpy(feeds[n]) for n in ("qg", "cg", "seen", "valid"))).numpy()
+
+    got = P.aligned(query, cands) if len(cands) >= 2 else None
     if got is None:
-        return np.zeros(k, np.float32)
-    qg, seen = got
-    cg = np.stack([c.grid for c in cands]).astype(np.float32)
-    with torch.no_grad():
-        s = model(torch.from_numpy(qg)[None], torch.from_numpy(cg)[None], torch.from_numpy(seen)[None],
-                  torch.ones(1, k, dtype=torch.bool))[0].numpy()
-    return (s - s.mean()).astype(np.float32)
+        return np.zeros(len(cands), np.float32)
+    return P.compare(got[0], got[1], np.stack([c.grid for c in cands]), P.LEARNED, score)
 
 
 def export_onnx(ckpt: str | os.PathLike, out: str | os.PathLike, name: str = "docretriever-verifier-1") -> None:
@@ -175,20 +173,14 @@ def batch(d: dict[str, np.ndarray], rows: np.ndarray, rng: np.random.Generator, 
 
 
 def rule_scores(qg: torch.Tensor, cg: torch.Tensor, seen: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """The shipped fixed rule (encoders.pageprint.verify_deltas) on the same inputs, for comparison."""
-    import cv2
+    """The fixed rule (encoders.pageprint.compare with RULE) on the same inputs, for comparison; centred
+    scores, which change neither the ranking nor a candidate's lift over the candidates' mean."""
+    from encoders import pageprint as P
 
     out = torch.full(valid.shape, float("-inf"))
     for b in range(len(qg)):
         idx = torch.nonzero(valid[b])[:, 0].tolist()
-        c = cg[b, idx].numpy()
-        where = np.zeros(c.shape[1:], np.float32)
-        for i in range(len(idx)):
-            for j in range(i + 1, len(idx)):
-                where += np.abs(c[i] - c[j])
-        where = cv2.GaussianBlur(where, (0, 0), 1.0) * seen[b].numpy()
-        diff = np.stack([cv2.GaussianBlur(np.abs(qg[b].numpy() - x), (0, 0), 1.0) for x in c])
-        out[b, idx] = torch.from_numpy(-(diff * where).sum((1, 2)) / max(float(where.sum()), 1e-6))
+        out[b, idx] = torch.from_numpy(P.compare(qg[b].numpy(), seen[b].numpy(), cg[b, idx].numpy(), P.RULE))
     return out
 
 
